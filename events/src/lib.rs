@@ -1,0 +1,25 @@
+//! Pure, domain-blind ledger primitives: what an event looks like on the chain, how it is hashed,
+//! how a chain is verified, and how checkpoints are signed.
+//!
+//! Nothing here performs IO or knows what an "action" or "approval" is: the ledger treats
+//! payloads as opaque canonical JSON. The byte-level formats are specified in
+//! `docs/ledger-format.md`; golden vectors in `events/testdata/` pin them.
+
+mod canonical;
+mod chain;
+mod checkpoint;
+mod envelope;
+mod error;
+mod ids;
+mod keys;
+
+#[cfg(test)]
+mod golden;
+
+pub use canonical::CanonicalJson;
+pub use chain::{Anomaly, ChainBreak, ChainVerifier, TamperKind};
+pub use checkpoint::{Checkpoint, SignedCheckpoint, CHECKPOINT_TYPE};
+pub use envelope::{genesis_hash, Envelope};
+pub use error::Error;
+pub use ids::{EventHash, OrgId};
+pub use keys::{jwk_thumbprint, Jwk, Jwks, LedgerKey};
