@@ -1,0 +1,408 @@
+//! Appending to the ledger, with per-org group commit.
+//!
+//! Each org has one committer task. An append is a request to that task; the task takes every
+//! request waiting for it and writes them in one transaction: lock the org's head row
+//! `FOR UPDATE`, check each stream's expected sequence (optimistic concurrency), insert the
+//! chained events, move the head and `NOTIFY`, then commit. One org's appends are therefore
+//! serialized (across nodes too, by the row lock) while sharing one WAL flush, and different
+//! orgs proceed in parallel. There is no moment at which a committed event is not chained.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use dashclaw_events::{genesis_hash, CanonicalJson, Envelope, EventHash, OrgId};
+use serde_json::{Map, Value};
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{StoreError, LEDGER_CHANNEL};
+
+/// Most appends one transaction takes; bounds transaction size and latency under load.
+const MAX_BATCH: usize = 512;
+/// A committer with nothing to do for this long retires (its org's next append starts another).
+const IDLE_RETIREMENT: Duration = Duration::from_secs(30);
+
+/// An event to append, already serialized by its aggregate.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: CanonicalJson,
+    /// Caller metadata (actor, agent_id, request_id, ...); the store adds `recorded_at`.
+    pub metadata: Map<String, Value>,
+}
+
+/// Where an append landed in its org's chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub org_id: OrgId,
+    pub first_ledger_seq: u64,
+    pub last_ledger_seq: u64,
+}
+
+struct Request {
+    stream_type: String,
+    stream_id: String,
+    /// Stream sequence of the first event; the stream must currently end at `first_seq - 1`.
+    first_seq: u64,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+struct Committer {
+    generation: u64,
+    sender: mpsc::Sender<Request>,
+}
+
+struct Inner {
+    pool: PgPool,
+    committers: Mutex<HashMap<OrgId, Committer>>,
+    generations: std::sync::atomic::AtomicU64,
+}
+
+/// The one writer of events. Cheap to clone; all clones share the committers.
+#[derive(Clone)]
+pub struct Appender {
+    inner: Arc<Inner>,
+}
+
+impl Appender {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                committers: Mutex::new(HashMap::new()),
+                generations: Default::default(),
+            }),
+        }
+    }
+
+    /// Appends `events` to the stream `stream_id` (`<org_id>/<id>`), whose first event must get
+    /// stream sequence `first_seq`. Fails with [`StoreError::Conflict`] if the stream has moved.
+    pub async fn append(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+        first_seq: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        let org = OrgId::of_stream(stream_id).map_err(|e| StoreError::InvalidAppend(e.to_string()))?;
+        if events.is_empty() || first_seq == 0 {
+            return Err(StoreError::InvalidAppend(
+                "an append needs at least one event and a first sequence >= 1".into(),
+            ));
+        }
+        let (reply, answer) = oneshot::channel();
+        let mut request = Request {
+            stream_type: stream_type.to_owned(),
+            stream_id: stream_id.to_owned(),
+            first_seq,
+            events,
+            reply,
+        };
+        // A committer may retire between our lookup and our send; then start a fresh one.
+        for _ in 0..3 {
+            let (generation, sender) = self.committer(&org);
+            match sender.send(request).await {
+                Ok(()) => return answer.await.map_err(|_| StoreError::ShuttingDown)?,
+                Err(mpsc::error::SendError(returned)) => {
+                    self.inner.retire(&org, generation);
+                    request = returned;
+                }
+            }
+        }
+        Err(StoreError::ShuttingDown)
+    }
+
+    fn committer(&self, org: &OrgId) -> (u64, mpsc::Sender<Request>) {
+        let mut committers = self
+            .inner
+            .committers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = committers.get(org).filter(|c| !c.sender.is_closed()) {
+            return (c.generation, c.sender.clone());
+        }
+        let generation = self
+            .inner
+            .generations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
+        committers.insert(org.clone(), Committer { generation, sender: sender.clone() });
+        tokio::spawn(run_committer(self.inner.clone(), org.clone(), generation, receiver));
+        (generation, sender)
+    }
+}
+
+impl Inner {
+    /// Removes the org's committer if it is still the given generation.
+    fn retire(&self, org: &OrgId, generation: u64) {
+        let mut committers = self.committers.lock().unwrap_or_else(PoisonError::into_inner);
+        if committers.get(org).is_some_and(|c| c.generation == generation) {
+            committers.remove(org);
+        }
+    }
+}
+
+async fn run_committer(
+    inner: Arc<Inner>,
+    org: OrgId,
+    generation: u64,
+    mut requests: mpsc::Receiver<Request>,
+) {
+    loop {
+        let first = match tokio::time::timeout(IDLE_RETIREMENT, requests.recv()).await {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(_idle) => {
+                inner.retire(&org, generation);
+                // Nothing new can arrive after close(); what raced in before it is still served.
+                requests.close();
+                while let Some(request) = requests.recv().await {
+                    commit(&inner.pool, &org, vec![request]).await;
+                }
+                return;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        commit(&inner.pool, &org, batch).await;
+    }
+}
+
+/// Writes a batch and answers every request in it. If the batch as a whole fails, each request
+/// is retried alone, so one bad request cannot fail its neighbours.
+async fn commit(pool: &PgPool, org: &OrgId, batch: Vec<Request>) {
+    match write_batch(pool, org, &batch).await {
+        Ok(outcomes) => {
+            for (request, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = request.reply.send(outcome);
+            }
+        }
+        Err(error) if batch.len() == 1 => {
+            tracing::warn!(%org, %error, "ledger append failed");
+            if let Some(request) = batch.into_iter().next() {
+                let _ = request.reply.send(Err(error));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%org, %error, size = batch.len(), "batched ledger append failed; retrying one by one");
+            for request in batch {
+                let outcome = match write_batch(pool, org, std::slice::from_ref(&request)).await {
+                    Ok(mut outcomes) => outcomes.pop().unwrap_or(Err(StoreError::ShuttingDown)),
+                    Err(error) => Err(error),
+                };
+                let _ = request.reply.send(outcome);
+            }
+        }
+    }
+}
+
+/// The events of one transaction, column by column (bound as arrays to a single INSERT).
+#[derive(Default)]
+struct Columns {
+    aggregate_type: Vec<String>,
+    aggregate_id: Vec<String>,
+    sequence: Vec<i64>,
+    event_type: Vec<String>,
+    event_version: Vec<String>,
+    payload: Vec<String>,
+    metadata: Vec<String>,
+    ledger_seq: Vec<i64>,
+    prev_hash: Vec<String>,
+    hash: Vec<String>,
+}
+
+impl Columns {
+    fn push(&mut self, e: Envelope) {
+        self.aggregate_type.push(e.stream_type);
+        self.aggregate_id.push(e.stream_id);
+        self.sequence.push(e.stream_seq as i64);
+        self.event_type.push(e.event_type);
+        self.event_version.push(e.event_version);
+        self.payload.push(e.payload.into_string());
+        self.metadata.push(e.metadata.into_string());
+        self.ledger_seq.push(e.ledger_seq as i64);
+        self.prev_hash.push(e.prev_hash.to_hex());
+        self.hash.push(e.hash.to_hex());
+    }
+}
+
+const INSERT_AND_MOVE_HEAD: &str = "
+WITH inserted AS (
+    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                        payload, metadata, org_id, ledger_seq, prev_hash, hash, recorded_at)
+    SELECT t.aggregate_type, t.aggregate_id, t.sequence, t.event_type, t.event_version,
+           t.payload::json, t.metadata::json, $1, t.ledger_seq, t.prev_hash, t.hash, $2
+      FROM UNNEST($3::text[], $4::text[], $5::int8[], $6::text[], $7::text[],
+                  $8::text[], $9::text[], $10::int8[], $11::text[], $12::text[])
+        AS t(aggregate_type, aggregate_id, sequence, event_type, event_version,
+             payload, metadata, ledger_seq, prev_hash, hash)
+), moved AS (
+    UPDATE ledger_heads SET size = $13, head_hash = $14, updated_at = $2 WHERE org_id = $1
+)
+SELECT pg_notify($15, $16)";
+
+async fn write_batch(
+    pool: &PgPool,
+    org: &OrgId,
+    batch: &[Request],
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let (size, head) = lock_head(&mut tx, org).await?;
+
+    let (types, ids): (Vec<&str>, Vec<&str>) = batch
+        .iter()
+        .map(|r| (r.stream_type.as_str(), r.stream_id.as_str()))
+        .unzip();
+    let current: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT aggregate_type, aggregate_id, max(sequence) FROM events
+          WHERE (aggregate_type, aggregate_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
+          GROUP BY 1, 2",
+    )
+    .bind(&types)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut positions: HashMap<(String, String), u64> = current
+        .into_iter()
+        .map(|(t, id, seq)| ((t, id), seq as u64))
+        .collect();
+
+    let recorded_at = Utc::now().trunc_subsecs(3);
+    let recorded_text = timestamp(recorded_at);
+    let mut columns = Columns::default();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let (mut size, mut head) = (size, head);
+    for request in batch {
+        let key = (request.stream_type.clone(), request.stream_id.clone());
+        let position = positions.get(&key).copied().unwrap_or(0);
+        if request.first_seq != position + 1 {
+            outcomes.push(Err(StoreError::Conflict {
+                stream_id: request.stream_id.clone(),
+                expected: request.first_seq - 1,
+                found: position,
+            }));
+            continue;
+        }
+        let chained = match chain(org, request, size, head, &recorded_text) {
+            Ok(chained) => chained,
+            Err(e) => {
+                outcomes.push(Err(e));
+                continue;
+            }
+        };
+        let first_ledger_seq = size + 1;
+        size += chained.len() as u64;
+        head = chained.last().map_or(head, |e| e.hash);
+        positions.insert(key, position + chained.len() as u64);
+        chained.into_iter().for_each(|e| columns.push(e));
+        outcomes.push(Ok(Appended {
+            org_id: org.clone(),
+            first_ledger_seq,
+            last_ledger_seq: size,
+        }));
+    }
+    if columns.hash.is_empty() {
+        tx.rollback().await?;
+        return Ok(outcomes);
+    }
+    sqlx::query(INSERT_AND_MOVE_HEAD)
+        .bind(org.as_str())
+        .bind(recorded_at)
+        .bind(&columns.aggregate_type)
+        .bind(&columns.aggregate_id)
+        .bind(&columns.sequence)
+        .bind(&columns.event_type)
+        .bind(&columns.event_version)
+        .bind(&columns.payload)
+        .bind(&columns.metadata)
+        .bind(&columns.ledger_seq)
+        .bind(&columns.prev_hash)
+        .bind(&columns.hash)
+        .bind(size as i64)
+        .bind(head.to_hex())
+        .bind(LEDGER_CHANNEL)
+        .bind(format!("{org}:{size}"))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Seals one request's events onto the chain after `(size, head)`.
+fn chain(
+    org: &OrgId,
+    request: &Request,
+    size: u64,
+    head: EventHash,
+    recorded_at: &str,
+) -> Result<Vec<Envelope>, StoreError> {
+    let mut prev = head;
+    let mut out = Vec::with_capacity(request.events.len());
+    for (i, event) in request.events.iter().enumerate() {
+        let mut metadata = event.metadata.clone();
+        metadata.insert("recorded_at".into(), Value::String(recorded_at.to_owned()));
+        let envelope = Envelope {
+            org_id: org.clone(),
+            ledger_seq: size + 1 + i as u64,
+            stream_type: request.stream_type.clone(),
+            stream_id: request.stream_id.clone(),
+            stream_seq: request.first_seq + i as u64,
+            event_type: event.event_type.clone(),
+            event_version: event.event_version.clone(),
+            payload: event.payload.clone(),
+            metadata: CanonicalJson::encode(&metadata)
+                .map_err(|e| StoreError::InvalidAppend(e.to_string()))?,
+            prev_hash: prev,
+            hash: EventHash([0; 32]),
+        }
+        .seal();
+        prev = envelope.hash;
+        out.push(envelope);
+    }
+    Ok(out)
+}
+
+/// Locks the org's chain head (creating it at genesis on the org's first append).
+async fn lock_head(
+    tx: &mut Transaction<'_, Postgres>,
+    org: &OrgId,
+) -> Result<(u64, EventHash), StoreError> {
+    const SELECT: &str = "SELECT size, head_hash FROM ledger_heads WHERE org_id = $1 FOR UPDATE";
+    let mut row: Option<(i64, String)> = sqlx::query_as(SELECT)
+        .bind(org.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    if row.is_none() {
+        sqlx::query(
+            "INSERT INTO ledger_heads (org_id, size, head_hash) VALUES ($1, 0, $2)
+             ON CONFLICT (org_id) DO NOTHING",
+        )
+        .bind(org.as_str())
+        .bind(genesis_hash(org).to_hex())
+        .execute(&mut **tx)
+        .await?;
+        row = sqlx::query_as(SELECT)
+            .bind(org.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    }
+    let (size, hash) = row.ok_or_else(|| StoreError::Corrupt(format!("no chain head for {org}")))?;
+    let hash = hash
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("chain head of {org} is not a hash")))?;
+    Ok((size as u64, hash))
+}
+
+/// RFC 3339 UTC with milliseconds, the ledger's one time format: `2026-11-21T09:30:00.000Z`.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
