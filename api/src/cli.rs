@@ -1,0 +1,310 @@
+//! The `dashclaw` command line: `up`, `serve`, `migrate`, `verify`, `keys`, `checkpoint`, `bench`.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use dashclaw_events::{LedgerKey, OrgId};
+use dashclaw_store::verify::Verdict;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::database::Database;
+use crate::server::{self, AppState};
+
+#[derive(Parser)]
+#[command(
+    name = "dashclaw",
+    version,
+    about = "Governance server for AI agents: guard, approvals, one-shot outcomes, on a verifiable ledger.",
+    after_help = "Without DATABASE_URL, commands use the private PostgreSQL cluster that \
+                  `dashclaw up` provisions under --data-dir (default ./.dashclaw)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Provision (if needed) a private PostgreSQL under --data-dir, migrate, create the signing
+    /// key and an admin API key (printed once), and serve. With DATABASE_URL, use that database.
+    Up {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Serve against DATABASE_URL (required); applies migrations first.
+    Serve {
+        /// PostgreSQL connection URL.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Check every event hash, chain link, head and checkpoint signature. Exits 1 and names
+    /// the first bad (org, ledger_seq) if anything was tampered with.
+    Verify {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Verify only this org's chain.
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Print the published signing keys (JWKS), creating the signing key if there is none.
+    Keys {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+    /// Sign a checkpoint of every org whose chain moved (or of --org) now, and print them.
+    Checkpoint {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Checkpoint only this org.
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Measure ledger append and verify throughput against a raw INSERT baseline (creates and
+    /// drops a scratch database on the DATABASE_URL server). See BENCHMARKS.md.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Args)]
+struct DbArgs {
+    /// PostgreSQL connection URL; if unset, the private cluster under --data-dir is used.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Where `dashclaw up` keeps its private PostgreSQL cluster.
+    #[arg(long, env = "DASHCLAW_DATA_DIR", default_value = ".dashclaw")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct KeyArgs {
+    /// Ed25519 private JWK to sign with; if unset, a key generated once and kept in the
+    /// database is used.
+    #[arg(long, env = "DASHCLAW_SIGNING_KEY_JWK", hide_env_values = true)]
+    signing_key_jwk: Option<String>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "DASHCLAW_BIND", default_value = "127.0.0.1:3000")]
+    bind: SocketAddr,
+    /// Bootstrap admin API key (org_default, role admin). When set, `up` mints no other key.
+    #[arg(long, env = "DASHCLAW_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// How often to sign checkpoints of orgs whose chains moved (e.g. 30s, 5m).
+    #[arg(long, env = "DASHCLAW_CHECKPOINT_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    checkpoint_interval: Duration,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
+/// Entry point of the binary: 0 on success, 1 when verification finds tampering, 2 on errors.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Up { db, serve } => {
+            let database = Database::open(db.database_url.as_deref(), &db.data_dir, true).await?;
+            up(database, serve).await?;
+        }
+        Command::Serve { database_url, serve } => {
+            let database = Database::open(Some(&database_url), &PathBuf::new(), false).await?;
+            database.migrate().await?;
+            let key = signing_key(&database.pool, &serve.key).await?;
+            run_server(database, key, serve).await?;
+        }
+        Command::Migrate { db } => {
+            let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
+            database.migrate().await?;
+            println!("migrations applied ({})", database.location);
+            database.close().await?;
+        }
+        Command::Verify { db, org } => {
+            let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
+            let org = org.map(OrgId::new).transpose()?;
+            let code = verify(&database.pool, org.as_ref()).await;
+            database.close().await?;
+            return code;
+        }
+        Command::Keys { db, key } => {
+            let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
+            signing_key(&database.pool, &key).await?;
+            let jwks = dashclaw_store::keys::published(&database.pool).await?;
+            println!("{}", serde_json::to_string_pretty(&jwks)?);
+            database.close().await?;
+        }
+        Command::Checkpoint { db, key, org } => {
+            let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
+            let key = signing_key(&database.pool, &key).await?;
+            let signed = match org {
+                Some(org) => dashclaw_store::checkpoints::sign(&database.pool, &key, &OrgId::new(org)?)
+                    .await?
+                    .into_iter()
+                    .collect(),
+                None => dashclaw_store::checkpoints::sign_all(&database.pool, &key).await?,
+            };
+            for checkpoint in &signed {
+                println!("{}", serde_json::to_string(checkpoint)?);
+            }
+            eprintln!("{} checkpoint(s) signed with key {}", signed.len(), key.kid());
+            database.close().await?;
+        }
+        Command::Bench(args) => crate::bench::run(args).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn up(database: Database, serve: ServeArgs) -> Result<()> {
+    database.migrate().await?;
+    let key = signing_key(&database.pool, &serve.key).await?;
+    if serve.api_key.is_none() {
+        if let Some(api_key) = mint_first_admin_key(&database.pool).await? {
+            println!("admin API key (shown only now; store it): {api_key}");
+        }
+    }
+    run_server(database, key, serve).await
+}
+
+async fn run_server(database: Database, key: LedgerKey, serve: ServeArgs) -> Result<()> {
+    let listener = TcpListener::bind(serve.bind)
+        .await
+        .with_context(|| format!("cannot listen on {} (choose another with --bind)", serve.bind))?;
+    let address = listener.local_addr()?;
+    println!(
+        "dashclaw {} listening on http://{address} (database: {}, signing key: {})",
+        env!("CARGO_PKG_VERSION"),
+        database.location,
+        key.kid()
+    );
+    let signer = tokio::spawn(server::sign_checkpoints_every(
+        database.pool.clone(),
+        key,
+        serve.checkpoint_interval,
+    ));
+    let state = AppState { pool: database.pool.clone() };
+    let served = server::serve(listener, state, server::shutdown_signal()).await;
+    signer.abort();
+    database.close().await?;
+    served.context("the HTTP server failed")
+}
+
+async fn signing_key(pool: &PgPool, key: &KeyArgs) -> Result<LedgerKey> {
+    Ok(dashclaw_store::keys::signing_key(pool, key.signing_key_jwk.as_deref()).await?)
+}
+
+/// Mints an admin key for `org_default` if no admin key exists yet; returns it (the only time
+/// it is ever visible: only its SHA-256 is stored).
+async fn mint_first_admin_key(pool: &PgPool) -> Result<Option<String>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('dashclaw.first_admin_key'))")
+        .execute(&mut *tx)
+        .await?;
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL)",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if exists {
+        return Ok(None);
+    }
+    let mut secret = [0u8; 24];
+    getrandom::getrandom(&mut secret).context("no OS randomness")?;
+    let api_key = format!("oc_live_{}", hex::encode(secret));
+    let mut id = [0u8; 8];
+    getrandom::getrandom(&mut id).context("no OS randomness")?;
+    sqlx::query(
+        "INSERT INTO api_keys (id, org_id, key_hash, role, name) VALUES ($1, 'org_default', $2, 'admin', 'first admin key')",
+    )
+    .bind(format!("key_{}", hex::encode(id)))
+    .bind(hex::encode(Sha256::digest(api_key.as_bytes())))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(api_key))
+}
+
+async fn verify(pool: &PgPool, org: Option<&OrgId>) -> Result<ExitCode> {
+    let keys = dashclaw_store::keys::published(pool).await?;
+    let total: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(sum(size), 0)::int8 FROM ledger_heads WHERE $1::text IS NULL OR org_id = $1",
+    )
+    .bind(org.map(OrgId::as_str))
+    .fetch_one(pool)
+    .await?;
+    eprintln!("verifying {total} events against {} published key(s)", keys.keys.len());
+    let bar = indicatif::ProgressBar::new(total.max(0) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let verdict = dashclaw_store::verify::verify(pool, &keys, org, &mut |n| bar.inc(n)).await?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    match verdict {
+        Verdict::Intact(orgs) => {
+            for o in &orgs {
+                println!("ok  {}: {} events, {} signed checkpoint(s)", o.org_id, o.events, o.checkpoints);
+            }
+            let events: u64 = orgs.iter().map(|o| o.events).sum();
+            println!(
+                "intact: {events} events in {} org(s) verified in {seconds:.3} s ({:.0} events/s)",
+                orgs.len(),
+                events as f64 / seconds.max(1e-9)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Verdict::Tampered(b) => {
+            println!("TAMPERED at ({}, {}): {}: {}", b.org_id, b.ledger_seq, b.kind, b.detail);
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The composition root: the `dashclaw` CLI, configuration, start-up, and the HTTP edge.
+//!
+//! Everything that touches the outside world is wired here; the ledger itself lives in
+//! `dashclaw-store` and the pure formats in `dashclaw-events`.
+
+pub mod bench;
+pub mod cli;
+pub mod database;
+pub mod error;
+pub mod local_pg;
+pub mod routes;
+pub mod server;

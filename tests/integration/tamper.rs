@@ -1,0 +1,187 @@
+//! `dashclaw verify` (the real binary) against ledgers tampered with superuser rights: every
+//! kind of tampering is caught and the first bad (org, ledger_seq) is named.
+
+use dashclaw_events::{CanonicalJson, Envelope};
+use dashclaw_store::{chain, checkpoints, keys, Appender};
+use futures_util::TryStreamExt;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::support::{dashclaw, org, seed, stdout, url_of};
+
+/// org_a: 20 events with a signed checkpoint at 12; org_b: 5 events. Returns the DB URL.
+async fn ledger(pool: &PgPool) -> String {
+    let appender = Appender::new(pool.clone());
+    let key = keys::signing_key(pool, None).await.unwrap();
+    seed(&appender, &org("org_a"), 12).await;
+    checkpoints::sign(pool, &key, &org("org_a")).await.unwrap().unwrap();
+    for n in 12..20 {
+        let stream = org("org_a").stream_id(&format!("more_{n}"));
+        appender.append("Thing", &stream, 1, vec![crate::support::event(n)]).await.unwrap();
+    }
+    seed(&appender, &org("org_b"), 5).await;
+    url_of(pool).await
+}
+
+/// Runs SQL as the superuser with the append-only trigger switched off, as an attacker would.
+async fn tamper(pool: &PgPool, sql: &str) {
+    let script = format!(
+        "ALTER TABLE events DISABLE TRIGGER events_append_only;
+         ALTER TABLE checkpoints DISABLE TRIGGER checkpoints_append_only;
+         {sql};
+         ALTER TABLE events ENABLE ALWAYS TRIGGER events_append_only;
+         ALTER TABLE checkpoints ENABLE ALWAYS TRIGGER checkpoints_append_only;"
+    );
+    sqlx::raw_sql(&script).execute(pool).await.unwrap();
+}
+
+async fn insert(pool: &PgPool, e: &Envelope) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload,
+                             metadata, org_id, ledger_seq, prev_hash, hash, recorded_at)
+         VALUES ($1, $2, $3, $4, $5, $6::json, $7::json, $8, $9, $10, $11, now())",
+    )
+    .bind(&e.stream_type)
+    .bind(&e.stream_id)
+    .bind(e.stream_seq as i64)
+    .bind(&e.event_type)
+    .bind(&e.event_version)
+    .bind(e.payload.as_str())
+    .bind(e.metadata.as_str())
+    .bind(e.org_id.as_str())
+    .bind(e.ledger_seq as i64)
+    .bind(e.prev_hash.to_hex())
+    .bind(e.hash.to_hex())
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn envelopes(pool: &PgPool, name: &str) -> Vec<Envelope> {
+    let o = org(name);
+    chain::events(pool, &o, 0).try_collect().await.unwrap()
+}
+
+/// Asserts `dashclaw verify` exits 1 naming `(org, seq)` and the kind of tampering.
+fn assert_caught(url: &str, org: &str, seq: u64, kind: &str) {
+    let out = dashclaw(url, &["verify"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "verify should fail: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let expected = format!("TAMPERED at ({org}, {seq}): {kind}");
+    assert!(text.contains(&expected), "expected {expected:?} in {text:?}");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn an_untouched_ledger_verifies(pool: PgPool) {
+    let url = ledger(&pool).await;
+    let out = dashclaw(&url, &["verify"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("ok  org_a: 20 events, 1 signed checkpoint(s)"), "{text}");
+    assert!(text.contains("intact: 25 events in 2 org(s)"), "{text}");
+    let only_b = stdout(&dashclaw(&url, &["verify", "--org", "org_b"]));
+    assert!(only_b.contains("intact: 5 events in 1 org(s)"), "{only_b}");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn an_edited_event_is_caught(pool: PgPool) {
+    let url = ledger(&pool).await;
+    tamper(&pool, r#"UPDATE events SET payload = '{"n":6,"forged":true}' WHERE org_id = 'org_a' AND ledger_seq = 7"#).await;
+    assert_caught(&url, "org_a", 7, "edited");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_whitespace_only_edit_is_caught(pool: PgPool) {
+    let url = ledger(&pool).await;
+    tamper(&pool, "UPDATE events SET metadata = (metadata::text || ' ')::json WHERE org_id = 'org_b' AND ledger_seq = 2").await;
+    assert_caught(&url, "org_b", 2, "edited");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_deleted_event_is_caught(pool: PgPool) {
+    let url = ledger(&pool).await;
+    tamper(&pool, "DELETE FROM events WHERE org_id = 'org_a' AND ledger_seq = 5").await;
+    assert_caught(&url, "org_a", 5, "missing");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_deleted_last_event_is_caught(pool: PgPool) {
+    let url = ledger(&pool).await;
+    tamper(&pool, "DELETE FROM events WHERE org_id = 'org_b' AND ledger_seq = 5").await;
+    assert_caught(&url, "org_b", 5, "missing");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn an_inserted_event_is_caught_even_with_a_valid_hash(pool: PgPool) {
+    let url = ledger(&pool).await;
+    let rows = envelopes(&pool, "org_a").await;
+    // A forged event, correctly hashed and linked to event 7, slid in at 8.
+    let mut forged = rows[7].clone();
+    forged.stream_id = org("org_a").stream_id("forged");
+    forged.payload = CanonicalJson::encode(&json!({"approved_by": "nobody"})).unwrap();
+    forged.prev_hash = rows[6].hash;
+    let forged = forged.seal();
+    tamper(
+        &pool,
+        "UPDATE events SET ledger_seq = ledger_seq + 1000000 WHERE org_id = 'org_a' AND ledger_seq >= 8;
+         UPDATE events SET ledger_seq = ledger_seq - 999999 WHERE org_id = 'org_a' AND ledger_seq > 1000000",
+    )
+    .await;
+    insert(&pool, &forged).await;
+    assert_caught(&url, "org_a", 8, "inserted");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn an_event_appended_around_the_store_is_caught(pool: PgPool) {
+    let url = ledger(&pool).await;
+    let rows = envelopes(&pool, "org_b").await;
+    let mut extra = rows[4].clone();
+    extra.ledger_seq = 6;
+    extra.stream_id = org("org_b").stream_id("sneaky");
+    extra.prev_hash = rows[4].hash;
+    insert(&pool, &extra.seal()).await;
+    assert_caught(&url, "org_b", 6, "inserted");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn swapped_events_are_caught(pool: PgPool) {
+    let url = ledger(&pool).await;
+    tamper(
+        &pool,
+        "UPDATE events SET ledger_seq = 1000 WHERE org_id = 'org_a' AND ledger_seq = 3;
+         UPDATE events SET ledger_seq = 3 WHERE org_id = 'org_a' AND ledger_seq = 4;
+         UPDATE events SET ledger_seq = 4 WHERE org_id = 'org_a' AND ledger_seq = 1000",
+    )
+    .await;
+    assert_caught(&url, "org_a", 3, "reordered");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_consistent_rewrite_is_caught_by_the_signed_checkpoint(pool: PgPool) {
+    let url = ledger(&pool).await;
+    // Rewrite event 3 and recompute every later hash and the head: internally consistent.
+    let mut rows = envelopes(&pool, "org_a").await;
+    rows[2].payload = CanonicalJson::encode(&json!({"rewritten": true})).unwrap();
+    for i in 2..rows.len() {
+        rows[i].prev_hash = rows[i - 1].hash;
+        rows[i] = rows[i].clone().seal();
+    }
+    tamper(&pool, "DELETE FROM events WHERE org_id = 'org_a'").await;
+    for row in &rows {
+        insert(&pool, row).await;
+    }
+    let head = rows.last().unwrap().hash.to_hex();
+    sqlx::query("UPDATE ledger_heads SET head_hash = $1 WHERE org_id = 'org_a'")
+        .bind(head)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_caught(&url, "org_a", 12, "rewritten");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_forged_checkpoint_is_caught(pool: PgPool) {
+    let url = ledger(&pool).await;
+    tamper(&pool, "UPDATE checkpoints SET size = 11 WHERE org_id = 'org_a'").await;
+    assert_caught(&url, "org_a", 11, "bad checkpoint");
+}
