@@ -52,7 +52,9 @@ impl Phase {
     }
 
     fn print(&mut self, baseline: Option<f64>) {
-        let vs = baseline.map_or(String::new(), |b| format!("  ({:.0}% of raw INSERT)", 100.0 * self.rate() / b));
+        let vs = baseline.map_or(String::new(), |b| {
+            format!("  ({:.0}% of raw INSERT)", 100.0 * self.rate() / b)
+        });
         let (p50, p99) = (self.percentile(0.50), self.percentile(0.99));
         println!(
             "{:<34} {:>9} ops in {:>7.3} s = {:>9.0} /s   p50 {:>7.3} ms  p99 {:>7.3} ms{vs}",
@@ -69,8 +71,13 @@ impl Phase {
 pub async fn run(args: BenchArgs) -> Result<()> {
     let server = PgConnectOptions::from_str(&args.database_url).context("DATABASE_URL")?;
     let scratch = format!("dashclaw_bench_{}", std::process::id());
-    let admin = PgPoolOptions::new().max_connections(1).connect_with(server.clone()).await?;
-    sqlx::query(&format!("CREATE DATABASE {scratch}")).execute(&admin).await?;
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(server.clone())
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {scratch}"))
+        .execute(&admin)
+        .await?;
     let options = server.clone().database(&scratch);
     let pool = PgPoolOptions::new()
         .max_connections(args.writers as u32 + 4)
@@ -81,7 +88,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     if args.keep {
         println!("kept the scratch database: {}", options.to_url_lossy());
     } else {
-        sqlx::query(&format!("DROP DATABASE {scratch}")).execute(&admin).await?;
+        sqlx::query(&format!("DROP DATABASE {scratch}"))
+            .execute(&admin)
+            .await?;
     }
     result
 }
@@ -97,7 +106,11 @@ async fn measure(args: &BenchArgs, pool: &PgPool, options: &PgConnectOptions) ->
     println!(
         "dashclaw bench: {n} events per phase, {c} writers, {} cores; PostgreSQL {}",
         std::thread::available_parallelism().map_or(0, |p| p.get()),
-        settings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+        settings
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
 
     sqlx::query("CREATE TABLE raw_inserts (id bigserial PRIMARY KEY, payload json NOT NULL)")
@@ -132,8 +145,11 @@ async fn measure(args: &BenchArgs, pool: &PgPool, options: &PgConnectOptions) ->
     .await?;
     single.print(Some(baseline));
 
-    let orgs: Arc<Vec<OrgId>> =
-        Arc::new((0..c).map(|w| OrgId::new(format!("org_bench_{w}"))).collect::<Result<_, _>>()?);
+    let orgs: Arc<Vec<OrgId>> = Arc::new(
+        (0..c)
+            .map(|w| OrgId::new(format!("org_bench_{w}")))
+            .collect::<Result<_, _>>()?,
+    );
     let mut many = run_phase(format!("ledger append, {c} orgs, 1 writer each"), n, c, {
         let appender = appender.clone();
         move |writer, i| append(appender.clone(), orgs[writer].clone(), writer, i)
@@ -154,8 +170,16 @@ async fn measure(args: &BenchArgs, pool: &PgPool, options: &PgConnectOptions) ->
         .status()
         .await?;
     let elapsed = started.elapsed();
-    anyhow::ensure!(status.success(), "dashclaw verify failed on the benchmark ledger: {status}");
-    let mut verify = Phase { name: "dashclaw verify (whole process)".into(), ops: total, elapsed, latencies: vec![] };
+    anyhow::ensure!(
+        status.success(),
+        "dashclaw verify failed on the benchmark ledger: {status}"
+    );
+    let mut verify = Phase {
+        name: "dashclaw verify (whole process)".into(),
+        ops: total,
+        elapsed,
+        latencies: vec![],
+    };
     verify.print(None);
     Ok(())
 }
@@ -185,7 +209,12 @@ async fn append(appender: Appender, org: OrgId, writer: usize, i: usize) -> Resu
         metadata,
     };
     appender
-        .append("Action", &org.stream_id(&format!("act_{writer}_{i}")), 1, vec![event])
+        .append(
+            "Action",
+            &org.stream_id(&format!("act_{writer}_{i}")),
+            1,
+            vec![event],
+        )
         .await?;
     Ok(())
 }
@@ -216,5 +245,10 @@ where
     for task in tasks {
         latencies.extend(task.await??);
     }
-    Ok(Phase { name, ops, elapsed: started.elapsed(), latencies })
+    Ok(Phase {
+        name,
+        ops,
+        elapsed: started.elapsed(),
+        latencies,
+    })
 }

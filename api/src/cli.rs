@@ -121,7 +121,10 @@ struct ServeArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -153,7 +156,10 @@ async fn run(command: Command) -> Result<ExitCode> {
             let database = Database::open(db.database_url.as_deref(), &db.data_dir, true).await?;
             up(database, serve).await?;
         }
-        Command::Serve { database_url, serve } => {
+        Command::Serve {
+            database_url,
+            serve,
+        } => {
             let database = Database::open(Some(&database_url), &PathBuf::new(), false).await?;
             database.migrate().await?;
             let key = signing_key(&database.pool, &serve.key).await?;
@@ -183,16 +189,22 @@ async fn run(command: Command) -> Result<ExitCode> {
             let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
             let key = signing_key(&database.pool, &key).await?;
             let signed = match org {
-                Some(org) => dashclaw_store::checkpoints::sign(&database.pool, &key, &OrgId::new(org)?)
-                    .await?
-                    .into_iter()
-                    .collect(),
+                Some(org) => {
+                    dashclaw_store::checkpoints::sign(&database.pool, &key, &OrgId::new(org)?)
+                        .await?
+                        .into_iter()
+                        .collect()
+                }
                 None => dashclaw_store::checkpoints::sign_all(&database.pool, &key).await?,
             };
             for checkpoint in &signed {
                 println!("{}", serde_json::to_string(checkpoint)?);
             }
-            eprintln!("{} checkpoint(s) signed with key {}", signed.len(), key.kid());
+            eprintln!(
+                "{} checkpoint(s) signed with key {}",
+                signed.len(),
+                key.kid()
+            );
             database.close().await?;
         }
         Command::Bench(args) => crate::bench::run(args).await?,
@@ -212,9 +224,12 @@ async fn up(database: Database, serve: ServeArgs) -> Result<()> {
 }
 
 async fn run_server(database: Database, key: LedgerKey, serve: ServeArgs) -> Result<()> {
-    let listener = TcpListener::bind(serve.bind)
-        .await
-        .with_context(|| format!("cannot listen on {} (choose another with --bind)", serve.bind))?;
+    let listener = TcpListener::bind(serve.bind).await.with_context(|| {
+        format!(
+            "cannot listen on {} (choose another with --bind)",
+            serve.bind
+        )
+    })?;
     let address = listener.local_addr()?;
     println!(
         "dashclaw {} listening on http://{address} (database: {}, signing key: {})",
@@ -227,7 +242,9 @@ async fn run_server(database: Database, key: LedgerKey, serve: ServeArgs) -> Res
         key,
         serve.checkpoint_interval,
     ));
-    let state = AppState { pool: database.pool.clone() };
+    let state = AppState {
+        pool: database.pool.clone(),
+    };
     let served = server::serve(listener, state, server::shutdown_signal()).await;
     signer.abort();
     database.close().await?;
@@ -277,7 +294,10 @@ async fn verify(pool: &PgPool, org: Option<&OrgId>) -> Result<ExitCode> {
     .bind(org.map(OrgId::as_str))
     .fetch_one(pool)
     .await?;
-    eprintln!("verifying {total} events against {} published key(s)", keys.keys.len());
+    eprintln!(
+        "verifying {total} events against {} published key(s)",
+        keys.keys.len()
+    );
     let bar = indicatif::ProgressBar::new(total.max(0) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -292,7 +312,10 @@ async fn verify(pool: &PgPool, org: Option<&OrgId>) -> Result<ExitCode> {
     match verdict {
         Verdict::Intact(orgs) => {
             for o in &orgs {
-                println!("ok  {}: {} events, {} signed checkpoint(s)", o.org_id, o.events, o.checkpoints);
+                println!(
+                    "ok  {}: {} events, {} signed checkpoint(s)",
+                    o.org_id, o.events, o.checkpoints
+                );
             }
             let events: u64 = orgs.iter().map(|o| o.events).sum();
             println!(
@@ -303,7 +326,10 @@ async fn verify(pool: &PgPool, org: Option<&OrgId>) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Verdict::Tampered(b) => {
-            println!("TAMPERED at ({}, {}): {}: {}", b.org_id, b.ledger_seq, b.kind, b.detail);
+            println!(
+                "TAMPERED at ({}, {}): {}: {}",
+                b.org_id, b.ledger_seq, b.kind, b.detail
+            );
             Ok(ExitCode::from(1))
         }
     }

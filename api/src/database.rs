@@ -27,7 +27,11 @@ impl Database {
                 .connect(url)
                 .await
                 .with_context(|| format!("cannot connect to DATABASE_URL ({})", redact(url)))?;
-            return Ok(Self { pool, location: redact(url), started: None });
+            return Ok(Self {
+                pool,
+                location: redact(url),
+                started: None,
+            });
         }
         let cluster = LocalCluster::locate(data_dir)?;
         if !cluster.is_initialized() {
@@ -52,16 +56,27 @@ impl Database {
                 .fetch_one(&admin)
                 .await?;
         if !exists {
-            sqlx::query(&format!("CREATE DATABASE {DATABASE}")).execute(&admin).await?;
+            sqlx::query(&format!("CREATE DATABASE {DATABASE}"))
+                .execute(&admin)
+                .await?;
         }
         admin.close().await;
-        let pool = pool_options().connect_with(cluster.connect_options(DATABASE)).await?;
-        Ok(Self { pool, location: cluster.url(), started: started.then_some(cluster) })
+        let pool = pool_options()
+            .connect_with(cluster.connect_options(DATABASE))
+            .await?;
+        Ok(Self {
+            pool,
+            location: cluster.url(),
+            started: started.then_some(cluster),
+        })
     }
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<()> {
-        dashclaw_store::MIGRATOR.run(&self.pool).await.context("migrations failed")
+        dashclaw_store::MIGRATOR
+            .run(&self.pool)
+            .await
+            .context("migrations failed")
     }
 
     /// Closes the pool and stops the private cluster if this process started it.
@@ -75,7 +90,9 @@ impl Database {
 }
 
 fn pool_options() -> PgPoolOptions {
-    PgPoolOptions::new().max_connections(32).acquire_timeout(Duration::from_secs(10))
+    PgPoolOptions::new()
+        .max_connections(32)
+        .acquire_timeout(Duration::from_secs(10))
 }
 
 /// The URL without its password.
@@ -96,7 +113,10 @@ pub fn redact(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

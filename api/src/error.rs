@@ -35,7 +35,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, error: impl Into<String>) -> Self {
-        Self { error: error.into(), code, details: None }
+        Self {
+            error: error.into(),
+            code,
+            details: None,
+        }
     }
 
     pub fn not_found() -> Self {

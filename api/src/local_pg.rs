@@ -70,19 +70,32 @@ impl LocalCluster {
                 );
             }
         }
-        eprintln!("initializing a private PostgreSQL cluster in {}", self.pgdata().display());
+        eprintln!(
+            "initializing a private PostgreSQL cluster in {}",
+            self.pgdata().display()
+        );
         let out = self.run_as_owner(
             Command::new(self.bin_dir.join("initdb"))
                 .arg("-D")
                 .arg(self.pgdata())
-                .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-instructions"]),
+                .args([
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ]),
         )?;
         check(&out, "initdb")
     }
 
     pub fn is_running(&self) -> Result<bool> {
         let out = self.run_as_owner(
-            Command::new(self.bin_dir.join("pg_ctl")).arg("status").arg("-D").arg(self.pgdata()),
+            Command::new(self.bin_dir.join("pg_ctl"))
+                .arg("status")
+                .arg("-D")
+                .arg(self.pgdata()),
         )?;
         Ok(out.status.success())
     }
@@ -103,9 +116,8 @@ impl LocalCluster {
                 .arg(options)
                 .args(["-w", "start"]),
         )?;
-        check(&out, "pg_ctl start").with_context(|| {
-            format!("see {}", self.socket_dir().join("postgres.log").display())
-        })?;
+        check(&out, "pg_ctl start")
+            .with_context(|| format!("see {}", self.socket_dir().join("postgres.log").display()))?;
         Ok(true)
     }
 
@@ -129,14 +141,20 @@ impl LocalCluster {
 
     /// A `DATABASE_URL` for this cluster's dashclaw database, for other tools.
     pub fn url(&self) -> String {
-        format!("postgres://{SUPERUSER}@localhost/{DATABASE}?host={}", self.socket_dir().display())
+        format!(
+            "postgres://{SUPERUSER}@localhost/{DATABASE}?host={}",
+            self.socket_dir().display()
+        )
     }
 
     fn run_as_owner(&self, command: &mut Command) -> Result<Output> {
         let program = command.get_program().to_owned();
         let output = if server_owner()?.is_some() {
             let mut wrapped = Command::new("runuser");
-            wrapped.args(["-u", SUPERUSER, "--"]).arg(command.get_program()).args(command.get_args());
+            wrapped
+                .args(["-u", SUPERUSER, "--"])
+                .arg(command.get_program())
+                .args(command.get_args());
             wrapped.output()
         } else {
             command.output()
@@ -159,19 +177,28 @@ fn check(out: &Output, what: &str) -> Result<()> {
 
 /// `(uid, gid)` of the `postgres` user when we are root (the server must not run as root).
 fn server_owner() -> Result<Option<(u32, u32)>> {
-    let me = Command::new("id").arg("-u").output().context("cannot run `id`")?;
+    let me = Command::new("id")
+        .arg("-u")
+        .output()
+        .context("cannot run `id`")?;
     if String::from_utf8_lossy(&me.stdout).trim() != "0" {
         return Ok(None);
     }
     let id = |flag: &str| -> Result<u32> {
-        let out = Command::new("id").args([flag, SUPERUSER]).output().context("cannot run `id`")?;
+        let out = Command::new("id")
+            .args([flag, SUPERUSER])
+            .output()
+            .context("cannot run `id`")?;
         if !out.status.success() {
             bail!(
                 "running as root needs an unprivileged `{SUPERUSER}` user to own the cluster \
                  (initdb refuses root): create one, or run as another user, or set DATABASE_URL"
             );
         }
-        String::from_utf8_lossy(&out.stdout).trim().parse().context("unexpected `id` output")
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .context("unexpected `id` output")
     };
     Ok(Some((id("-u")?, id("-g")?)))
 }
@@ -196,5 +223,8 @@ fn find_bin_dir() -> Result<PathBuf> {
         .filter(|(_, dir)| has_initdb(dir))
         .collect();
     candidates.sort();
-    candidates.pop().map(|(_, dir)| dir).context("no initdb/pg_ctl found")
+    candidates
+        .pop()
+        .map(|(_, dir)| dir)
+        .context("no initdb/pg_ctl found")
 }

@@ -32,7 +32,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Signs a checkpoint for every org whose chain moved, every `interval`, until the task is
@@ -44,7 +46,9 @@ pub async fn sign_checkpoints_every(pool: PgPool, key: LedgerKey, interval: Dura
     loop {
         tick.tick().await;
         match dashclaw_store::checkpoints::sign_all(&pool, &key).await {
-            Ok(signed) if !signed.is_empty() => tracing::info!(orgs = signed.len(), "signed checkpoints"),
+            Ok(signed) if !signed.is_empty() => {
+                tracing::info!(orgs = signed.len(), "signed checkpoints")
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "checkpoint signing failed; will retry"),
         }

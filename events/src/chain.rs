@@ -173,7 +173,7 @@ impl ChainVerifier {
     }
 
     /// Checks the next event. On failure the verifier is unchanged; stop and diagnose.
-    pub fn push(&mut self, event: &Envelope) -> Result<(), Anomaly> {
+    pub fn push(&mut self, event: &Envelope) -> Result<(), Box<Anomaly>> {
         let expected_seq = self.len + 1;
         let computed_hash = event.compute_hash();
         let ok = event.ledger_seq == expected_seq
@@ -185,7 +185,7 @@ impl ChainVerifier {
             self.head = event.hash;
             return Ok(());
         }
-        Err(Anomaly {
+        Err(Box::new(Anomaly {
             org_id: self.org_id.clone(),
             expected_seq,
             found_seq: event.ledger_seq,
@@ -198,7 +198,7 @@ impl ChainVerifier {
             } else {
                 EventHash([0; 32])
             },
-        })
+        }))
     }
 
     /// Compares the chain with a checkpoint of exactly the current length. The caller checks

@@ -88,7 +88,8 @@ impl Appender {
         first_seq: u64,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
-        let org = OrgId::of_stream(stream_id).map_err(|e| StoreError::InvalidAppend(e.to_string()))?;
+        let org =
+            OrgId::of_stream(stream_id).map_err(|e| StoreError::InvalidAppend(e.to_string()))?;
         if events.is_empty() || first_seq == 0 {
             return Err(StoreError::InvalidAppend(
                 "an append needs at least one event and a first sequence >= 1".into(),
@@ -130,8 +131,19 @@ impl Appender {
             .generations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-        committers.insert(org.clone(), Committer { generation, sender: sender.clone() });
-        tokio::spawn(run_committer(self.inner.clone(), org.clone(), generation, receiver));
+        committers.insert(
+            org.clone(),
+            Committer {
+                generation,
+                sender: sender.clone(),
+            },
+        );
+        tokio::spawn(run_committer(
+            self.inner.clone(),
+            org.clone(),
+            generation,
+            receiver,
+        ));
         (generation, sender)
     }
 }
@@ -139,8 +151,14 @@ impl Appender {
 impl Inner {
     /// Removes the org's committer if it is still the given generation.
     fn retire(&self, org: &OrgId, generation: u64) {
-        let mut committers = self.committers.lock().unwrap_or_else(PoisonError::into_inner);
-        if committers.get(org).is_some_and(|c| c.generation == generation) {
+        let mut committers = self
+            .committers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if committers
+            .get(org)
+            .is_some_and(|c| c.generation == generation)
+        {
             committers.remove(org);
         }
     }
@@ -395,7 +413,8 @@ async fn lock_head(
             .fetch_optional(&mut **tx)
             .await?;
     }
-    let (size, hash) = row.ok_or_else(|| StoreError::Corrupt(format!("no chain head for {org}")))?;
+    let (size, hash) =
+        row.ok_or_else(|| StoreError::Corrupt(format!("no chain head for {org}")))?;
     let hash = hash
         .parse()
         .map_err(|_| StoreError::Corrupt(format!("chain head of {org} is not a hash")))?;

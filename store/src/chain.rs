@@ -34,8 +34,9 @@ pub async fn orgs(pool: &PgPool) -> Result<Vec<OrgId>, StoreError> {
     names
         .into_iter()
         .map(|(name,)| {
-            OrgId::new(name.clone())
-                .map_err(|_| StoreError::Corrupt(format!("events carry an invalid org id {name:?}")))
+            OrgId::new(name.clone()).map_err(|_| {
+                StoreError::Corrupt(format!("events carry an invalid org id {name:?}"))
+            })
         })
         .collect()
 }
@@ -55,10 +56,26 @@ pub async fn head(pool: &PgPool, org: &OrgId) -> Result<Head, StoreError> {
                 .map_err(|_| StoreError::Corrupt(format!("chain head of {org} is not a hash")))?,
         ),
     };
-    Ok(Head { org_id: org.clone(), size, head_hash })
+    Ok(Head {
+        org_id: org.clone(),
+        size,
+        head_hash,
+    })
 }
 
-type EventRow = (i64, String, String, i64, String, String, String, String, String, String, String);
+type EventRow = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
 
 /// The org's events with `ledger_seq > after`, in `ledger_seq` order, exactly as stored.
 pub fn events<'a>(
@@ -75,7 +92,19 @@ pub fn events<'a>(
     .bind(after as i64)
     .fetch(pool)
     .map(move |row| {
-        let (ledger_seq, row_org, stream_type, stream_seq, stream_id, event_type, event_version, payload, metadata, prev, hash) = row?;
+        let (
+            ledger_seq,
+            row_org,
+            stream_type,
+            stream_seq,
+            stream_id,
+            event_type,
+            event_version,
+            payload,
+            metadata,
+            prev,
+            hash,
+        ) = row?;
         Ok(Envelope {
             // The query selects by org, so a row's own org_id can only differ by tampering,
             // and then its hash will not verify.
@@ -96,7 +125,11 @@ pub fn events<'a>(
 }
 
 /// At which `ledger_seq` of the org an event with this stored hash sits, if any.
-pub async fn locate(pool: &PgPool, org: &OrgId, hash: &EventHash) -> Result<Option<u64>, StoreError> {
+pub async fn locate(
+    pool: &PgPool,
+    org: &OrgId,
+    hash: &EventHash,
+) -> Result<Option<u64>, StoreError> {
     let row: Option<(i64,)> =
         sqlx::query_as("SELECT ledger_seq FROM events WHERE org_id = $1 AND hash = $2 LIMIT 1")
             .bind(org.as_str())

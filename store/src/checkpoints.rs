@@ -8,7 +8,11 @@ use crate::{chain, timestamp, StoreError};
 
 /// Signs the org's current head, unless it is empty or already checkpointed at this size.
 /// Returns the checkpoint at the current size (new or existing).
-pub async fn sign(pool: &PgPool, key: &LedgerKey, org: &OrgId) -> Result<Option<SignedCheckpoint>, StoreError> {
+pub async fn sign(
+    pool: &PgPool,
+    key: &LedgerKey,
+    org: &OrgId,
+) -> Result<Option<SignedCheckpoint>, StoreError> {
     let head = chain::head(pool, org).await?;
     if head.size == 0 {
         return Ok(None);
@@ -32,7 +36,10 @@ pub async fn sign(pool: &PgPool, key: &LedgerKey, org: &OrgId) -> Result<Option<
     .bind(&signed.signature)
     .execute(pool)
     .await?;
-    Ok(list(pool, org).await?.into_iter().find(|c| c.checkpoint.size == head.size))
+    Ok(list(pool, org)
+        .await?
+        .into_iter()
+        .find(|c| c.checkpoint.size == head.size))
 }
 
 /// Signs a checkpoint for every org whose head has moved past its latest checkpoint.
@@ -64,15 +71,19 @@ pub async fn list(pool: &PgPool, org: &OrgId) -> Result<Vec<SignedCheckpoint>, S
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(size, head_hash, signed_at, kid, signature)| SignedCheckpoint {
-            checkpoint: Checkpoint {
-                org_id: org.clone(),
-                size: size as u64,
-                head_hash: head_hash.parse().unwrap_or(dashclaw_events::EventHash([0; 32])),
-                signed_at,
+        .map(
+            |(size, head_hash, signed_at, kid, signature)| SignedCheckpoint {
+                checkpoint: Checkpoint {
+                    org_id: org.clone(),
+                    size: size as u64,
+                    head_hash: head_hash
+                        .parse()
+                        .unwrap_or(dashclaw_events::EventHash([0; 32])),
+                    signed_at,
+                },
+                kid,
+                signature,
             },
-            kid,
-            signature,
-        })
+        )
         .collect())
 }

@@ -7,7 +7,11 @@ pub enum StoreError {
     /// Another append to the same stream won the race: reload the aggregate and retry the
     /// command, or report a conflict (HTTP 409) to the caller.
     #[error("stream {stream_id} was appended to concurrently (expected it at sequence {expected}, found {found})")]
-    Conflict { stream_id: String, expected: u64, found: u64 },
+    Conflict {
+        stream_id: String,
+        expected: u64,
+        found: u64,
+    },
     /// The events handed to the store are malformed (unscoped stream id, mixed streams,
     /// non-canonicalizable payload): a programming error in the caller.
     #[error("invalid append: {0}")]

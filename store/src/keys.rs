@@ -37,12 +37,14 @@ pub async fn signing_key(pool: &PgPool, configured: Option<&str>) -> Result<Ledg
             getrandom::getrandom(&mut seed)
                 .map_err(|e| StoreError::Corrupt(format!("no OS randomness for a key: {e}")))?;
             let key = LedgerKey::from_seed(seed);
-            sqlx::query("INSERT INTO signing_keys (kid, public_jwk, private_jwk) VALUES ($1, $2, $3)")
-                .bind(key.kid())
-                .bind(sqlx::types::Json(key.public_jwk()))
-                .bind(sqlx::types::Json(key.private_jwk()))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, public_jwk, private_jwk) VALUES ($1, $2, $3)",
+            )
+            .bind(key.kid())
+            .bind(sqlx::types::Json(key.public_jwk()))
+            .bind(sqlx::types::Json(key.private_jwk()))
+            .execute(&mut *tx)
+            .await?;
             tracing::info!(kid = key.kid(), "generated a new ledger signing key");
             key
         }
@@ -70,5 +72,7 @@ pub async fn published(pool: &PgPool) -> Result<Jwks, StoreError> {
         sqlx::query_as("SELECT public_jwk FROM signing_keys ORDER BY created_at, kid")
             .fetch_all(pool)
             .await?;
-    Ok(Jwks { keys: rows.into_iter().map(|(jwk,)| jwk.0).collect() })
+    Ok(Jwks {
+        keys: rows.into_iter().map(|(jwk,)| jwk.0).collect(),
+    })
 }

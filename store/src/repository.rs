@@ -31,7 +31,11 @@ impl LedgerRepository {
 
     /// A repository sharing `appender`'s committers (one appender per process).
     pub fn with_appender(pool: PgPool, appender: Appender) -> Self {
-        Self { reads: PostgresEventRepository::new(pool.clone()), pool, appender }
+        Self {
+            reads: PostgresEventRepository::new(pool.clone()),
+            pool,
+            appender,
+        }
     }
 
     pub fn appender(&self) -> &Appender {
@@ -58,7 +62,9 @@ impl PersistedEventRepository for LedgerRepository {
         aggregate_id: &str,
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.reads.get_last_events::<A>(aggregate_id, last_sequence).await
+        self.reads
+            .get_last_events::<A>(aggregate_id, last_sequence)
+            .await
     }
 
     async fn get_snapshot<A: Aggregate>(
@@ -103,7 +109,12 @@ impl PersistedEventRepository for LedgerRepository {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.appender
-            .append(A::TYPE, &first.aggregate_id, first.sequence as u64, new_events)
+            .append(
+                A::TYPE,
+                &first.aggregate_id,
+                first.sequence as u64,
+                new_events,
+            )
             .await?;
         Ok(())
     }

@@ -73,7 +73,9 @@ async fn verify_org(
                 return Ok(Err(b));
             }
         }
-        let Some(event) = events.next().await else { break };
+        let Some(event) = events.next().await else {
+            break;
+        };
         if let Err(anomaly) = verifier.push(&event?) {
             let found = chain::locate(pool, org, &anomaly.stored_prev).await?;
             return Ok(Err(anomaly.diagnose(|_| found)));
@@ -101,5 +103,9 @@ async fn verify_org(
     if let Err(b) = verifier.finish(head.size, head.head_hash) {
         return Ok(Err(b));
     }
-    Ok(Ok(OrgVerified { org_id: org.clone(), events: verifier.len(), checkpoints: checkpoints.len() }))
+    Ok(Ok(OrgVerified {
+        org_id: org.clone(),
+        events: verifier.len(),
+        checkpoints: checkpoints.len(),
+    }))
 }

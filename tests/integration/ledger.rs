@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent, EventStore};
 use dashclaw_store::verify::{verify, Verdict};
 use dashclaw_store::{chain, Appender, LedgerRepository, StoreError, LEDGER_CHANNEL};
@@ -59,7 +59,10 @@ fn cqrs(pool: &PgPool) -> CqrsFramework<Counter, PersistedEventStore<LedgerRepos
 async fn intact(pool: &PgPool) -> Vec<(String, u64)> {
     let keys = dashclaw_store::keys::published(pool).await.unwrap();
     match verify(pool, &keys, None, &mut |_| {}).await.unwrap() {
-        Verdict::Intact(orgs) => orgs.into_iter().map(|o| (o.org_id.to_string(), o.events)).collect(),
+        Verdict::Intact(orgs) => orgs
+            .into_iter()
+            .map(|o| (o.org_id.to_string(), o.events))
+            .collect(),
         Verdict::Tampered(b) => panic!("expected an intact ledger, got {b}"),
     }
 }
@@ -70,12 +73,15 @@ async fn aggregates_persist_through_cqrs_es_onto_the_chain(pool: PgPool) {
     let (a, b) = (org("org_a"), org("org_b"));
     let metadata = HashMap::from([("actor".to_string(), "alice".to_string())]);
     for by in [1, 2, 3] {
-        cqrs.execute_with_metadata(&a.stream_id("counter"), by, metadata.clone()).await.unwrap();
+        cqrs.execute_with_metadata(&a.stream_id("counter"), by, metadata.clone())
+            .await
+            .unwrap();
     }
     // Same entity id in another org: a different stream, no collision.
     cqrs.execute(&b.stream_id("counter"), 10).await.unwrap();
 
-    let store = PersistedEventStore::<_, Counter>::new_event_store(LedgerRepository::new(pool.clone()));
+    let store =
+        PersistedEventStore::<_, Counter>::new_event_store(LedgerRepository::new(pool.clone()));
     let loaded = store.load_aggregate(&a.stream_id("counter")).await.unwrap();
     assert_eq!(loaded.aggregate.value, 6);
 
@@ -85,19 +91,39 @@ async fn aggregates_persist_through_cqrs_es_onto_the_chain(pool: PgPool) {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(), vec![(1, 1), (2, 2), (3, 3)]);
-    assert!(rows[0].2.starts_with(r#"{"actor":"alice","recorded_at":""#), "{}", rows[0].2);
-    assert_eq!(intact(&pool).await, vec![("org_a".into(), 3), ("org_b".into(), 1)]);
+    assert_eq!(
+        rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+        vec![(1, 1), (2, 2), (3, 3)]
+    );
+    assert!(
+        rows[0].2.starts_with(r#"{"actor":"alice","recorded_at":""#),
+        "{}",
+        rows[0].2
+    );
+    assert_eq!(
+        intact(&pool).await,
+        vec![("org_a".into(), 3), ("org_b".into(), 1)]
+    );
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
 async fn a_stale_writer_gets_a_conflict_and_writes_nothing(pool: PgPool) {
     let appender = Appender::new(pool.clone());
     let stream = org("org_a").stream_id("s");
-    appender.append("Thing", &stream, 1, vec![event(0)]).await.unwrap();
+    appender
+        .append("Thing", &stream, 1, vec![event(0)])
+        .await
+        .unwrap();
     let stale = appender.append("Thing", &stream, 1, vec![event(1)]).await;
     assert!(
-        matches!(stale, Err(StoreError::Conflict { expected: 0, found: 1, .. })),
+        matches!(
+            stale,
+            Err(StoreError::Conflict {
+                expected: 0,
+                found: 1,
+                ..
+            })
+        ),
         "{stale:?}"
     );
     // cqrs-es sees the conflict as AggregateConflict (-> HTTP 409 or a retry).
@@ -119,9 +145,15 @@ async fn unscoped_or_empty_appends_are_refused(pool: PgPool) {
     let appender = Appender::new(pool.clone());
     for (stream, events) in [("no-org-prefix", vec![event(0)]), ("org_a/x", vec![])] {
         let result = appender.append("Thing", stream, 1, events).await;
-        assert!(matches!(result, Err(StoreError::InvalidAppend(_))), "{result:?}");
+        assert!(
+            matches!(result, Err(StoreError::InvalidAppend(_))),
+            "{result:?}"
+        );
     }
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(count, 0);
 }
 
@@ -136,7 +168,10 @@ async fn concurrent_appends_to_one_org_are_gap_free_and_verifiable(pool: PgPool)
                 let stream = org("org_busy").stream_id(&format!("task_{t}"));
                 for i in 0..per_task {
                     // Each task extends its own stream, so streams interleave on the chain.
-                    appender.append("Thing", &stream, i + 1, vec![event(i as usize)]).await.unwrap();
+                    appender
+                        .append("Thing", &stream, i + 1, vec![event(i as usize)])
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -164,7 +199,14 @@ async fn racing_writers_on_one_stream_exactly_one_wins(pool: PgPool) {
         .map(|i| {
             let appender = appender.clone();
             tokio::spawn(async move {
-                appender.append("Thing", &org("org_a").stream_id("contested"), 1, vec![event(i)]).await
+                appender
+                    .append(
+                        "Thing",
+                        &org("org_a").stream_id("contested"),
+                        1,
+                        vec![event(i)],
+                    )
+                    .await
             })
         })
         .collect();
@@ -199,7 +241,11 @@ async fn orgs_do_not_block_each_other(pool: PgPool) {
     // org_a's next append waits for the lock...
     let waiting = tokio::spawn({
         let appender = appender.clone();
-        async move { appender.append("Thing", &org("org_a").stream_id("late"), 1, vec![event(9)]).await }
+        async move {
+            appender
+                .append("Thing", &org("org_a").stream_id("late"), 1, vec![event(9)])
+                .await
+        }
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -212,22 +258,35 @@ async fn orgs_do_not_block_each_other(pool: PgPool) {
         if blocked > 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "org_a's append never queued on the lock");
-        assert!(!waiting.is_finished(), "org_a's append did not wait for the held lock");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "org_a's append never queued on the lock"
+        );
+        assert!(
+            !waiting.is_finished(),
+            "org_a's append did not wait for the held lock"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // ...and proceeds once it is released.
     holder.rollback().await.unwrap();
     let appended = waiting.await.unwrap().unwrap();
     assert_eq!(appended.first_ledger_seq, 2);
-    assert_eq!(intact(&pool).await, vec![("org_a".into(), 2), ("org_b".into(), 3)]);
+    assert_eq!(
+        intact(&pool).await,
+        vec![("org_a".into(), 2), ("org_b".into(), 3)]
+    );
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
 async fn the_database_refuses_update_delete_and_truncate(pool: PgPool) {
     seed(&Appender::new(pool.clone()), &org("org_a"), 2).await;
-    let key = dashclaw_store::keys::signing_key(&pool, None).await.unwrap();
-    dashclaw_store::checkpoints::sign(&pool, &key, &org("org_a")).await.unwrap();
+    let key = dashclaw_store::keys::signing_key(&pool, None)
+        .await
+        .unwrap();
+    dashclaw_store::checkpoints::sign(&pool, &key, &org("org_a"))
+        .await
+        .unwrap();
     for sql in [
         "UPDATE events SET payload = '{}' WHERE ledger_seq = 1",
         "DELETE FROM events WHERE ledger_seq = 2",
@@ -240,8 +299,14 @@ async fn the_database_refuses_update_delete_and_truncate(pool: PgPool) {
     }
     // Not even with triggers switched off for replication.
     let mut conn = pool.acquire().await.unwrap();
-    sqlx::query("SET session_replication_role = replica").execute(&mut *conn).await.unwrap();
-    let err = sqlx::query("DELETE FROM events").execute(&mut *conn).await.unwrap_err();
+    sqlx::query("SET session_replication_role = replica")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let err = sqlx::query("DELETE FROM events")
+        .execute(&mut *conn)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
     drop(conn);
     assert_eq!(intact(&pool).await, vec![("org_a".into(), 2)]);
@@ -249,9 +314,14 @@ async fn the_database_refuses_update_delete_and_truncate(pool: PgPool) {
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
 async fn commits_are_announced_with_notify(pool: PgPool) {
-    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.unwrap();
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
     listener.listen(LEDGER_CHANNEL).await.unwrap();
     seed(&Appender::new(pool.clone()), &org("org_a"), 1).await;
-    let note = tokio::time::timeout(Duration::from_secs(20), listener.recv()).await.unwrap().unwrap();
+    let note = tokio::time::timeout(Duration::from_secs(20), listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(note.payload(), "org_a:1");
 }

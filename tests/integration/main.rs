@@ -1,6 +1,9 @@
 //! The one integration-test binary: real PostgreSQL (a fresh database per test via
 //! `#[sqlx::test]`), the real `dashclaw` binary, no mocks. Run by `tests/run`.
 
+// Test helpers may panic on failure: a panic is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 mod architecture;
 mod ledger;
 mod server;

@@ -22,7 +22,9 @@ async fn get(pool: &PgPool, uri: &str) -> (StatusCode, Option<String>, Value) {
         .headers()
         .get("cache-control")
         .map(|v| v.to_str().unwrap().to_owned());
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
     (status, cache, serde_json::from_slice(&body).unwrap())
 }
 
@@ -41,7 +43,9 @@ async fn jwks_publishes_the_signing_key_by_thumbprint(pool: PgPool) {
     assert_eq!(empty, serde_json::json!({"keys": []}));
     assert_eq!(cache.as_deref(), Some("no-store"));
 
-    let key = dashclaw_store::keys::signing_key(&pool, None).await.unwrap();
+    let key = dashclaw_store::keys::signing_key(&pool, None)
+        .await
+        .unwrap();
     for uri in ["/.well-known/jwks.json", "/api/integrity/jwks"] {
         let (status, cache, body) = get(&pool, uri).await;
         assert_eq!(status, StatusCode::OK);
@@ -50,7 +54,10 @@ async fn jwks_publishes_the_signing_key_by_thumbprint(pool: PgPool) {
         assert_eq!(jwks.keys.len(), 1);
         assert_eq!(jwks.keys[0].kid.as_deref(), Some(key.kid()));
         assert_eq!(jwks.keys[0].thumbprint(), key.kid());
-        assert!(body["keys"][0].get("d").is_none(), "the private key must never be published");
+        assert!(
+            body["keys"][0].get("d").is_none(),
+            "the private key must never be published"
+        );
     }
 }
 
@@ -58,7 +65,9 @@ async fn jwks_publishes_the_signing_key_by_thumbprint(pool: PgPool) {
 async fn a_configured_signing_key_is_used_and_published(pool: PgPool) {
     let configured = dashclaw_events::LedgerKey::from_seed([42; 32]);
     let jwk = serde_json::to_string(&configured.private_jwk()).unwrap();
-    let key = dashclaw_store::keys::signing_key(&pool, Some(&jwk)).await.unwrap();
+    let key = dashclaw_store::keys::signing_key(&pool, Some(&jwk))
+        .await
+        .unwrap();
     assert_eq!(key.kid(), configured.kid());
     let published = dashclaw_store::keys::published(&pool).await.unwrap();
     assert_eq!(published.keys.len(), 1);
@@ -77,7 +86,11 @@ async fn unknown_routes_answer_a_json_404(pool: PgPool) {
 
 fn http_get(address: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(address).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
@@ -104,7 +117,10 @@ fn up_provisions_a_private_postgres_and_serves() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let key_line = lines.next().unwrap().unwrap();
-    assert!(key_line.starts_with("admin API key (shown only now; store it): oc_live_"), "{key_line}");
+    assert!(
+        key_line.starts_with("admin API key (shown only now; store it): oc_live_"),
+        "{key_line}"
+    );
     let listening = lines.next().unwrap().unwrap();
     let address = listening
         .split("http://")
@@ -119,10 +135,19 @@ fn up_provisions_a_private_postgres_and_serves() {
     let jwks = http_get(&address, "/.well-known/jwks.json");
     assert!(jwks.contains("\"kty\":\"OKP\""), "{jwks}");
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
-    assert!(child.wait().unwrap().success(), "up should exit cleanly on SIGTERM");
-    assert!(!dir.join("pg/postmaster.pid").exists(), "up should stop the cluster it started");
+    assert!(
+        child.wait().unwrap().success(),
+        "up should exit cleanly on SIGTERM"
+    );
+    assert!(
+        !dir.join("pg/postmaster.pid").exists(),
+        "up should stop the cluster it started"
+    );
 
     // Other commands find the private cluster through --data-dir (and stop it again after).
     let verify = Command::new(env!("CARGO_BIN_EXE_dashclaw"))
@@ -131,7 +156,11 @@ fn up_provisions_a_private_postgres_and_serves() {
         .env_remove("DATABASE_URL")
         .output()
         .unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
     assert!(String::from_utf8_lossy(&verify.stdout).contains("intact: 0 events"));
     assert!(!dir.join("pg/postmaster.pid").exists());
     std::fs::remove_dir_all(&data_dir).unwrap();

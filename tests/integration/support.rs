@@ -45,7 +45,12 @@ pub async fn seed(appender: &Appender, org: &OrgId, count: usize) -> Vec<Appende
     let mut out = Vec::with_capacity(count);
     for n in 0..count {
         let stream = org.stream_id(&format!("thing_{n}"));
-        out.push(appender.append("Thing", &stream, 1, vec![event(n)]).await.unwrap());
+        out.push(
+            appender
+                .append("Thing", &stream, 1, vec![event(n)])
+                .await
+                .unwrap(),
+        );
     }
     out
 }

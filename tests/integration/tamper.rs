@@ -14,10 +14,16 @@ async fn ledger(pool: &PgPool) -> String {
     let appender = Appender::new(pool.clone());
     let key = keys::signing_key(pool, None).await.unwrap();
     seed(&appender, &org("org_a"), 12).await;
-    checkpoints::sign(pool, &key, &org("org_a")).await.unwrap().unwrap();
+    checkpoints::sign(pool, &key, &org("org_a"))
+        .await
+        .unwrap()
+        .unwrap();
     for n in 12..20 {
         let stream = org("org_a").stream_id(&format!("more_{n}"));
-        appender.append("Thing", &stream, 1, vec![crate::support::event(n)]).await.unwrap();
+        appender
+            .append("Thing", &stream, 1, vec![crate::support::event(n)])
+            .await
+            .unwrap();
     }
     seed(&appender, &org("org_b"), 5).await;
     url_of(pool).await
@@ -66,9 +72,17 @@ async fn envelopes(pool: &PgPool, name: &str) -> Vec<Envelope> {
 fn assert_caught(url: &str, org: &str, seq: u64, kind: &str) {
     let out = dashclaw(url, &["verify"]);
     let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "verify should fail: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "verify should fail: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let expected = format!("TAMPERED at ({org}, {seq}): {kind}");
-    assert!(text.contains(&expected), "expected {expected:?} in {text:?}");
+    assert!(
+        text.contains(&expected),
+        "expected {expected:?} in {text:?}"
+    );
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
@@ -76,8 +90,16 @@ async fn an_untouched_ledger_verifies(pool: PgPool) {
     let url = ledger(&pool).await;
     let out = dashclaw(&url, &["verify"]);
     let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("ok  org_a: 20 events, 1 signed checkpoint(s)"), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("ok  org_a: 20 events, 1 signed checkpoint(s)"),
+        "{text}"
+    );
     assert!(text.contains("intact: 25 events in 2 org(s)"), "{text}");
     let only_b = stdout(&dashclaw(&url, &["verify", "--org", "org_b"]));
     assert!(only_b.contains("intact: 5 events in 1 org(s)"), "{only_b}");
@@ -100,14 +122,22 @@ async fn a_whitespace_only_edit_is_caught(pool: PgPool) {
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
 async fn a_deleted_event_is_caught(pool: PgPool) {
     let url = ledger(&pool).await;
-    tamper(&pool, "DELETE FROM events WHERE org_id = 'org_a' AND ledger_seq = 5").await;
+    tamper(
+        &pool,
+        "DELETE FROM events WHERE org_id = 'org_a' AND ledger_seq = 5",
+    )
+    .await;
     assert_caught(&url, "org_a", 5, "missing");
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
 async fn a_deleted_last_event_is_caught(pool: PgPool) {
     let url = ledger(&pool).await;
-    tamper(&pool, "DELETE FROM events WHERE org_id = 'org_b' AND ledger_seq = 5").await;
+    tamper(
+        &pool,
+        "DELETE FROM events WHERE org_id = 'org_b' AND ledger_seq = 5",
+    )
+    .await;
     assert_caught(&url, "org_b", 5, "missing");
 }
 
@@ -182,6 +212,10 @@ async fn a_consistent_rewrite_is_caught_by_the_signed_checkpoint(pool: PgPool) {
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
 async fn a_forged_checkpoint_is_caught(pool: PgPool) {
     let url = ledger(&pool).await;
-    tamper(&pool, "UPDATE checkpoints SET size = 11 WHERE org_id = 'org_a'").await;
+    tamper(
+        &pool,
+        "UPDATE checkpoints SET size = 11 WHERE org_id = 'org_a'",
+    )
+    .await;
     assert_caught(&url, "org_a", 11, "bad checkpoint");
 }
