@@ -87,4 +87,6 @@ ALTER TABLE events ENABLE ALWAYS TRIGGER events_no_truncate;
 ALTER TABLE checkpoints ENABLE ALWAYS TRIGGER checkpoints_append_only;
 ALTER TABLE checkpoints ENABLE ALWAYS TRIGGER checkpoints_no_truncate;
 
-REVOKE UPDATE, DELETE, TRUNCATE ON events, checkpoints FROM PUBLIC;
+-- Privileges: the role that runs these migrations owns the tables and so keeps UPDATE/DELETE
+-- (and can disable triggers). Deployments that want the database itself to deny the server's
+-- role run the server as a non-owner role granted only SELECT, INSERT on events/checkpoints.

@@ -306,7 +306,7 @@ async fn verify(pool: &PgPool, org: Option<&OrgId>) -> Result<ExitCode> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let verdict = dashclaw_store::verify::verify(pool, &keys, org, &mut |n| bar.inc(n)).await?;
+    let verdict = dashclaw_store::verify::verify(pool, &keys, org, &|n| bar.inc(n)).await?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     match verdict {

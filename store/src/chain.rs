@@ -14,7 +14,8 @@ pub struct Head {
     pub head_hash: EventHash,
 }
 
-/// Every org that has a head or any event, sorted. An org id that does not parse (a row
+/// Every org that has a head, a checkpoint or any event, sorted (an org whose events and head
+/// were all deleted is still found through its checkpoints). An org id that does not parse (a row
 /// written around the store) is reported as corrupt.
 pub async fn orgs(pool: &PgPool) -> Result<Vec<OrgId>, StoreError> {
     // The recursive CTE is a skip scan over the (org_id, ledger_seq) index: one probe per org
@@ -27,6 +28,7 @@ pub async fn orgs(pool: &PgPool) -> Result<Vec<OrgId>, StoreError> {
                FROM o WHERE o.org_id IS NOT NULL)
          SELECT org_id FROM o WHERE org_id IS NOT NULL
          UNION SELECT org_id FROM ledger_heads
+         UNION SELECT org_id FROM checkpoints
          ORDER BY 1",
     )
     .fetch_all(pool)
@@ -63,9 +65,10 @@ pub async fn head(pool: &PgPool, org: &OrgId) -> Result<Head, StoreError> {
     })
 }
 
+/// ledger_seq, aggregate_type, sequence, aggregate_id, event_type, event_version, payload,
+/// metadata, prev_hash, hash.
 type EventRow = (
     i64,
-    String,
     String,
     i64,
     String,
@@ -84,7 +87,7 @@ pub fn events<'a>(
     after: u64,
 ) -> impl Stream<Item = Result<Envelope, StoreError>> + Send + 'a {
     sqlx::query_as::<_, EventRow>(
-        "SELECT ledger_seq, org_id, aggregate_type, sequence, aggregate_id, event_type,
+        "SELECT ledger_seq, aggregate_type, sequence, aggregate_id, event_type,
                 event_version, payload::text, metadata::text, prev_hash, hash
            FROM events WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq",
     )
@@ -94,7 +97,6 @@ pub fn events<'a>(
     .map(move |row| {
         let (
             ledger_seq,
-            row_org,
             stream_type,
             stream_seq,
             stream_id,
@@ -106,9 +108,9 @@ pub fn events<'a>(
             hash,
         ) = row?;
         Ok(Envelope {
-            // The query selects by org, so a row's own org_id can only differ by tampering,
-            // and then its hash will not verify.
-            org_id: OrgId::new(row_org).unwrap_or_else(|_| org.clone()),
+            // Selected by org: a row whose org_id was altered leaves this chain (and is then
+            // reported missing from it).
+            org_id: org.clone(),
             ledger_seq: ledger_seq as u64,
             stream_type,
             stream_id,
@@ -130,11 +132,12 @@ pub async fn locate(
     org: &OrgId,
     hash: &EventHash,
 ) -> Result<Option<u64>, StoreError> {
-    let row: Option<(i64,)> =
-        sqlx::query_as("SELECT ledger_seq FROM events WHERE org_id = $1 AND hash = $2 LIMIT 1")
-            .bind(org.as_str())
-            .bind(hash.to_hex())
-            .fetch_optional(pool)
-            .await?;
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT ledger_seq FROM events WHERE org_id = $1 AND hash = $2 ORDER BY ledger_seq LIMIT 1",
+    )
+    .bind(org.as_str())
+    .bind(hash.to_hex())
+    .fetch_optional(pool)
+    .await?;
     Ok(row.map(|(seq,)| seq as u64))
 }

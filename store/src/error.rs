@@ -16,6 +16,9 @@ pub enum StoreError {
     /// non-canonicalizable payload): a programming error in the caller.
     #[error("invalid append: {0}")]
     InvalidAppend(String),
+    /// The configured signing key (`DASHCLAW_SIGNING_KEY_JWK`) is unusable: fix the configuration.
+    #[error("invalid signing key configuration: {0}")]
+    InvalidKey(String),
     /// The database failed or is unreachable: retry later.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

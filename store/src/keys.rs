@@ -11,10 +11,10 @@ use crate::StoreError;
 pub async fn signing_key(pool: &PgPool, configured: Option<&str>) -> Result<LedgerKey, StoreError> {
     if let Some(text) = configured {
         let jwk: Jwk = serde_json::from_str(text).map_err(|e| {
-            StoreError::InvalidAppend(format!("DASHCLAW_SIGNING_KEY_JWK is not a JWK: {e}"))
+            StoreError::InvalidKey(format!("DASHCLAW_SIGNING_KEY_JWK is not a JWK: {e}"))
         })?;
         let key = LedgerKey::from_jwk(&jwk)
-            .map_err(|e| StoreError::InvalidAppend(format!("DASHCLAW_SIGNING_KEY_JWK: {e}")))?;
+            .map_err(|e| StoreError::InvalidKey(format!("DASHCLAW_SIGNING_KEY_JWK: {e}")))?;
         record(pool, &key, false).await?;
         return Ok(key);
     }

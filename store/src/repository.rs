@@ -98,7 +98,11 @@ impl PersistedEventRepository for LedgerRepository {
                     .map_err(|err| StoreError::InvalidAppend(err.to_string()))?;
                 let metadata = match &e.metadata {
                     Value::Object(map) => map.clone(),
-                    _ => Default::default(),
+                    other => {
+                        return Err(StoreError::InvalidAppend(format!(
+                            "event metadata must be a JSON object, not {other}"
+                        )))
+                    }
                 };
                 Ok(NewEvent {
                     event_type: e.event_type.clone(),

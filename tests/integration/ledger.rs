@@ -58,7 +58,7 @@ fn cqrs(pool: &PgPool) -> CqrsFramework<Counter, PersistedEventStore<LedgerRepos
 
 async fn intact(pool: &PgPool) -> Vec<(String, u64)> {
     let keys = dashclaw_store::keys::published(pool).await.unwrap();
-    match verify(pool, &keys, None, &mut |_| {}).await.unwrap() {
+    match verify(pool, &keys, None, &|_| {}).await.unwrap() {
         Verdict::Intact(orgs) => orgs
             .into_iter()
             .map(|o| (o.org_id.to_string(), o.events))

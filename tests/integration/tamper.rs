@@ -219,3 +219,10 @@ async fn a_forged_checkpoint_is_caught(pool: PgPool) {
     .await;
     assert_caught(&url, "org_a", 11, "bad checkpoint");
 }
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_wholly_deleted_org_is_caught_through_its_checkpoint(pool: PgPool) {
+    let url = ledger(&pool).await;
+    tamper(&pool, "DELETE FROM events WHERE org_id = 'org_a'; DELETE FROM ledger_heads WHERE org_id = 'org_a'").await;
+    assert_caught(&url, "org_a", 1, "missing");
+}
