@@ -15,7 +15,7 @@ pub async fn signing_key(pool: &PgPool, configured: Option<&str>) -> Result<Ledg
         })?;
         let key = LedgerKey::from_jwk(&jwk)
             .map_err(|e| StoreError::InvalidKey(format!("DASHCLAW_SIGNING_KEY_JWK: {e}")))?;
-        record(pool, &key, false).await?;
+        record_public(pool, &key).await?;
         return Ok(key);
     }
     let mut tx = pool.begin().await?;
@@ -53,14 +53,13 @@ pub async fn signing_key(pool: &PgPool, configured: Option<&str>) -> Result<Ledg
     Ok(key)
 }
 
-async fn record(pool: &PgPool, key: &LedgerKey, with_private: bool) -> Result<(), StoreError> {
+/// Records a configured key's public part so later verification can check its signatures.
+async fn record_public(pool: &PgPool, key: &LedgerKey) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO signing_keys (kid, public_jwk, private_jwk) VALUES ($1, $2, $3)
-         ON CONFLICT (kid) DO NOTHING",
+        "INSERT INTO signing_keys (kid, public_jwk) VALUES ($1, $2) ON CONFLICT (kid) DO NOTHING",
     )
     .bind(key.kid())
     .bind(sqlx::types::Json(key.public_jwk()))
-    .bind(with_private.then(|| sqlx::types::Json(key.private_jwk())))
     .execute(pool)
     .await?;
     Ok(())
