@@ -22,6 +22,8 @@ const INSTALL_HINT: &str = "PostgreSQL is not installed. Install it (Debian/Ubun
 pub struct LocalCluster {
     data_dir: PathBuf,
     bin_dir: PathBuf,
+    /// `(uid, gid)` of the `postgres` user when we run as root, looked up once.
+    owner: Option<(u32, u32)>,
 }
 
 impl LocalCluster {
@@ -30,7 +32,11 @@ impl LocalCluster {
         let data_dir = std::path::absolute(data_dir)
             .with_context(|| format!("cannot resolve {}", data_dir.display()))?;
         let bin_dir = find_bin_dir().context(INSTALL_HINT)?;
-        Ok(Self { data_dir, bin_dir })
+        Ok(Self {
+            data_dir,
+            bin_dir,
+            owner: server_owner()?,
+        })
     }
 
     pub fn pgdata(&self) -> PathBuf {
@@ -55,8 +61,7 @@ impl LocalCluster {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let owner = server_owner()?;
-        if let Some((uid, gid)) = owner {
+        if let Some((uid, gid)) = self.owner {
             std::os::unix::fs::chown(self.socket_dir(), Some(uid), Some(gid))
                 .context("cannot hand the socket directory to the postgres user")?;
             std::os::unix::fs::chown(&self.data_dir, Some(uid), Some(gid))
@@ -149,7 +154,7 @@ impl LocalCluster {
 
     fn run_as_owner(&self, command: &mut Command) -> Result<Output> {
         let program = command.get_program().to_owned();
-        let output = if server_owner()?.is_some() {
+        let output = if self.owner.is_some() {
             let mut wrapped = Command::new("runuser");
             wrapped
                 .args(["-u", SUPERUSER, "--"])

@@ -36,10 +36,22 @@ pub async fn sign(
     .bind(&signed.signature)
     .execute(pool)
     .await?;
-    Ok(list(pool, org)
-        .await?
-        .into_iter()
-        .find(|c| c.checkpoint.size == head.size))
+    // The row at this size: ours, or one another node signed first.
+    let (signed_at, kid, signature): (String, String, String) = sqlx::query_as(
+        "SELECT signed_at, kid, signature FROM checkpoints WHERE org_id = $1 AND size = $2",
+    )
+    .bind(org.as_str())
+    .bind(head.size as i64)
+    .fetch_one(pool)
+    .await?;
+    Ok(Some(SignedCheckpoint {
+        checkpoint: Checkpoint {
+            signed_at,
+            ..signed.checkpoint
+        },
+        kid,
+        signature,
+    }))
 }
 
 /// Signs a checkpoint for every org whose head has moved past its latest checkpoint.
