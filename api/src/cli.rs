@@ -10,12 +10,15 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dashclaw_events::{LedgerKey, OrgId};
 use dashclaw_store::verify::Verdict;
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
+use crate::commands::Ledger;
 use crate::database::Database;
-use crate::server::{self, AppState};
+use crate::server::{self, AppState, Config, RateLimit};
+use dashclaw_domain::api_key::Role;
+use dashclaw_projections::Governance;
+use dashclaw_store::LedgerRepository;
 
 #[derive(Parser)]
 #[command(
@@ -62,12 +65,15 @@ enum Command {
         #[arg(long)]
         org: Option<String>,
     },
-    /// Print the published signing keys (JWKS), creating the signing key if there is none.
+    /// Print the published signing keys (JWKS), creating the signing key if there is none;
+    /// `keys create` mints an API key.
     Keys {
         #[command(flatten)]
         db: DbArgs,
         #[command(flatten)]
         key: KeyArgs,
+        #[command(subcommand)]
+        action: Option<KeysAction>,
     },
     /// Sign a checkpoint of every org whose chain moved (or of --org) now, and print them.
     Checkpoint {
@@ -82,6 +88,23 @@ enum Command {
     /// Measure ledger append and verify throughput against a raw INSERT baseline (creates and
     /// drops a scratch database on the DATABASE_URL server). See BENCHMARKS.md.
     Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Mint an API key (printed once; only its SHA-256 is stored) for an org and role.
+    Create {
+        /// The org the key acts in.
+        #[arg(long, default_value = "org_default")]
+        org: String,
+        /// admin (everything, incl. approvals and policies), member (the agent loop) or
+        /// readonly (GET only).
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// A label for the key.
+        #[arg(long, default_value = "api key")]
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -110,6 +133,25 @@ struct ServeArgs {
     /// Bootstrap admin API key (org_default, role admin). When set, `up` mints no other key.
     #[arg(long, env = "DASHCLAW_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// The org the bootstrap key acts in.
+    #[arg(long, env = "DASHCLAW_API_KEY_ORG", default_value = "org_default")]
+    api_key_org: String,
+    /// Requests per client IP and path per window (contract default 100).
+    #[arg(long, env = "DASHCLAW_RATE_LIMIT_MAX", default_value_t = 100)]
+    rate_limit_max: u32,
+    /// The per-IP window in milliseconds.
+    #[arg(long, env = "DASHCLAW_RATE_LIMIT_WINDOW_MS", default_value_t = 60_000)]
+    rate_limit_window_ms: u64,
+    /// Guard and action-create requests per org per window (contract default 600).
+    #[arg(long, env = "DASHCLAW_ORG_RATE_LIMIT_MAX", default_value_t = 600)]
+    org_rate_limit_max: u32,
+    /// The per-org window in milliseconds.
+    #[arg(
+        long,
+        env = "DASHCLAW_ORG_RATE_LIMIT_WINDOW_MS",
+        default_value_t = 60_000
+    )]
+    org_rate_limit_window_ms: u64,
     /// How often to sign checkpoints of orgs whose chains moved (e.g. 30s, 5m).
     #[arg(long, env = "DASHCLAW_CHECKPOINT_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     checkpoint_interval: Duration,
@@ -178,11 +220,26 @@ async fn run(command: Command) -> Result<ExitCode> {
             database.close().await?;
             return code;
         }
-        Command::Keys { db, key } => {
+        Command::Keys { db, key, action } => {
             let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
-            signing_key(&database.pool, &key).await?;
-            let jwks = dashclaw_store::keys::published(&database.pool).await?;
-            println!("{}", serde_json::to_string_pretty(&jwks)?);
+            match action {
+                None => {
+                    signing_key(&database.pool, &key).await?;
+                    let jwks = dashclaw_store::keys::published(&database.pool).await?;
+                    println!("{}", serde_json::to_string_pretty(&jwks)?);
+                }
+                Some(KeysAction::Create { org, role, name }) => {
+                    let org = OrgId::new(org)?;
+                    let role =
+                        Role::parse(&role).context("--role must be admin, member or readonly")?;
+                    let api_key = issue(&database.pool, &org, role, &name).await?;
+                    println!("{api_key}");
+                    eprintln!(
+                        "{} key for {org} created (shown only now; store it)",
+                        role.as_str()
+                    );
+                }
+            }
             database.close().await?;
         }
         Command::Checkpoint { db, key, org } => {
@@ -242,9 +299,19 @@ async fn run_server(database: Database, key: LedgerKey, serve: ServeArgs) -> Res
         key,
         serve.checkpoint_interval,
     ));
-    let state = AppState {
-        pool: database.pool.clone(),
+    let mut config = Config::new(serve.api_key.as_deref());
+    config.bootstrap_org = OrgId::new(serve.api_key_org.clone())?;
+    config.ip_limit = RateLimit {
+        max: serve.rate_limit_max,
+        window: Duration::from_millis(serve.rate_limit_window_ms),
     };
+    config.org_limit = RateLimit {
+        max: serve.org_rate_limit_max,
+        window: Duration::from_millis(serve.org_rate_limit_window_ms),
+    };
+    let state = AppState::start(database.pool.clone(), config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start: {}", e.error))?;
     let served = server::serve(listener, state, server::shutdown_signal()).await;
     signer.abort();
     database.close().await?;
@@ -255,35 +322,45 @@ async fn signing_key(pool: &PgPool, key: &KeyArgs) -> Result<LedgerKey> {
     Ok(dashclaw_store::keys::signing_key(pool, key.signing_key_jwk.as_deref()).await?)
 }
 
+/// Mints an API key through the ledger (an `ApiKeyIssued` event) and returns it.
+async fn issue(pool: &PgPool, org: &OrgId, role: Role, name: &str) -> Result<String> {
+    let ledger = Ledger::new(LedgerRepository::new(pool.clone()));
+    let projector = Governance::new(pool.clone());
+    crate::auth::issue_key(&ledger, &projector, org, role, name, "cli")
+        .await
+        .map_err(|e| anyhow::anyhow!(e.error))
+}
+
 /// Mints an admin key for `org_default` if no admin key exists yet; returns it (the only time
 /// it is ever visible: only its SHA-256 is stored).
 async fn mint_first_admin_key(pool: &PgPool) -> Result<Option<String>> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('dashclaw.first_admin_key'))")
-        .execute(&mut *tx)
+    let mut lock = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock(hashtext('dashclaw.first_admin_key'))")
+        .execute(&mut *lock)
         .await?;
-    let exists: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL)",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if exists {
-        return Ok(None);
+    let minted = async {
+        Governance::new(pool.clone())
+            .catch_up_all()
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL)",
+        )
+        .fetch_one(pool)
+        .await?;
+        if exists {
+            return Ok(None);
+        }
+        let org = OrgId::new("org_default")?;
+        issue(pool, &org, Role::Admin, "first admin key")
+            .await
+            .map(Some)
     }
-    let mut secret = [0u8; 24];
-    getrandom::getrandom(&mut secret).context("no OS randomness")?;
-    let api_key = format!("oc_live_{}", hex::encode(secret));
-    let mut id = [0u8; 8];
-    getrandom::getrandom(&mut id).context("no OS randomness")?;
-    sqlx::query(
-        "INSERT INTO api_keys (id, org_id, key_hash, role, name) VALUES ($1, 'org_default', $2, 'admin', 'first admin key')",
-    )
-    .bind(format!("key_{}", hex::encode(id)))
-    .bind(hex::encode(Sha256::digest(api_key.as_bytes())))
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(Some(api_key))
+    .await;
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('dashclaw.first_admin_key'))")
+        .execute(&mut *lock)
+        .await?;
+    minted
 }
 
 async fn verify(pool: &PgPool, org: Option<&OrgId>) -> Result<ExitCode> {

@@ -3,10 +3,16 @@
 //! Everything that touches the outside world is wired here; the ledger itself lives in
 //! `dashclaw-store` and the pure formats in `dashclaw-events`.
 
+pub mod auth;
 pub mod bench;
 pub mod cli;
+pub mod commands;
 pub mod database;
 pub mod error;
+pub mod governance;
+pub mod live;
 pub mod local_pg;
 pub mod routes;
 pub mod server;
+pub mod validate;
+pub mod wire;

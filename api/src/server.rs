@@ -1,20 +1,99 @@
-//! The HTTP server: the router, graceful shutdown, and the background checkpoint signer.
+//! The HTTP server: shared state, the router, graceful shutdown, background tasks.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::Router;
+use dashclaw_domain::OrgId;
 use dashclaw_events::LedgerKey;
+use dashclaw_projections::Governance;
+use dashclaw_store::LedgerRepository;
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
+use crate::auth::{KeyCache, RateLimiter};
+use crate::commands::Ledger;
 use crate::error::ApiError;
+use crate::live::Live;
 use crate::routes;
 
-/// What every handler can reach.
+/// Request bodies larger than this are refused with 413 (contract section 0.2).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// A fixed-window rate limit: `max` requests per `window`.
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimit {
+    pub max: u32,
+    pub window: Duration,
+}
+
+/// Server configuration, validated at start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// SHA-256 of `DASHCLAW_API_KEY`, the bootstrap admin key.
+    pub bootstrap_key: Option<[u8; 32]>,
+    /// The org the bootstrap key acts in.
+    pub bootstrap_org: OrgId,
+    /// Per client IP and path, every route (contract: 100 per 60 s).
+    pub ip_limit: RateLimit,
+    /// Per org on `POST /api/guard` and `POST /api/actions` (contract: 600 per 60 s).
+    pub org_limit: RateLimit,
+    /// SSE heartbeat period (contract: 15 s).
+    pub heartbeat: Duration,
+}
+
+impl Config {
+    pub fn new(bootstrap_key: Option<&str>) -> Self {
+        Self {
+            bootstrap_key: bootstrap_key.map(|k| Sha256::digest(k.as_bytes()).into()),
+            bootstrap_org: OrgId::new("org_default").unwrap_or_else(|_| unreachable!()),
+            ip_limit: RateLimit {
+                max: 100,
+                window: Duration::from_secs(60),
+            },
+            org_limit: RateLimit {
+                max: 600,
+                window: Duration::from_secs(60),
+            },
+            heartbeat: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub ledger: Ledger,
+    pub projector: Governance,
+    pub live: Live,
+    pub config: Arc<Config>,
+    pub keys: KeyCache,
+    pub limiter: RateLimiter,
+}
+
+impl AppState {
+    /// Builds the state and starts the ledger tail (LISTEN/NOTIFY) that feeds SSE, caches and
+    /// the projector. The tail stops when the last clone of the state is dropped.
+    pub async fn start(pool: PgPool, config: Config) -> Result<Self, ApiError> {
+        let repo = LedgerRepository::new(pool.clone());
+        let projector = Governance::new(pool.clone());
+        let keys = KeyCache::default();
+        let live = Live::start(pool.clone(), projector.clone(), keys.clone()).await?;
+        Ok(Self {
+            ledger: Ledger::new(repo),
+            projector,
+            live,
+            limiter: RateLimiter::new(config.ip_limit, config.org_limit),
+            config: Arc::new(config),
+            keys,
+            pool,
+        })
+    }
 }
 
 /// The whole HTTP surface.
@@ -22,7 +101,18 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(routes::health::router())
         .merge(routes::jwks::router())
+        .merge(routes::guard::router())
+        .merge(routes::actions::router())
+        .merge(routes::assumptions::router())
+        .merge(routes::policies::router())
+        .merge(routes::org::router())
+        .merge(routes::stream::router())
         .fallback(|| async { ApiError::not_found() })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::limit_requests,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -32,9 +122,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Signs a checkpoint for every org whose chain moved, every `interval`, until the task is

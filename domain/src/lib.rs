@@ -1,8 +1,17 @@
 //! The governance domain: aggregates (cqrs-es) and pure guard/policy evaluation.
 //!
 //! This crate is pure: no tokio, no sqlx, no axum, no async-graphql (a test reads the
-//! `Cargo.toml`s to keep it so). Its aggregates (GuardDecision, Action, Assumption, PolicySet,
-//! WorkOrder, org settings, API keys) arrive with the governance-loop work; today it only
-//! re-exports the ledger identifiers every aggregate is scoped by.
+//! `Cargo.toml`s to keep it so). Commands carry the time they happen at; ids are minted by
+//! the caller from randomness it supplies. Every aggregate's stream id is org-scoped
+//! (`OrgId::stream_id`).
+
+pub mod action;
+pub mod api_key;
+pub mod assumption;
+pub mod guard;
+pub mod guard_decision;
+pub mod ids;
+pub mod org_settings;
+pub mod policy_set;
 
 pub use dashclaw_events::OrgId;

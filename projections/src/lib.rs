@@ -1,5 +1,9 @@
 //! Tracking projections: fold each org's ledger, in `ledger_seq` order, into read models
-//! (decisions ledger, approvals queue, posture, analytics), each with its own checkpoint.
+//! (PostgreSQL tables), each batch in one transaction with the projection's checkpoint, so a
+//! crash can neither skip nor double-count an event.
 //!
-//! Empty until the projections work lands; the crate exists so the dependency direction
-//! (`api -> projections -> domain -> events`) is fixed and tested from the start.
+//! Projections only read the ledger and write their own tables; they never write events.
+
+pub mod governance;
+
+pub use governance::{Governance, ProjectionError};

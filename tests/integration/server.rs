@@ -6,14 +6,17 @@ use std::process::{Command, Stdio};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use dashclaw::server::{app, AppState};
+use dashclaw::server::{app, AppState, Config};
 use dashclaw_events::Jwks;
 use serde_json::Value;
 use sqlx::PgPool;
 use tower::ServiceExt;
 
 async fn get(pool: &PgPool, uri: &str) -> (StatusCode, Option<String>, Value) {
-    let response = app(AppState { pool: pool.clone() })
+    let state = AppState::start(pool.clone(), Config::new(None))
+        .await
+        .unwrap();
+    let response = app(state)
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
         .await
         .unwrap();
@@ -85,10 +88,14 @@ async fn unknown_routes_answer_a_json_404(pool: PgPool) {
 }
 
 fn http_get(address: &str, path: &str) -> String {
+    http_get_with_key(address, path, "")
+}
+
+fn http_get_with_key(address: &str, path: &str, key: &str) -> String {
     let mut stream = TcpStream::connect(address).unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nx-api-key: {key}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -134,6 +141,12 @@ fn up_provisions_a_private_postgres_and_serves() {
     assert!(health.contains("\"database\":\"connected\""), "{health}");
     let jwks = http_get(&address, "/.well-known/jwks.json");
     assert!(jwks.contains("\"kty\":\"OKP\""), "{jwks}");
+    // The printed key works at once; no key is refused.
+    let key = key_line.rsplit(' ').next().unwrap();
+    let actions = http_get_with_key(&address, "/api/actions", key);
+    assert!(actions.starts_with("HTTP/1.1 200"), "{actions}");
+    let refused = http_get(&address, "/api/actions");
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -161,7 +174,10 @@ fn up_provisions_a_private_postgres_and_serves() {
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
-    assert!(String::from_utf8_lossy(&verify.stdout).contains("intact: 0 events"));
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains("intact: 1 events"),
+        "the minted key is the one event"
+    );
     assert!(!dir.join("pg/postmaster.pid").exists());
     std::fs::remove_dir_all(&data_dir).unwrap();
 }

@@ -1,4 +1,29 @@
 //! The HTTP routes, one module per resource, each with its own `router()`.
 
+pub mod actions;
+pub mod assumptions;
+pub mod guard;
 pub mod health;
 pub mod jwks;
+pub mod org;
+pub mod policies;
+pub mod stream;
+
+use crate::error::ApiError;
+
+/// A numeric query parameter: absent -> `default`; not a number -> 400; else clamped.
+pub fn clamp_param(
+    raw: Option<&str>,
+    default: i64,
+    min: i64,
+    max: i64,
+    name: &str,
+) -> Result<i64, ApiError> {
+    match raw {
+        None | Some("") => Ok(default),
+        Some(s) => s
+            .parse::<i64>()
+            .map(|n| n.clamp(min, max))
+            .map_err(|_| ApiError::validation(vec![format!("{name} must be an integer")])),
+    }
+}

@@ -1,0 +1,270 @@
+//! Tenant authentication (`x-api-key`, stored as SHA-256, org-scoped, with a role) and the
+//! contract's rate limits.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use dashclaw_domain::api_key::Role;
+use dashclaw_domain::OrgId;
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::server::{AppState, RateLimit};
+
+/// The principal of the bootstrap key (exempt from separation of duties).
+pub use dashclaw_domain::action::OPERATOR;
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub org: OrgId,
+    pub role: Role,
+    /// `operator` for the bootstrap key, else `key_<id>`: who recorded or approved something.
+    pub principal: String,
+}
+
+impl Caller {
+    pub fn require_admin(&self, message: &str) -> Result<(), ApiError> {
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(message))
+        }
+    }
+}
+
+/// How long a looked-up key is trusted without asking the database again. Revocations also
+/// clear the cache as soon as the ledger tail sees them.
+const KEY_TTL: Duration = Duration::from_secs(30);
+
+/// Key lookups, cached by key hash.
+#[derive(Clone, Default)]
+pub struct KeyCache(Arc<Mutex<HashMap<KeyHash, (Caller, Instant)>>>);
+
+type KeyHash = [u8; 32];
+
+impl KeyCache {
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.0.lock() {
+            map.clear();
+        }
+    }
+
+    fn get(&self, hash: &[u8; 32]) -> Option<Caller> {
+        let map = self.0.lock().ok()?;
+        let (caller, at) = map.get(hash)?;
+        (at.elapsed() < KEY_TTL).then(|| caller.clone())
+    }
+
+    fn put(&self, hash: [u8; 32], caller: Caller) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() > 10_000 {
+                map.clear();
+            }
+            map.insert(hash, (caller, Instant::now()));
+        }
+    }
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(
+        ErrorCode::Unauthorized,
+        "Unauthorized - Invalid or missing API key",
+    )
+}
+
+/// Compares two digests without an early exit.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub async fn authenticate(state: &AppState, key: &str) -> Result<Caller, ApiError> {
+    let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    if let Some(bootstrap) = &state.config.bootstrap_key {
+        if same(bootstrap, &hash) {
+            return Ok(Caller {
+                org: state.config.bootstrap_org.clone(),
+                role: Role::Admin,
+                principal: OPERATOR.to_owned(),
+            });
+        }
+    }
+    if let Some(caller) = state.keys.get(&hash) {
+        return Ok(caller);
+    }
+    let row: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT id, org_id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+    )
+    .bind(hex::encode(hash))
+    .fetch_optional(&state.pool)
+    .await?;
+    let (id, org, role) = row.ok_or_else(unauthorized)?;
+    let caller = Caller {
+        org: OrgId::new(org).map_err(ApiError::internal)?,
+        role: Role::parse(&role).ok_or_else(|| ApiError::internal("unknown role in api_keys"))?,
+        principal: id,
+    };
+    state.keys.put(hash, caller.clone());
+    Ok(caller)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .filter(|k| !k.is_empty())
+            .ok_or_else(unauthorized)?;
+        let caller = authenticate(state, key).await?;
+        if caller.role == Role::Readonly && parts.method != Method::GET {
+            return Err(ApiError::forbidden("Forbidden - readonly API key"));
+        }
+        Ok(caller)
+    }
+}
+
+/// Fixed-window counters for the contract's two limits.
+#[derive(Clone)]
+pub struct RateLimiter {
+    ip: RateLimit,
+    org: RateLimit,
+    windows: Arc<Mutex<HashMap<String, (Instant, u32)>>>,
+}
+
+impl RateLimiter {
+    pub fn new(ip: RateLimit, org: RateLimit) -> Self {
+        Self {
+            ip,
+            org,
+            windows: Arc::default(),
+        }
+    }
+
+    /// Counts a hit on `key`; `Err(seconds to wait)` when over the limit.
+    fn hit(&self, key: String, limit: RateLimit) -> Result<(), u64> {
+        let Ok(mut windows) = self.windows.lock() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if windows.len() > 100_000 {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < limit.window);
+        }
+        let (start, count) = windows.entry(key).or_insert((now, 0));
+        if now.duration_since(*start) >= limit.window {
+            *start = now;
+            *count = 0;
+        }
+        *count += 1;
+        if *count > limit.max {
+            let left = limit.window.saturating_sub(now.duration_since(*start));
+            Err(left.as_secs().max(1))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The per-org limit on guard and action creation.
+    pub fn org_hit(&self, org: &OrgId) -> Result<(), ApiError> {
+        self.hit(format!("org:{org}"), self.org).map_err(|secs| {
+            ApiError::new(
+                ErrorCode::OrgRateLimited,
+                format!(
+                    "Organization rate limit exceeded ({} requests per window). Retry after {secs}s.",
+                    self.org.max
+                ),
+            )
+            .with("retry_after_ms", secs * 1000)
+            .with("limit", self.org.max)
+            .retry(secs)
+        })
+    }
+}
+
+impl ApiError {
+    fn retry(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+}
+
+/// Middleware: the per-IP-and-path limit on every request.
+pub async fn limit_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "local".to_owned());
+    let key = format!("ip:{ip}:{}", request.uri().path());
+    if let Err(secs) = state.limiter.hit(key, state.limiter.ip) {
+        let _ = secs;
+        return ApiError::new(
+            ErrorCode::RateLimited,
+            "Rate limit exceeded. Please slow down.",
+        )
+        .retry(60)
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Mints an API key for `org`: the key is returned (and shown once); only its SHA-256 is
+/// stored, through an `ApiKeyIssued` event. The read model is caught up before returning,
+/// so the key works at once.
+pub async fn issue_key(
+    ledger: &crate::commands::Ledger,
+    projector: &dashclaw_projections::Governance,
+    org: &OrgId,
+    role: Role,
+    name: &str,
+    by: &str,
+) -> Result<String, ApiError> {
+    use dashclaw_domain::api_key::{ApiKey, ApiKeyCommand, ApiKeyRecord};
+    use dashclaw_domain::ids::ApiKeyId;
+
+    let secret: [u8; 24] = crate::governance::random()?;
+    let key = format!("oc_live_{}", hex::encode(secret));
+    let id = ApiKeyId::random(crate::governance::random()?);
+    let record = ApiKeyRecord {
+        id: id.clone(),
+        key_hash: hex::encode(Sha256::digest(key.as_bytes())),
+        role,
+        name: name.to_owned(),
+        created_by: by.to_owned(),
+        created_at: crate::wire::now(),
+        revoked_at: None,
+    };
+    let actor = crate::commands::Actor {
+        principal: by.to_owned(),
+        agent_id: None,
+        request_id: None,
+    };
+    match ledger
+        .execute::<ApiKey>(
+            org,
+            id.as_str(),
+            ApiKeyCommand::Issue(Box::new(record)),
+            &actor,
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(crate::commands::CommandError::Failed(e)) => return Err(e),
+        Err(crate::commands::CommandError::Rejected(e)) => return Err(ApiError::internal(e)),
+    }
+    projector.catch_up(org).await?;
+    Ok(key)
+}

@@ -1,0 +1,136 @@
+//! Executes commands on aggregates: cqrs-es loads and handles, the ledger store persists.
+//!
+//! Unlike `CqrsFramework::execute`, this returns the aggregate's state after the command, so
+//! a REST answer can be built from the command side (read-your-writes without waiting for a
+//! projection), and it retries optimistic-lock conflicts against the fresh state, so racing
+//! writers are settled by the aggregate's rules (exactly one outcome wins, the rest get the
+//! domain's refusal).
+
+use std::collections::HashMap;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
+use dashclaw_domain::OrgId;
+use dashclaw_store::LedgerRepository;
+
+use crate::error::{ApiError, ErrorCode};
+
+/// How often a command is re-run after losing an optimistic-lock race.
+const CONFLICT_RETRIES: usize = 16;
+
+/// Who caused a change; recorded as event metadata.
+#[derive(Clone, Debug, Default)]
+pub struct Actor {
+    pub principal: String,
+    pub agent_id: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    fn metadata(&self) -> HashMap<String, String> {
+        let mut m = HashMap::from([("actor".to_owned(), self.principal.clone())]);
+        if let Some(a) = &self.agent_id {
+            m.insert("agent_id".to_owned(), a.clone());
+        }
+        if let Some(r) = &self.request_id {
+            m.insert("request_id".to_owned(), r.clone());
+        }
+        m
+    }
+}
+
+/// A command's failure: the domain refused it, or the infrastructure failed.
+#[derive(Debug)]
+pub enum CommandError<E> {
+    Rejected(E),
+    Failed(ApiError),
+}
+
+impl<E> From<ApiError> for CommandError<E> {
+    fn from(e: ApiError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+fn infrastructure<E: std::error::Error>(e: AggregateError<E>) -> ApiError {
+    match e {
+        AggregateError::DatabaseConnectionError(cause) => {
+            tracing::error!(error = %cause, "database error while executing a command");
+            ApiError::new(ErrorCode::DbUnavailable, "Database unavailable")
+        }
+        AggregateError::AggregateConflict => {
+            ApiError::new(ErrorCode::Conflict, "Concurrent update, retry")
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+/// The command side of every aggregate. Cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    repo: LedgerRepository,
+}
+
+impl Ledger {
+    pub fn new(repo: LedgerRepository) -> Self {
+        Self { repo }
+    }
+
+    fn store<A: Aggregate>(&self) -> PersistedEventStore<LedgerRepository, A> {
+        PersistedEventStore::new_event_store(self.repo.clone())
+    }
+
+    /// The current state of an aggregate (default when it has no events).
+    pub async fn load<A: Aggregate>(&self, org: &OrgId, entity: &str) -> Result<A, ApiError> {
+        let mut context = self
+            .store::<A>()
+            .load_aggregate(&org.stream_id(entity))
+            .await
+            .map_err(infrastructure)?;
+        Ok(std::mem::take(context.aggregate()))
+    }
+
+    /// Handles `command` and appends its events; returns the state after them.
+    pub async fn execute<A>(
+        &self,
+        org: &OrgId,
+        entity: &str,
+        command: A::Command,
+        actor: &Actor,
+    ) -> Result<A, CommandError<A::Error>>
+    where
+        A: Aggregate<Services = ()> + Clone,
+        A::Command: Clone,
+    {
+        let stream = org.stream_id(entity);
+        let store = self.store::<A>();
+        for _ in 0..CONFLICT_RETRIES {
+            let mut context = store
+                .load_aggregate(&stream)
+                .await
+                .map_err(infrastructure)?;
+            let sink = EventSink::default();
+            context
+                .aggregate()
+                .handle(command.clone(), &(), &sink)
+                .await
+                .map_err(CommandError::Rejected)?;
+            let after = context.aggregate().clone();
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return Ok(after);
+            }
+            match store.commit(events, context, actor.metadata()).await {
+                Ok(_) => return Ok(after),
+                Err(AggregateError::AggregateConflict) => continue,
+                Err(e) => return Err(infrastructure(e).into()),
+            }
+        }
+        Err(ApiError::new(
+            ErrorCode::Conflict,
+            "Too much contention on this entity, retry",
+        )
+        .into())
+    }
+}

@@ -1,0 +1,344 @@
+//! The ledger tail: every node follows every org's chain (LISTEN/NOTIFY, with a periodic
+//! re-scan so a missed notification is caught up from the ledger) and turns new events into
+//! SSE events, cache invalidations, rate-limit counts and projector runs. Because it is fed
+//! from the ledger, events committed on any node reach every node's subscribers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::Aggregate;
+use dashclaw_domain::action::{Action, ActionEvent};
+use dashclaw_domain::api_key::ApiKey;
+use dashclaw_domain::assumption::{Assumption, AssumptionEvent};
+use dashclaw_domain::guard_decision::{GuardDecision, GuardDecisionEvent};
+use dashclaw_domain::org_settings::OrgSettings;
+use dashclaw_domain::policy_set::PolicySet;
+use dashclaw_domain::OrgId;
+use dashclaw_projections::Governance;
+use serde_json::{json, Value};
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use crate::auth::KeyCache;
+use crate::error::ApiError;
+use crate::governance::{Counters, OrgViews};
+use crate::wire;
+
+/// How often every org's head is re-read, in case a notification was missed.
+const RESCAN: Duration = Duration::from_secs(2);
+
+/// One event for SSE subscribers.
+#[derive(Debug)]
+pub struct LiveEvent {
+    pub org: OrgId,
+    pub ledger_seq: u64,
+    pub name: &'static str,
+    pub data: Value,
+}
+
+/// A stored event, as the tail reads it.
+type Row = (i64, String, String, i64, String);
+
+/// Handle to the tail. Cheap to clone; the tail stops with the last clone.
+#[derive(Clone)]
+pub struct Live {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sender: broadcast::Sender<Arc<LiveEvent>>,
+    pool: PgPool,
+    pub views: OrgViews,
+    pub counters: Counters,
+    subscribers: AtomicUsize,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Everything the tail updates.
+#[derive(Clone)]
+struct Tail {
+    sender: broadcast::Sender<Arc<LiveEvent>>,
+    pool: PgPool,
+    projector: Governance,
+    keys: KeyCache,
+    views: OrgViews,
+    counters: Counters,
+}
+
+impl Live {
+    pub async fn start(
+        pool: PgPool,
+        projector: Governance,
+        keys: KeyCache,
+    ) -> Result<Self, ApiError> {
+        let (sender, _) = broadcast::channel(4096);
+        let views = OrgViews::default();
+        let counters = Counters::default();
+        let tail = Tail {
+            sender: sender.clone(),
+            pool: pool.clone(),
+            projector,
+            keys,
+            views: views.clone(),
+            counters: counters.clone(),
+        };
+        // Start from today's heads: history is replayed on request (Last-Event-ID), not pushed.
+        let mut cursors = HashMap::new();
+        for (org, size) in heads(&pool).await? {
+            cursors.insert(org, size);
+        }
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(dashclaw_store::LEDGER_CHANNEL).await?;
+        let task = tokio::spawn(tail.run(listener, cursors));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                sender,
+                pool,
+                views,
+                counters,
+                subscribers: AtomicUsize::new(0),
+                task,
+            }),
+        })
+    }
+
+    pub fn views(&self) -> &OrgViews {
+        &self.inner.views
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// A receiver of every live event (all orgs; filter by `org`), counted as a subscriber
+    /// until dropped.
+    pub fn subscribe(&self) -> Subscription {
+        self.inner.subscribers.fetch_add(1, Ordering::SeqCst);
+        Subscription {
+            receiver: self.inner.sender.subscribe(),
+            live: self.clone(),
+        }
+    }
+
+    pub fn subscribers(&self) -> usize {
+        self.inner.subscribers.load(Ordering::SeqCst)
+    }
+
+    /// Up to `limit` events of `org` after `after`, rendered as the live stream would have
+    /// shown them (Last-Event-ID replay).
+    pub async fn replay(
+        &self,
+        org: &OrgId,
+        after: u64,
+        limit: i64,
+    ) -> Result<Vec<LiveEvent>, ApiError> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT ledger_seq, aggregate_type, aggregate_id, sequence, payload::text FROM events
+              WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT $3",
+        )
+        .bind(org.as_str())
+        .bind(after as i64)
+        .bind(limit)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(e) = render(&self.inner.pool, org, &row).await? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub struct Subscription {
+    pub receiver: broadcast::Receiver<Arc<LiveEvent>>,
+    live: Live,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.live.inner.subscribers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn heads(pool: &PgPool) -> Result<Vec<(OrgId, u64)>, ApiError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT org_id, size FROM ledger_heads")
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(org, size)| Some((OrgId::new(org).ok()?, size as u64)))
+        .collect())
+}
+
+impl Tail {
+    async fn run(self, mut listener: PgListener, mut cursors: HashMap<OrgId, u64>) {
+        let mut rescan = tokio::time::interval(RESCAN);
+        loop {
+            tokio::select! {
+                notification = listener.recv() => match notification {
+                    Ok(n) => {
+                        let Some((org, size)) = n.payload().rsplit_once(':') else { continue };
+                        let (Ok(org), Ok(size)) = (OrgId::new(org), size.parse::<u64>()) else { continue };
+                        self.follow(&mut cursors, &org, size).await;
+                    }
+                    // PgListener reconnects by itself; the re-scan catches up what was missed.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ledger notifications interrupted");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+                _ = rescan.tick() => {
+                    match heads(&self.pool).await {
+                        Ok(heads) => for (org, size) in heads {
+                            self.follow(&mut cursors, &org, size).await;
+                        },
+                        Err(e) => tracing::warn!(error = %e.error, "cannot re-scan ledger heads"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Processes `org`'s events between its cursor and `size`.
+    async fn follow(&self, cursors: &mut HashMap<OrgId, u64>, org: &OrgId, size: u64) {
+        let cursor = cursors.get(org).copied().unwrap_or(0);
+        if size <= cursor {
+            return;
+        }
+        let rows: Vec<Row> = match sqlx::query_as(
+            "SELECT ledger_seq, aggregate_type, aggregate_id, sequence, payload::text FROM events
+              WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT 10000",
+        )
+        .bind(org.as_str())
+        .bind(cursor as i64)
+        .fetch_all(&self.pool)
+        .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, %org, "cannot read new ledger events");
+                return;
+            }
+        };
+        let mut last = cursor;
+        for row in &rows {
+            self.observe(org, row);
+            match render(&self.pool, org, row).await {
+                Ok(Some(event)) => {
+                    let _ = self.sender.send(Arc::new(event));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e.error, %org, seq = row.0, "cannot render event")
+                }
+            }
+            last = row.0 as u64;
+        }
+        cursors.insert(org.clone(), last);
+        if let Err(e) = self.projector.catch_up(org).await {
+            tracing::warn!(error = %e, %org, "projection catch-up failed; will retry");
+        }
+    }
+
+    /// Side effects of an event on this node's caches.
+    fn observe(&self, org: &OrgId, (_, aggregate_type, _, _, payload): &Row) {
+        match aggregate_type.as_str() {
+            PolicySet::TYPE | OrgSettings::TYPE => self.views.invalidate(org),
+            ApiKey::TYPE => self.keys.clear(),
+            GuardDecision::TYPE => {
+                if let Ok(GuardDecisionEvent::Recorded(d)) = serde_json::from_str(payload) {
+                    if let Some(agent) = &d.request.agent_id {
+                        self.counters.record(org, agent, d.evaluated_at);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The SSE form of a stored event, if subscribers care about it.
+async fn render(pool: &PgPool, org: &OrgId, row: &Row) -> Result<Option<LiveEvent>, ApiError> {
+    let (seq, aggregate_type, aggregate_id, sequence, payload) = row;
+    let event = |name, data| {
+        Some(LiveEvent {
+            org: org.clone(),
+            ledger_seq: *seq as u64,
+            name,
+            data,
+        })
+    };
+    Ok(match aggregate_type.as_str() {
+        Action::TYPE => {
+            let Ok(e) = serde_json::from_str::<ActionEvent>(payload) else {
+                return Ok(None);
+            };
+            let name = if matches!(e, ActionEvent::Recorded(_)) {
+                "action.created"
+            } else {
+                "action.updated"
+            };
+            match action_at(pool, aggregate_id, *sequence).await? {
+                Some(record) => event(name, wire::action_row(org, &record)),
+                None => None,
+            }
+        }
+        GuardDecision::TYPE => match serde_json::from_str(payload) {
+            Ok(GuardDecisionEvent::Recorded(d)) => {
+                event("guard.decision.created", wire::decision_row(org, &d))
+            }
+            Err(_) => None,
+        },
+        PolicySet::TYPE => event("policy.updated", json!({ "org_id": org.as_str() })),
+        Assumption::TYPE => match serde_json::from_str::<AssumptionEvent>(payload) {
+            Ok(AssumptionEvent::Invalidated { reason, at }) => event(
+                "signal.detected",
+                json!({
+                    "type": "assumption_drift",
+                    "severity": "warning",
+                    "assumption_id": aggregate_id.split_once('/').map(|(_, id)| id),
+                    "message": format!("Assumption invalidated: {reason}"),
+                    "detected_at": wire::ts(at),
+                }),
+            ),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// The action's record right after its event number `sequence`.
+async fn action_at(
+    pool: &PgPool,
+    aggregate_id: &str,
+    sequence: i64,
+) -> Result<Option<dashclaw_domain::action::ActionRecord>, ApiError> {
+    let payloads: Vec<String> = sqlx::query_scalar(
+        "SELECT payload::text FROM events
+          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence <= $3 ORDER BY sequence",
+    )
+    .bind(Action::TYPE)
+    .bind(aggregate_id)
+    .bind(sequence)
+    .fetch_all(pool)
+    .await?;
+    let mut action = Action::default();
+    for p in payloads {
+        if let Ok(e) = serde_json::from_str(&p) {
+            action.apply(e);
+        }
+    }
+    Ok(action.record)
+}

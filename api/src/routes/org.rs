@@ -1,0 +1,246 @@
+//! Org-wide surfaces: the halt switch (`/api/halt`), decision-integrity signals
+//! (`/api/signals`) and the prompt-injection scanner (`/api/security/prompt-injection`).
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dashclaw_domain::guard::scan_prompt_injection;
+use dashclaw_domain::org_settings::{OrgSettings, OrgSettingsCommand, ORG_SETTINGS_ID};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::Caller;
+use crate::commands::{Actor, CommandError};
+use crate::error::ApiError;
+use crate::server::AppState;
+use crate::validate::{object, Fields};
+use crate::wire;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/halt", get(halt).post(set_halt))
+        .route("/api/signals", get(signals))
+        .route("/api/actions/signals", get(signals))
+        .route("/api/security/prompt-injection", post(scan))
+}
+
+fn halt_body(settings: &OrgSettings) -> Value {
+    match &settings.halt {
+        Some(h) => {
+            json!({"halt": {"halted": h.halted, "actor": h.actor, "reason": h.reason, "at": wire::ts(h.at)}})
+        }
+        None => json!({"halt": {"halted": false, "actor": null, "reason": null, "at": null}}),
+    }
+}
+
+async fn halt(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require_admin("Admin access required")?;
+    let settings: OrgSettings = state.ledger.load(&caller.org, ORG_SETTINGS_ID).await?;
+    Ok(Json(halt_body(&settings)))
+}
+
+async fn set_halt(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin("Admin access required")?;
+    let body = object(&body)?;
+    let mut f = Fields::new(&body);
+    let halted = f.boolean("halted");
+    let reason = f.string("reason", 1000);
+    if !f.present("halted") {
+        f.errors.push("halted is required".into());
+    }
+    f.finish()?;
+    let command = OrgSettingsCommand::SetHalt {
+        halted: halted.unwrap_or(false),
+        actor: caller.principal.clone(),
+        reason,
+        now: wire::now(),
+    };
+    let actor = Actor {
+        principal: caller.principal.clone(),
+        agent_id: None,
+        request_id: None,
+    };
+    let result = state
+        .ledger
+        .execute::<OrgSettings>(&caller.org, ORG_SETTINGS_ID, command, &actor)
+        .await;
+    state.live.views().invalidate(&caller.org);
+    match result {
+        Ok(settings) => Ok(Json(halt_body(&settings))),
+        Err(CommandError::Failed(e)) => Err(e),
+        Err(CommandError::Rejected(e)) => match e {},
+    }
+}
+
+async fn scan(caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let _ = caller;
+    let body = object(&body)?;
+    let text = match body.get("text") {
+        None | Some(Value::Null) => return Err(ApiError::bad_request("text is required")),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(ApiError::bad_request("text must be a string")),
+    };
+    let source = body.get("source").and_then(Value::as_str);
+    let scan = scan_prompt_injection(&text);
+    Ok(Json(json!({
+        "clean": scan.clean,
+        "risk_level": scan.risk_level,
+        "recommendation": scan.recommendation,
+        "findings_count": scan.findings.len(),
+        "critical_count": scan.critical_count(),
+        "categories": scan.categories,
+        "findings": scan.findings,
+        "source": source,
+    })))
+}
+
+#[derive(Deserialize)]
+struct SignalQuery {
+    agent_id: Option<String>,
+}
+
+fn signal(kind: &str, red: bool, label: &str, detail: String, help: &str, extra: Value) -> Value {
+    let mut s = json!({
+        "type": kind, "severity": if red { "red" } else { "amber" }, "label": label,
+        "detail": detail, "help": help,
+    });
+    if let (Value::Object(m), Value::Object(e)) = (&mut s, extra) {
+        m.extend(e);
+    }
+    s
+}
+
+/// Signals computed from the read models (contract 10.5), red first.
+async fn signals(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<SignalQuery>,
+) -> Result<Json<Value>, ApiError> {
+    state.projector.catch_up(&caller.org).await?;
+    let org = caller.org.as_str();
+    let agent = q.agent_id.as_deref();
+    let mut out = Vec::new();
+
+    let failures: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT agent_id, count(*) FROM action_records
+          WHERE org_id = $1 AND ($2::text IS NULL OR agent_id = $2) AND status = 'failed'
+            AND timestamp_start > now() - interval '24 hours'
+          GROUP BY agent_id HAVING count(*) > 3",
+    )
+    .bind(org)
+    .bind(agent)
+    .fetch_all(&state.pool)
+    .await?;
+    for (agent_id, n) in failures {
+        out.push(signal(
+            "repeated_failures",
+            n > 5,
+            "Repeated failures",
+            format!("{agent_id} failed {n} actions in 24 h"),
+            "Look at the failing actions before letting the agent retry.",
+            json!({"agent_id": agent_id}),
+        ));
+    }
+
+    let stale: Vec<(String, String, f64)> = sqlx::query_as(
+        "SELECT action_id, agent_id, extract(epoch FROM now() - timestamp_start)::float8 / 3600
+           FROM action_records
+          WHERE org_id = $1 AND ($2::text IS NULL OR agent_id = $2) AND status = 'running'
+            AND timestamp_start < now() - interval '4 hours'
+          ORDER BY timestamp_start LIMIT 50",
+    )
+    .bind(org)
+    .bind(agent)
+    .fetch_all(&state.pool)
+    .await?;
+    for (action_id, agent_id, hours) in stale {
+        out.push(signal(
+            "stale_running_action",
+            hours > 24.0,
+            "Stale running action",
+            format!("{action_id} has been running for {hours:.1} h without an outcome"),
+            "Report its outcome or reconcile it.",
+            json!({"agent_id": agent_id, "action_id": action_id}),
+        ));
+    }
+
+    let backlog: Vec<(String, String, f64)> = sqlx::query_as(
+        "SELECT action_id, agent_id, extract(epoch FROM now() - timestamp_start)::float8 / 3600
+           FROM action_records
+          WHERE org_id = $1 AND ($2::text IS NULL OR agent_id = $2) AND status = 'pending_approval'
+            AND timestamp_start < now() - interval '1 hour'
+          ORDER BY timestamp_start LIMIT 50",
+    )
+    .bind(org)
+    .bind(agent)
+    .fetch_all(&state.pool)
+    .await?;
+    for (action_id, agent_id, hours) in backlog {
+        out.push(signal(
+            "approval_backlog",
+            hours >= 4.0,
+            "Approval waiting",
+            format!("{action_id} has waited {hours:.1} h for a decision"),
+            "Approve or deny it.",
+            json!({"agent_id": agent_id, "action_id": action_id}),
+        ));
+    }
+
+    let drift: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT r.agent_id, count(*) FROM assumptions a
+           JOIN action_records r ON r.org_id = a.org_id AND r.action_id = a.action_id
+          WHERE a.org_id = $1 AND ($2::text IS NULL OR r.agent_id = $2)
+            AND (a.doc->>'invalidated')::bool
+            AND (a.doc->>'invalidated_at')::timestamptz > now() - interval '7 days'
+          GROUP BY r.agent_id",
+    )
+    .bind(org)
+    .bind(agent)
+    .fetch_all(&state.pool)
+    .await?;
+    for (agent_id, n) in drift {
+        out.push(signal(
+            "assumption_drift",
+            n >= 4,
+            "Assumption drift",
+            format!("{n} of {agent_id}'s assumptions were invalidated in 7 days"),
+            "Review what the agent believes before its next action.",
+            json!({"agent_id": agent_id}),
+        ));
+    }
+
+    let unsupervised: Vec<(String, String, i32)> = sqlx::query_as(
+        "SELECT action_id, agent_id, risk_score FROM action_records
+          WHERE org_id = $1 AND ($2::text IS NULL OR agent_id = $2) AND status = 'running'
+            AND risk_score >= 90 AND doc->>'approved_by' IS NULL
+          ORDER BY timestamp_start DESC LIMIT 50",
+    )
+    .bind(org)
+    .bind(agent)
+    .fetch_all(&state.pool)
+    .await?;
+    for (action_id, agent_id, risk) in unsupervised {
+        out.push(signal(
+            "high_impact_low_oversight",
+            true,
+            "High impact, low oversight",
+            format!("{action_id} runs at risk {risk} without a human approval"),
+            "Add a require_approval or risk_threshold policy for this action type.",
+            json!({"agent_id": agent_id, "action_id": action_id}),
+        ));
+    }
+
+    out.sort_by_key(|s| s["severity"] != "red");
+    let red = out.iter().filter(|s| s["severity"] == "red").count();
+    Ok(Json(json!({
+        "signals": out,
+        "muted": [],
+        "counts": {"red": red, "amber": out.len() - red, "total": out.len()},
+        "lastUpdated": wire::ts(wire::now()),
+    })))
+}

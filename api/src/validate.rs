@@ -1,0 +1,254 @@
+//! Body validation with DashClaw's rules and messages (contract section 0.4): unknown fields
+//! are dropped, `null` is absent, camelCase aliases are accepted, and every problem is
+//! collected into one `400 {"error":"Validation failed","details":[...]}`.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// A JSON object body being validated. Problems accumulate in `errors`.
+pub struct Fields<'a> {
+    body: &'a Map<String, Value>,
+    pub errors: Vec<String>,
+}
+
+fn camel(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut upper = false;
+    for c in key.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Parses a request body that must be a JSON object.
+pub fn object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::validation(vec![
+            "request body must be a JSON object".to_owned(),
+        ])),
+        Err(_) => Err(ApiError::bad_request("Invalid JSON body")),
+    }
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(body: &'a Map<String, Value>) -> Self {
+        Self {
+            body,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The raw value of `key` (or its camelCase alias); `null` counts as absent.
+    pub fn raw(&self, key: &str) -> Option<&'a Value> {
+        let v = self.body.get(key).or_else(|| {
+            let alias = camel(key);
+            (alias != key).then(|| self.body.get(&alias)).flatten()
+        })?;
+        (!v.is_null()).then_some(v)
+    }
+
+    pub fn present(&self, key: &str) -> bool {
+        self.raw(key).is_some()
+    }
+
+    fn fail(&mut self, message: String) {
+        self.errors.push(message);
+    }
+
+    /// An optional string of at most `max` characters.
+    pub fn string(&mut self, key: &str, max: usize) -> Option<String> {
+        match self.raw(key)? {
+            Value::String(s) if s.chars().count() > max => {
+                self.fail(format!("{key} exceeds max length of {max}"));
+                None
+            }
+            Value::String(s) => Some(s.clone()),
+            _ => {
+                self.fail(format!("{key} must be a string"));
+                None
+            }
+        }
+    }
+
+    /// A required, non-empty string of at most `max` characters.
+    pub fn required_string(&mut self, key: &str, max: usize) -> Option<String> {
+        if !self.present(key) {
+            self.fail(format!("{key} is required"));
+            return None;
+        }
+        let s = self.string(key, max)?;
+        if s.is_empty() {
+            self.fail(format!("{key} cannot be empty"));
+            return None;
+        }
+        Some(s)
+    }
+
+    /// An optional string from a closed set.
+    pub fn one_of(&mut self, key: &str, allowed: &[&str]) -> Option<String> {
+        let s = self.string(key, 256)?;
+        if allowed.contains(&s.as_str()) {
+            Some(s)
+        } else {
+            self.fail(format!("{key} must be one of: {}", allowed.join(", ")));
+            None
+        }
+    }
+
+    /// An optional integer in `min..=max` (floats are refused).
+    pub fn integer(&mut self, key: &str, min: i64, max: i64) -> Option<i64> {
+        let v = self.raw(key)?;
+        let Some(n) = v.as_i64() else {
+            self.fail(format!("{key} must be an integer"));
+            return None;
+        };
+        if n < min {
+            self.fail(format!("{key} must be >= {min}"));
+            None
+        } else if n > max {
+            self.fail(format!("{key} must be <= {max}"));
+            None
+        } else {
+            Some(n)
+        }
+    }
+
+    /// An optional number >= `min`, clamped to `clamp_max`.
+    pub fn number(&mut self, key: &str, min: f64, clamp_max: f64) -> Option<f64> {
+        let v = self.raw(key)?;
+        let Some(n) = v.as_f64() else {
+            self.fail(format!("{key} must be a number"));
+            return None;
+        };
+        if n < min {
+            self.fail(format!("{key} must be >= {min}"));
+            return None;
+        }
+        Some(n.min(clamp_max))
+    }
+
+    pub fn boolean(&mut self, key: &str) -> Option<bool> {
+        match self.raw(key)? {
+            Value::Bool(b) => Some(*b),
+            _ => {
+                self.fail(format!("{key} must be a boolean"));
+                None
+            }
+        }
+    }
+
+    /// An optional array of at most `max_items` strings, each at most `item_max` characters.
+    pub fn strings(&mut self, key: &str, max_items: usize, item_max: usize) -> Vec<String> {
+        let Some(v) = self.raw(key) else {
+            return Vec::new();
+        };
+        let Value::Array(items) = v else {
+            self.fail(format!("{key} must be an array"));
+            return Vec::new();
+        };
+        if items.len() > max_items {
+            self.fail(format!("{key} exceeds max items of {max_items}"));
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Value::String(s) if s.chars().count() > item_max => {
+                    self.fail(format!("{key}[{i}] exceeds max length of {item_max}"))
+                }
+                Value::String(s) => out.push(s.clone()),
+                _ => self.fail(format!("{key}[{i}] must be a string")),
+            }
+        }
+        out
+    }
+
+    pub fn object(&mut self, key: &str) -> Option<&'a Map<String, Value>> {
+        match self.raw(key)? {
+            Value::Object(m) => Some(m),
+            _ => {
+                self.fail(format!("{key} must be an object"));
+                None
+            }
+        }
+    }
+
+    pub fn timestamp(&mut self, key: &str) -> Option<DateTime<Utc>> {
+        let v = self.raw(key)?;
+        let parsed = v
+            .as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc));
+        if parsed.is_none() {
+            self.fail(format!(
+                "{key} must be a parseable timestamp (ISO 8601 recommended)"
+            ));
+        }
+        parsed
+    }
+
+    /// Ends validation: the collected problems as one 400, or nothing.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn aliases_nulls_and_messages() {
+        let body = map(json!({"riskScore": 5.5, "agent_id": null, "goal": "", "tags": [1]}));
+        let mut f = Fields::new(&body);
+        assert_eq!(f.integer("risk_score", 0, 100), None);
+        assert_eq!(f.required_string("agent_id", 128), None);
+        assert_eq!(f.required_string("goal", 10), None);
+        assert!(f.strings("tags", 5, 10).is_empty());
+        assert_eq!(
+            f.errors,
+            vec![
+                "risk_score must be an integer",
+                "agent_id is required",
+                "goal cannot be empty",
+                "tags[0] must be a string"
+            ]
+        );
+    }
+
+    #[test]
+    fn limits() {
+        let body = map(json!({"n": 101, "s": "abcd", "a": ["x", "y", "z"]}));
+        let mut f = Fields::new(&body);
+        f.integer("n", 0, 100);
+        f.string("s", 3);
+        f.strings("a", 2, 10);
+        assert_eq!(
+            f.errors,
+            vec![
+                "n must be <= 100",
+                "s exceeds max length of 3",
+                "a exceeds max items of 2"
+            ]
+        );
+    }
+}

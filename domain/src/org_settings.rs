@@ -1,0 +1,92 @@
+//! The OrgSettings aggregate: per-org switches, today the halt (kill switch).
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+/// The entity id of an org's settings stream.
+pub const ORG_SETTINGS_ID: &str = "settings";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaltState {
+    pub halted: bool,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OrgSettings {
+    /// The last halt change, if any (`halted: false` after a resume).
+    pub halt: Option<HaltState>,
+}
+
+impl OrgSettings {
+    pub fn halted(&self) -> Option<&HaltState> {
+        self.halt.as_ref().filter(|h| h.halted)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrgSettingsCommand {
+    SetHalt {
+        halted: bool,
+        actor: String,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum OrgSettingsEvent {
+    HaltChanged(HaltState),
+}
+
+impl DomainEvent for OrgSettingsEvent {
+    fn event_type(&self) -> String {
+        "OrgHaltChanged".to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrgSettingsError {}
+
+impl Aggregate for OrgSettings {
+    const TYPE: &'static str = "OrgSettings";
+    type Command = OrgSettingsCommand;
+    type Event = OrgSettingsEvent;
+    type Error = OrgSettingsError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: OrgSettingsCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), OrgSettingsError> {
+        let OrgSettingsCommand::SetHalt {
+            halted,
+            actor,
+            reason,
+            now,
+        } = command;
+        let state = HaltState {
+            halted,
+            actor,
+            reason,
+            at: now,
+        };
+        sink.write(OrgSettingsEvent::HaltChanged(state), self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: OrgSettingsEvent) {
+        let OrgSettingsEvent::HaltChanged(state) = event;
+        self.halt = Some(state);
+    }
+}
