@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,9 +65,29 @@ impl Config {
     }
 }
 
+/// The server's clock: the system clock plus an offset that tests can advance, so that
+/// time-driven rules (approval expiry, claim windows) are tested without waiting.
+#[derive(Clone, Default)]
+pub struct Clock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl Clock {
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        crate::wire::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::SeqCst))
+    }
+
+    /// Moves this clock forward (tests only ever need forward).
+    pub fn advance(&self, by: chrono::Duration) {
+        self.offset_ms
+            .fetch_add(by.num_milliseconds(), Ordering::SeqCst);
+    }
+}
+
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
+    pub clock: Clock,
     pub pool: PgPool,
     pub ledger: Ledger,
     pub projector: Governance,
@@ -85,6 +106,7 @@ impl AppState {
         let keys = KeyCache::default();
         let live = Live::start(pool.clone(), projector.clone(), keys.clone()).await?;
         Ok(Self {
+            clock: Clock::default(),
             ledger: Ledger::new(repo),
             projector,
             live,

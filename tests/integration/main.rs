@@ -4,7 +4,10 @@
 // Test helpers may panic on failure: a panic is how a test fails.
 #![allow(clippy::unwrap_used)]
 
+mod api;
 mod architecture;
+mod bad_input;
+mod governance;
 mod ledger;
 mod server;
 mod support;

@@ -93,7 +93,7 @@ async fn expire_if_overdue(
     caller: &Caller,
     record: ActionRecord,
 ) -> Result<ActionRecord, ApiError> {
-    let now = wire::now();
+    let now = state.clock.now();
     if record.status != ActionStatus::PendingApproval || !record.is_overdue(now) {
         return Ok(record);
     }
@@ -204,7 +204,7 @@ async fn create(
     let mut request = input.request.clone();
     request.agent_id = Some(agent_id.clone());
     request.declared_goal = declared_goal.clone();
-    let now = wire::now();
+    let now = state.clock.now();
     let decision = decide(
         &state.ledger,
         state.live.views(),
@@ -397,9 +397,10 @@ async fn list(
         let overdue: Vec<String> = sqlx::query_scalar(
             "SELECT action_id FROM action_records
               WHERE org_id = $1 AND status = 'pending_approval'
-                AND COALESCE(approval_expires_at, timestamp_start + interval '24 hours') < now()",
+                AND COALESCE(approval_expires_at, timestamp_start + interval '24 hours') < $2",
         )
         .bind(caller.org.as_str())
+        .bind(state.clock.now())
         .fetch_all(&state.pool)
         .await?;
         for id in overdue {
@@ -465,7 +466,7 @@ async fn list(
             "blocked": stats.4, "high_risk": stats.5,
             "avg_risk": stats.6.unwrap_or(0.0), "total_cost": stats.7.unwrap_or(0.0),
         },
-        "lastUpdated": wire::ts(wire::now()),
+        "lastUpdated": wire::ts(state.clock.now()),
     })))
 }
 
@@ -606,7 +607,7 @@ async fn claim(
     {
         request.client_capabilities.push("execution_claims".into());
     }
-    let now = wire::now();
+    let now = state.clock.now();
     let grant = record.approved_by.as_deref().map(|who| OperatorGrant {
         action_id: record.action_id.as_str(),
         approved_by: who,
@@ -661,7 +662,7 @@ async fn legacy_update(
     body: &Map<String, Value>,
 ) -> Result<Response, ApiError> {
     let mut f = Fields::new(body);
-    let now = wire::now();
+    let now = state.clock.now();
     let has_side_effects = f.present("side_effects");
     let has_artifacts = f.present("artifacts_created");
     let update = LegacyUpdate {
@@ -803,7 +804,7 @@ async fn report_outcome(
         summary,
         error_message,
         progress,
-        now: wire::now(),
+        now: state.clock.now(),
     });
     match run(&state, &caller, &record.action_id, command).await? {
         Ok(done) => Ok(Json(
@@ -855,7 +856,7 @@ async fn approve(
         }
     };
     let record = load(&state, &caller, &id).await?;
-    let now = wire::now();
+    let now = state.clock.now();
     let command = if allow {
         ActionCommand::Approve {
             approver: caller.principal.clone(),

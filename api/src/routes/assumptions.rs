@@ -98,7 +98,7 @@ async fn register(
         invalidated_reason: None,
         validated_at: None,
         invalidated_at: None,
-        created_at: wire::now(),
+        created_at: state.clock.now(),
     };
     let actor = Actor {
         principal: caller.principal.clone(),
@@ -181,7 +181,7 @@ async fn update(
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(ApiError::bad_request("invalidated_reason must be a string")),
     };
-    let now = wire::now();
+    let now = state.clock.now();
     let command = if *validated {
         AssumptionCommand::Validate { now }
     } else {
@@ -270,6 +270,6 @@ async fn list(
         .map(|a| row(&a))
         .collect();
     Ok(Json(
-        json!({"assumptions": items, "total": items.len(), "lastUpdated": wire::ts(wire::now())}),
+        json!({"assumptions": items, "total": items.len(), "lastUpdated": wire::ts(state.clock.now())}),
     ))
 }

@@ -229,7 +229,7 @@ async fn guard(
         }
     }
 
-    let now = wire::now();
+    let now = state.clock.now();
     let action_id = match (&input.idempotency_key, record) {
         (Some(key), true) => Some(ActionId::for_idempotency_key(&caller.org, key)),
         (None, true) => Some(ActionId::random(random()?)),

@@ -58,7 +58,7 @@ async fn set_halt(
         halted: halted.unwrap_or(false),
         actor: caller.principal.clone(),
         reason,
-        now: wire::now(),
+        now: state.clock.now(),
     };
     let actor = Actor {
         principal: caller.principal.clone(),
@@ -241,6 +241,6 @@ async fn signals(
         "signals": out,
         "muted": [],
         "counts": {"red": red, "amber": out.len() - red, "total": out.len()},
-        "lastUpdated": wire::ts(wire::now()),
+        "lastUpdated": wire::ts(state.clock.now()),
     })))
 }

@@ -137,13 +137,13 @@ fn text(
 }
 
 /// Stamps a default expiry on grants that have none.
-fn stamp_grant(policy_type: &str, rules: &mut Value) {
+fn stamp_grant(policy_type: &str, rules: &mut Value, now: chrono::DateTime<chrono::Utc>) {
     if policy_type == "allow_grant" {
         if let Value::Object(m) = rules {
             if !m.contains_key("expires_at") {
                 m.insert(
                     "expires_at".into(),
-                    json!(wire::ts(wire::now() + DEFAULT_GRANT_TTL)),
+                    json!(wire::ts(now + DEFAULT_GRANT_TTL)),
                 );
             }
         }
@@ -234,7 +234,7 @@ async fn create(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    stamp_grant(&policy_type, &mut rules);
+    stamp_grant(&policy_type, &mut rules, state.clock.now());
     let policy = Policy {
         id: PolicyId::random(random()?).to_string(),
         name,
@@ -250,7 +250,7 @@ async fn create(
         PolicySetCommand::Create {
             policy,
             by: caller.principal.clone(),
-            now: wire::now(),
+            now: state.clock.now(),
         },
     )
     .await?;
@@ -293,7 +293,7 @@ async fn update(
         PolicySetCommand::Update {
             id: id.clone(),
             changes,
-            now: wire::now(),
+            now: state.clock.now(),
         },
     )
     .await?;
@@ -335,7 +335,7 @@ async fn remove(
         &caller,
         PolicySetCommand::Delete {
             ids: ids.clone(),
-            now: wire::now(),
+            now: state.clock.now(),
         },
     )
     .await?;

@@ -1,0 +1,332 @@
+//! The governance loop's guarantees under concurrency and time: one action per idempotency
+//! key, exactly one outcome and one claim among racing writers, expiry that nothing can
+//! release, and a verifiable chain afterwards.
+
+use axum::http::StatusCode;
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::api::Api;
+use crate::support::{dashclaw, url_of};
+
+async fn count(api: &Api, aggregate_type: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = $1")
+        .bind(aggregate_type)
+        .fetch_one(&api.pool)
+        .await
+        .unwrap()
+}
+
+async fn policy(api: &Api, policy_type: &str, rules: Value) {
+    let (status, body) = api
+        .post(
+            "/api/policies",
+            &api.admin,
+            json!({"name": format!("{policy_type} policy"), "policy_type": policy_type, "rules": rules}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn create(api: &Api, key: &str, body: Value) -> Value {
+    let (status, body) = api.post("/api/actions", key, body).await;
+    assert!(status.is_success(), "{status}: {body}");
+    body
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_thousand_identical_creates_make_one_action(pool: PgPool) {
+    let api = Api::start(pool.clone()).await;
+    let body = json!({
+        "agent_id": "agent-1", "action_type": "deploy", "declared_goal": "ship it",
+        "idempotency_key": "k-1",
+    });
+    let answers =
+        join_all((0..1000).map(|_| api.post("/api/actions", &api.member, body.clone()))).await;
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let replays = answers
+        .iter()
+        .filter(|(s, b)| *s == StatusCode::OK && b["idempotent_replay"] == true)
+        .count();
+    assert_eq!((created, replays), (1, 999));
+    let ids: std::collections::BTreeSet<_> = answers
+        .iter()
+        .map(|(_, b)| b["action_id"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 1, "every answer names the same action");
+    assert_eq!(count(&api, "Action").await, 1);
+
+    let verify = dashclaw(&url_of(&pool).await, &["verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn racing_outcome_reporters_have_exactly_one_winner(pool: PgPool) {
+    let api = Api::start(pool).await;
+    let created = create(
+        &api,
+        &api.member,
+        json!({"agent_id": "a", "action_type": "build", "declared_goal": "g"}),
+    )
+    .await;
+    let id = created["action_id"].as_str().unwrap().to_owned();
+    let uri = format!("/api/actions/{id}/outcome");
+    let reports = (0..64).map(|i| {
+        let status = if i % 2 == 0 { "completed" } else { "failed" };
+        api.post(
+            &uri,
+            &api.member,
+            json!({"status": status, "error_message": "e"}),
+        )
+    });
+    let answers = join_all(reports).await;
+    let won = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    let refused = answers
+        .iter()
+        .filter(|(s, b)| *s == StatusCode::CONFLICT && b["current_status"].is_string())
+        .count();
+    assert_eq!((won, refused), (1, 63));
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM events WHERE event_type = 'ActionOutcomeReported'"
+        )
+        .fetch_one(&api.pool)
+        .await
+        .unwrap(),
+        1
+    );
+}
+
+fn claim_body(attempt: usize) -> Value {
+    json!({"claim_execution": true, "attempt_id": format!("attempt-{attempt:012}"), "agent_id": "a", "act": {"kind": "shell", "command": "ls"}})
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn racing_claims_have_exactly_one_winner(pool: PgPool) {
+    let api = Api::start(pool).await;
+    let created = create(
+        &api,
+        &api.member,
+        json!({"agent_id": "a", "action_type": "build", "declared_goal": "g", "act": {"kind": "shell", "command": "ls"}}),
+    )
+    .await;
+    let uri = format!("/api/actions/{}", created["action_id"].as_str().unwrap());
+    let answers = join_all((0..32).map(|i| {
+        api.call(
+            axum::http::Method::PATCH,
+            &uri,
+            &api.member,
+            Some(claim_body(i)),
+        )
+    }))
+    .await;
+    let won: Vec<_> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    assert_eq!(won[0].1["claimed"], true);
+    assert!(answers
+        .iter()
+        .filter(|(s, _)| *s != StatusCode::OK)
+        .all(|(s, b)| *s == StatusCode::CONFLICT && b["code"] == "EXECUTION_CLAIM_CONFLICT"));
+    // A claim must come from the principal that recorded the action.
+    let other = create(
+        &api,
+        &api.member,
+        json!({"agent_id": "a", "action_type": "build", "declared_goal": "g2", "act": {"kind": "shell", "command": "ls"}}),
+    )
+    .await;
+    let uri = format!("/api/actions/{}", other["action_id"].as_str().unwrap());
+    let (status, _) = api
+        .call(
+            axum::http::Method::PATCH,
+            &uri,
+            &api.admin,
+            Some(claim_body(99)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn an_expired_approval_releases_nothing(pool: PgPool) {
+    let api = Api::start(pool).await;
+    policy(
+        &api,
+        "require_approval",
+        json!({"action_types": ["deploy"]}),
+    )
+    .await;
+    let created = create(
+        &api,
+        &api.member,
+        json!({"agent_id": "a", "action_type": "deploy", "declared_goal": "g", "approval_wait_seconds": 5}),
+    )
+    .await;
+    assert_eq!(created["action"]["status"], "pending_approval");
+    let id = created["action_id"].as_str().unwrap().to_owned();
+
+    // 5 s wait + 15 min grace, then a little more.
+    api.state
+        .clock
+        .advance(chrono::Duration::seconds(5 + 15 * 60 + 1));
+    let (status, body) = api
+        .post(
+            &format!("/api/actions/{id}/approve"),
+            &api.admin,
+            json!({"decision": "allow"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    assert_eq!(body["code"], "APPROVAL_EXPIRED");
+    assert_eq!(body["action"]["status"], "expired");
+    let (status, _) = api
+        .post(
+            &format!("/api/actions/{id}/approve"),
+            &api.admin,
+            json!({"decision": "allow"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::GONE);
+
+    let (status, body) = api
+        .post(
+            &format!("/api/actions/{id}/outcome"),
+            &api.member,
+            json!({"status": "completed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["current_status"], "expired");
+    let (status, _) = api
+        .call(
+            axum::http::Method::PATCH,
+            &format!("/api/actions/{id}"),
+            &api.member,
+            Some(claim_body(1)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, read) = api.get(&format!("/api/actions/{id}"), &api.member).await;
+    assert_eq!(read["action"]["status"], "expired");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn the_pending_queue_expires_overdue_approvals_first(pool: PgPool) {
+    let api = Api::start(pool).await;
+    policy(
+        &api,
+        "require_approval",
+        json!({"action_types": ["deploy"]}),
+    )
+    .await;
+    create(&api, &api.member, json!({"agent_id": "a", "action_type": "deploy", "declared_goal": "old", "approval_wait_seconds": 5})).await;
+    api.state.clock.advance(chrono::Duration::minutes(30));
+    create(
+        &api,
+        &api.member,
+        json!({"agent_id": "a", "action_type": "deploy", "declared_goal": "new"}),
+    )
+    .await;
+    let (_, queue) = api
+        .get("/api/actions?status=pending_approval", &api.admin)
+        .await;
+    let goals: Vec<_> = queue["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["declared_goal"].clone())
+        .collect();
+    assert_eq!(goals, vec![json!("new")]);
+    assert_eq!(count(&api, "Action").await, 3, "two recorded, one expired");
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM events WHERE event_type = 'ActionApprovalExpired'"
+        )
+        .fetch_one(&api.pool)
+        .await
+        .unwrap(),
+        1
+    );
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn an_approved_claim_must_come_within_fifteen_minutes(pool: PgPool) {
+    let api = Api::start(pool).await;
+    policy(
+        &api,
+        "require_approval",
+        json!({"action_types": ["deploy"]}),
+    )
+    .await;
+    let act = json!({"kind": "shell", "command": "deploy"});
+    let created = create(
+        &api,
+        &api.member,
+        json!({"agent_id": "a", "action_type": "deploy", "declared_goal": "g", "act": act}),
+    )
+    .await;
+    let id = created["action_id"].as_str().unwrap().to_owned();
+    let (status, _) = api
+        .post(
+            &format!("/api/actions/{id}/approve"),
+            &api.admin,
+            json!({"decision": "allow"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    api.state.clock.advance(chrono::Duration::minutes(16));
+    let mut claim = claim_body(1);
+    claim["act"] = act;
+    let (status, body) = api
+        .call(
+            axum::http::Method::PATCH,
+            &format!("/api/actions/{id}"),
+            &api.member,
+            Some(claim),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn policy_and_halt_changes_apply_to_the_next_decision(pool: PgPool) {
+    let api = Api::start(pool).await;
+    let guard = json!({"action_type": "deploy", "declared_goal": "ship", "agent_id": "a"});
+    let (_, first) = api.post("/api/guard", &api.member, guard.clone()).await;
+    assert_eq!(first["decision"], "allow");
+    policy(
+        &api,
+        "block_action_type",
+        json!({"action_types": ["deploy"]}),
+    )
+    .await;
+    let (_, second) = api.post("/api/guard", &api.member, guard.clone()).await;
+    assert_eq!(second["decision"], "block");
+    assert_ne!(first["policy_set_version"], second["policy_set_version"]);
+
+    let (status, _) = api
+        .post(
+            "/api/halt",
+            &api.admin,
+            json!({"halted": true, "reason": "incident"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let research = json!({"action_type": "research", "agent_id": "a"});
+    let (_, halted) = api.post("/api/guard", &api.member, research.clone()).await;
+    assert_eq!(halted["decision"], "block");
+    assert!(
+        halted["reason"].as_str().unwrap().contains("incident"),
+        "{halted}"
+    );
+    api.post("/api/halt", &api.admin, json!({"halted": false}))
+        .await;
+    let (_, resumed) = api.post("/api/guard", &api.member, research).await;
+    assert_eq!(resumed["decision"], "allow");
+}
