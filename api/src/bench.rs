@@ -17,32 +17,45 @@ use sqlx::{ConnectOptions, PgPool};
 pub struct BenchArgs {
     /// PostgreSQL server to measure (a scratch database is created there and dropped after).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    pub database_url: String,
     /// Events per phase.
     #[arg(long, default_value_t = 100_000)]
-    events: usize,
+    pub events: usize,
     /// Concurrent writers.
     #[arg(long, default_value_t = 16)]
-    writers: usize,
+    pub writers: usize,
     /// Keep the scratch database afterwards (to inspect it or run `dashclaw verify` again).
     #[arg(long)]
-    keep: bool,
+    pub keep: bool,
+    /// Which measurements: `ledger` (append + verify), `guard` (POST /api/guard latency and
+    /// throughput over HTTP), or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "guard"])]
+    pub suite: String,
+    /// Offered load of the guard latency phase, requests per second.
+    #[arg(long, default_value_t = 1000)]
+    pub guard_rate: u32,
+    /// HTTP clients of the guard phases (each its own keep-alive connection).
+    #[arg(long, default_value_t = 50)]
+    pub guard_clients: usize,
+    /// Length of each guard phase, seconds.
+    #[arg(long, default_value_t = 20)]
+    pub guard_seconds: u64,
 }
 
 /// One measured phase.
-struct Phase {
-    name: String,
-    ops: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
+pub(crate) struct Phase {
+    pub name: String,
+    pub ops: usize,
+    pub elapsed: Duration,
+    pub latencies: Vec<Duration>,
 }
 
 impl Phase {
-    fn rate(&self) -> f64 {
+    pub fn rate(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
 
-    fn percentile(&mut self, p: f64) -> Duration {
+    pub fn percentile(&mut self, p: f64) -> Duration {
         if self.latencies.is_empty() {
             return Duration::ZERO;
         }
@@ -51,7 +64,7 @@ impl Phase {
         self.latencies[i - 1]
     }
 
-    fn print(&mut self, baseline: Option<f64>) {
+    pub fn print(&mut self, baseline: Option<f64>) {
         let vs = baseline.map_or(String::new(), |b| {
             format!("  ({:.0}% of raw INSERT)", 100.0 * self.rate() / b)
         });
@@ -80,7 +93,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .await?;
     let options = server.clone().database(&scratch);
     let pool = PgPoolOptions::new()
-        .max_connections(args.writers as u32 + 4)
+        .max_connections(args.writers.max(16) as u32 + 8)
         .connect_with(options.clone())
         .await?;
     let result = measure(&args, &pool, &options).await;
@@ -88,7 +101,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     if args.keep {
         println!("kept the scratch database: {}", options.to_url_lossy());
     } else {
-        sqlx::query(&format!("DROP DATABASE {scratch}"))
+        sqlx::query(&format!("DROP DATABASE {scratch} WITH (FORCE)"))
             .execute(&admin)
             .await?;
     }
@@ -135,6 +148,9 @@ async fn measure(args: &BenchArgs, pool: &PgPool, options: &PgConnectOptions) ->
     .await?;
     raw.print(None);
     let baseline = raw.rate();
+    if args.suite == "guard" {
+        return crate::bench_guard::run(args, pool, baseline).await;
+    }
 
     let appender = Appender::new(pool.clone());
     let one_org = OrgId::new("org_bench")?;
@@ -181,6 +197,9 @@ async fn measure(args: &BenchArgs, pool: &PgPool, options: &PgConnectOptions) ->
         latencies: vec![],
     };
     verify.print(None);
+    if args.suite == "all" {
+        crate::bench_guard::run(args, pool, baseline).await?;
+    }
     Ok(())
 }
 

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
 use dashclaw_domain::OrgId;
 use dashclaw_store::LedgerRepository;
@@ -89,6 +89,41 @@ impl Ledger {
             .await
             .map_err(infrastructure)?;
         Ok(std::mem::take(context.aggregate()))
+    }
+
+    /// Handles `command` on a stream that is known to be new (its id was just minted from
+    /// randomness), skipping the load. Should the id exist after all, the store refuses the
+    /// append as a conflict.
+    pub async fn create<A>(
+        &self,
+        org: &OrgId,
+        entity: &str,
+        command: A::Command,
+        actor: &Actor,
+    ) -> Result<A, CommandError<A::Error>>
+    where
+        A: Aggregate<Services = ()> + Clone,
+    {
+        let store = self.store::<A>();
+        let mut context = EventStoreAggregateContext {
+            aggregate_id: org.stream_id(entity),
+            aggregate: A::default(),
+            current_sequence: 0,
+            current_snapshot: None,
+        };
+        let sink = EventSink::default();
+        context
+            .aggregate
+            .handle(command, &(), &sink)
+            .await
+            .map_err(CommandError::Rejected)?;
+        let after = context.aggregate.clone();
+        let events = sink.collect().await;
+        store
+            .commit(events, context, actor.metadata())
+            .await
+            .map_err(infrastructure)?;
+        Ok(after)
     }
 
     /// Handles `command` and appends its events; returns the state after them.

@@ -184,7 +184,7 @@ pub async fn decide(
     };
     let id = record.decision_id.to_string();
     match ledger
-        .execute::<GuardDecision>(
+        .create::<GuardDecision>(
             &caller.org,
             &id,
             GuardDecisionCommand::Record(Box::new(record.clone())),

@@ -5,10 +5,12 @@
 
 pub mod auth;
 pub mod bench;
+pub mod bench_guard;
 pub mod cli;
 pub mod commands;
 pub mod database;
 pub mod error;
+pub mod extract;
 pub mod governance;
 pub mod live;
 pub mod local_pg;

@@ -3,9 +3,9 @@
 //! SSE events, cache invalidations, rate-limit counts and projector runs. Because it is fed
 //! from the ledger, events committed on any node reach every node's subscribers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cqrs_es::Aggregate;
@@ -20,7 +20,7 @@ use dashclaw_projections::Governance;
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 
 use crate::auth::KeyCache;
@@ -55,18 +55,61 @@ struct Inner {
     pub views: OrgViews,
     pub counters: Counters,
     subscribers: AtomicUsize,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.task.abort();
+        self.tasks.iter().for_each(JoinHandle::abort);
+    }
+}
+
+/// Work handed between the tail's tasks: the newest known size of each org's chain (from
+/// notifications and re-scans), and the orgs whose projection should catch up. Under load
+/// many notifications fold into one pass.
+#[derive(Clone, Default)]
+struct Pending {
+    sizes: Arc<Mutex<HashMap<OrgId, u64>>>,
+    follow: Arc<Notify>,
+    project: Arc<Mutex<HashSet<OrgId>>>,
+    catch_up: Arc<Notify>,
+}
+
+impl Pending {
+    fn saw(&self, org: OrgId, size: u64) {
+        if let Ok(mut sizes) = self.sizes.lock() {
+            let known = sizes.entry(org).or_default();
+            *known = (*known).max(size);
+        }
+        self.follow.notify_one();
+    }
+
+    fn take_sizes(&self) -> HashMap<OrgId, u64> {
+        self.sizes
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+    }
+
+    fn project(&self, org: &OrgId) {
+        if let Ok(mut orgs) = self.project.lock() {
+            orgs.insert(org.clone());
+        }
+        self.catch_up.notify_one();
+    }
+
+    fn take_projects(&self) -> HashSet<OrgId> {
+        self.project
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
     }
 }
 
 /// Everything the tail updates.
 #[derive(Clone)]
 struct Tail {
+    pending: Pending,
     sender: broadcast::Sender<Arc<LiveEvent>>,
     pool: PgPool,
     projector: Governance,
@@ -85,6 +128,7 @@ impl Live {
         let views = OrgViews::default();
         let counters = Counters::default();
         let tail = Tail {
+            pending: Pending::default(),
             sender: sender.clone(),
             pool: pool.clone(),
             projector,
@@ -99,7 +143,11 @@ impl Live {
         }
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(dashclaw_store::LEDGER_CHANNEL).await?;
-        let task = tokio::spawn(tail.run(listener, cursors));
+        let tasks = vec![
+            tokio::spawn(tail.clone().listen(listener)),
+            tokio::spawn(tail.clone().follow_all(cursors)),
+            tokio::spawn(tail.project_all()),
+        ];
         Ok(Self {
             inner: Arc::new(Inner {
                 sender,
@@ -107,7 +155,7 @@ impl Live {
                 views,
                 counters,
                 subscribers: AtomicUsize::new(0),
-                task,
+                tasks,
             }),
         })
     }
@@ -183,15 +231,17 @@ async fn heads(pool: &PgPool) -> Result<Vec<(OrgId, u64)>, ApiError> {
 }
 
 impl Tail {
-    async fn run(self, mut listener: PgListener, mut cursors: HashMap<OrgId, u64>) {
+    /// Turns notifications (and a periodic re-scan of every head) into pending work.
+    async fn listen(self, mut listener: PgListener) {
         let mut rescan = tokio::time::interval(RESCAN);
         loop {
             tokio::select! {
                 notification = listener.recv() => match notification {
                     Ok(n) => {
                         let Some((org, size)) = n.payload().rsplit_once(':') else { continue };
-                        let (Ok(org), Ok(size)) = (OrgId::new(org), size.parse::<u64>()) else { continue };
-                        self.follow(&mut cursors, &org, size).await;
+                        if let (Ok(org), Ok(size)) = (OrgId::new(org), size.parse::<u64>()) {
+                            self.pending.saw(org, size);
+                        }
                     }
                     // PgListener reconnects by itself; the re-scan catches up what was missed.
                     Err(e) => {
@@ -199,13 +249,29 @@ impl Tail {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 },
-                _ = rescan.tick() => {
-                    match heads(&self.pool).await {
-                        Ok(heads) => for (org, size) in heads {
-                            self.follow(&mut cursors, &org, size).await;
-                        },
-                        Err(e) => tracing::warn!(error = %e.error, "cannot re-scan ledger heads"),
-                    }
+                _ = rescan.tick() => match heads(&self.pool).await {
+                    Ok(heads) => heads.into_iter().for_each(|(org, size)| self.pending.saw(org, size)),
+                    Err(e) => tracing::warn!(error = %e.error, "cannot re-scan ledger heads"),
+                }
+            }
+        }
+    }
+
+    async fn follow_all(self, mut cursors: HashMap<OrgId, u64>) {
+        loop {
+            self.pending.follow.notified().await;
+            for (org, size) in self.pending.take_sizes() {
+                self.follow(&mut cursors, &org, size).await;
+            }
+        }
+    }
+
+    async fn project_all(self) {
+        loop {
+            self.pending.catch_up.notified().await;
+            for org in self.pending.take_projects() {
+                if let Err(e) = self.projector.catch_up(&org).await {
+                    tracing::warn!(error = %e, %org, "projection catch-up failed; will retry");
                 }
             }
         }
@@ -235,21 +301,26 @@ impl Tail {
         let mut last = cursor;
         for row in &rows {
             self.observe(org, row);
-            match render(&self.pool, org, row).await {
-                Ok(Some(event)) => {
-                    let _ = self.sender.send(Arc::new(event));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e.error, %org, seq = row.0, "cannot render event")
+            // Rendering costs a little; only do it when someone listens.
+            if self.sender.receiver_count() > 0 {
+                match render(&self.pool, org, row).await {
+                    Ok(Some(event)) => {
+                        let _ = self.sender.send(Arc::new(event));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e.error, %org, seq = row.0, "cannot render event")
+                    }
                 }
             }
             last = row.0 as u64;
         }
         cursors.insert(org.clone(), last);
-        if let Err(e) = self.projector.catch_up(org).await {
-            tracing::warn!(error = %e, %org, "projection catch-up failed; will retry");
+        if last < size {
+            // More than one page: come back for the rest.
+            self.pending.saw(org.clone(), size);
         }
+        self.pending.project(org);
     }
 
     /// Side effects of an event on this node's caches.

@@ -50,6 +50,19 @@ struct Batch {
     actions: HashMap<String, (Action, i64)>,
     assumptions: HashMap<String, (Assumption, i64)>,
     keys: HashMap<String, (ApiKey, i64)>,
+    decisions: Decisions,
+}
+
+/// Guard decisions of a batch, column by column, inserted with one statement.
+#[derive(Default)]
+struct Decisions {
+    id: Vec<String>,
+    doc: Vec<serde_json::Value>,
+    agent_id: Vec<Option<String>>,
+    decision: Vec<String>,
+    idempotency_key: Vec<Option<String>>,
+    created_at: Vec<chrono::DateTime<chrono::Utc>>,
+    ledger_seq: Vec<i64>,
 }
 
 impl Governance {
@@ -203,24 +216,16 @@ impl Governance {
             GuardDecision::TYPE => {
                 let GuardDecisionEvent::Recorded(record) =
                     decode(org, *seq, aggregate_type, payload)?;
-                let doc = serde_json::to_value(&record).unwrap_or_default();
-                sqlx::query(
-                    "INSERT INTO guard_decisions
-                       (org_id, decision_id, doc, agent_id, decision, idempotency_key, created_at,
-                        ledger_seq)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                     ON CONFLICT (org_id, decision_id) DO NOTHING",
-                )
-                .bind(org.as_str())
-                .bind(record.decision_id.as_str())
-                .bind(doc)
-                .bind(record.request.agent_id.as_deref())
-                .bind(record.evaluation.decision.as_str())
-                .bind(record.idempotency_key.as_deref())
-                .bind(record.evaluated_at)
-                .bind(seq)
-                .execute(&mut **tx)
-                .await?;
+                let d = &mut batch.decisions;
+                d.id.push(record.decision_id.to_string());
+                d.agent_id.push(record.request.agent_id.clone());
+                d.decision
+                    .push(record.evaluation.decision.as_str().to_owned());
+                d.idempotency_key.push(record.idempotency_key.clone());
+                d.created_at.push(record.evaluated_at);
+                d.ledger_seq.push(*seq);
+                d.doc
+                    .push(serde_json::to_value(&record).unwrap_or_default());
             }
             // Policy sets and org settings are read from their aggregates (one stream per org).
             _ => {}
@@ -297,6 +302,26 @@ async fn write_batch(
     org: &OrgId,
     batch: Batch,
 ) -> Result<(), ProjectionError> {
+    let d = batch.decisions;
+    if !d.id.is_empty() {
+        sqlx::query(
+            "INSERT INTO guard_decisions
+               (org_id, decision_id, doc, agent_id, decision, idempotency_key, created_at, ledger_seq)
+             SELECT $1, * FROM UNNEST($2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[],
+                                      $7::timestamptz[], $8::int8[])
+             ON CONFLICT (org_id, decision_id) DO NOTHING",
+        )
+        .bind(org.as_str())
+        .bind(&d.id)
+        .bind(&d.doc)
+        .bind(&d.agent_id)
+        .bind(&d.decision)
+        .bind(&d.idempotency_key)
+        .bind(&d.created_at)
+        .bind(&d.ledger_seq)
+        .execute(&mut **tx)
+        .await?;
+    }
     for (_, (action, seq)) in batch.actions {
         let Some(r) = action.record else { continue };
         write_action(tx, org, &r, seq).await?;

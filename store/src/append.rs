@@ -170,6 +170,9 @@ async fn run_committer(
     generation: u64,
     mut requests: mpsc::Receiver<Request>,
 ) {
+    // The chain head as of this committer's last commit: lets the next batch be written in
+    // one round trip (checked in the same statement; see `write_fast`).
+    let mut head = None;
     loop {
         let first = match tokio::time::timeout(IDLE_RETIREMENT, requests.recv()).await {
             Ok(Some(request)) => request,
@@ -179,7 +182,7 @@ async fn run_committer(
                 // Nothing new can arrive after close(); what raced in before it is still served.
                 requests.close();
                 while let Some(request) = requests.recv().await {
-                    commit(&inner.pool, &org, vec![request]).await;
+                    commit(&inner.pool, &org, vec![request], &mut head).await;
                 }
                 return;
             }
@@ -191,15 +194,36 @@ async fn run_committer(
                 Err(_) => break,
             }
         }
-        commit(&inner.pool, &org, batch).await;
+        commit(&inner.pool, &org, batch, &mut head).await;
     }
 }
 
-/// Writes a batch and answers every request in it. If the batch as a whole fails, each request
-/// is retried alone, so one bad request cannot fail its neighbours.
-async fn commit(pool: &PgPool, org: &OrgId, batch: Vec<Request>) {
+/// The chain position after the last commit: (size, head hash).
+type Head = (u64, EventHash);
+
+/// Writes a batch and answers every request in it: first in one round trip from the known
+/// head, else carefully (head locked, every stream position checked). If the careful batch
+/// fails as a whole, each request is retried alone, so one bad request cannot fail its
+/// neighbours.
+async fn commit(pool: &PgPool, org: &OrgId, batch: Vec<Request>, head: &mut Option<Head>) {
+    if let Some(known) = *head {
+        match write_fast(pool, org, &batch, known).await {
+            Ok(Some((outcomes, moved))) => {
+                *head = Some(moved);
+                for (request, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = request.reply.send(outcome);
+                }
+                return;
+            }
+            // Another node moved the head, or a stream conflicted: take the careful path.
+            Ok(None) => {}
+            Err(error) => tracing::debug!(%org, %error, "fast append refused; retrying carefully"),
+        }
+    }
+    *head = None;
     match write_batch(pool, org, &batch).await {
-        Ok(outcomes) => {
+        Ok((outcomes, moved)) => {
+            *head = moved;
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = request.reply.send(outcome);
             }
@@ -214,7 +238,9 @@ async fn commit(pool: &PgPool, org: &OrgId, batch: Vec<Request>) {
             tracing::warn!(%org, %error, size = batch.len(), "batched ledger append failed; retrying one by one");
             for request in batch {
                 let outcome = match write_batch(pool, org, std::slice::from_ref(&request)).await {
-                    Ok(mut outcomes) => outcomes.pop().unwrap_or(Err(StoreError::ShuttingDown)),
+                    Ok((mut outcomes, _)) => {
+                        outcomes.pop().unwrap_or(Err(StoreError::ShuttingDown))
+                    }
                     Err(error) => Err(error),
                 };
                 let _ = request.reply.send(outcome);
@@ -268,11 +294,82 @@ WITH inserted AS (
 )
 SELECT pg_notify($15, $16)";
 
+/// One round trip, no explicit transaction: the statement moves the head only if it is still
+/// where this committer left it, inserts only if the head moved, and the events' primary key
+/// refuses a stream position taken meanwhile (the whole statement then fails and nothing is
+/// written). `Ok(None)` when the head had moved.
+async fn write_fast(
+    pool: &PgPool,
+    org: &OrgId,
+    batch: &[Request],
+    (size, head): Head,
+) -> Result<Option<(Vec<Result<Appended, StoreError>>, Head)>, StoreError> {
+    let recorded_at = Utc::now().trunc_subsecs(3);
+    let recorded_text = timestamp(recorded_at);
+    let mut columns = Columns::default();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let (mut end, mut last) = (size, head);
+    for request in batch {
+        let chained = chain(org, request, end, last, &recorded_text)?;
+        let first_ledger_seq = end + 1;
+        end += chained.len() as u64;
+        last = chained.last().map_or(last, |e| e.hash);
+        chained.into_iter().for_each(|e| columns.push(e));
+        outcomes.push(Ok(Appended {
+            org_id: org.clone(),
+            first_ledger_seq,
+            last_ledger_seq: end,
+        }));
+    }
+    let moved: Option<i64> = sqlx::query_scalar(FAST_APPEND)
+        .bind(org.as_str())
+        .bind(recorded_at)
+        .bind(&columns.aggregate_type)
+        .bind(&columns.aggregate_id)
+        .bind(&columns.sequence)
+        .bind(&columns.event_type)
+        .bind(&columns.event_version)
+        .bind(&columns.payload)
+        .bind(&columns.metadata)
+        .bind(&columns.ledger_seq)
+        .bind(&columns.prev_hash)
+        .bind(&columns.hash)
+        .bind(end as i64)
+        .bind(last.to_hex())
+        .bind(LEDGER_CHANNEL)
+        .bind(format!("{org}:{end}"))
+        .bind(size as i64)
+        .bind(head.to_hex())
+        .fetch_optional(pool)
+        .await?;
+    Ok((moved == Some(1)).then_some((outcomes, (end, last))))
+}
+
+const FAST_APPEND: &str = "
+WITH moved AS (
+    UPDATE ledger_heads SET size = $13, head_hash = $14, updated_at = $2
+     WHERE org_id = $1 AND size = $17 AND head_hash = $18
+    RETURNING 1
+), inserted AS (
+    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                        payload, metadata, org_id, ledger_seq, prev_hash, hash, recorded_at)
+    SELECT t.aggregate_type, t.aggregate_id, t.sequence, t.event_type, t.event_version,
+           t.payload::json, t.metadata::json, $1, t.ledger_seq, t.prev_hash, t.hash, $2
+      FROM UNNEST($3::text[], $4::text[], $5::int8[], $6::text[], $7::text[],
+                  $8::text[], $9::text[], $10::int8[], $11::text[], $12::text[])
+        AS t(aggregate_type, aggregate_id, sequence, event_type, event_version,
+             payload, metadata, ledger_seq, prev_hash, hash)
+     WHERE EXISTS (SELECT 1 FROM moved)
+    RETURNING 1
+)
+SELECT m.moved FROM (SELECT count(*) AS moved FROM moved) m
+ WHERE CASE WHEN m.moved = 1 THEN pg_notify($15, $16) IS NOT NULL ELSE false END";
+
 async fn write_batch(
     pool: &PgPool,
     org: &OrgId,
     batch: &[Request],
-) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+) -> Result<(Vec<Result<Appended, StoreError>>, Option<Head>), StoreError> {
     let mut tx = pool.begin().await?;
     let (size, head) = lock_head(&mut tx, org).await?;
 
@@ -330,7 +427,7 @@ async fn write_batch(
     }
     if columns.hash.is_empty() {
         tx.rollback().await?;
-        return Ok(outcomes);
+        return Ok((outcomes, None));
     }
     sqlx::query(INSERT_AND_MOVE_HEAD)
         .bind(org.as_str())
@@ -352,7 +449,7 @@ async fn write_batch(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(outcomes)
+    Ok((outcomes, Some((size, head))))
 }
 
 /// Seals one request's events onto the chain after `(size, head)`.

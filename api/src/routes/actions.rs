@@ -1,8 +1,7 @@
 //! Actions: record (`POST /api/actions`), list, read, the legacy update and the execution
 //! claim (`PATCH`), one-shot outcomes, approvals, trace and graph. Contract sections 4-7, 16.
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +20,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::Caller;
 use crate::commands::{Actor, CommandError};
 use crate::error::{ApiError, ErrorCode};
+use crate::extract::{Body, Id, Params};
 use crate::governance::{decide, random, Ask};
 use crate::routes::clamp_param;
 use crate::routes::guard::{act_hash, decision_body, guard_fields, refuse_injection};
@@ -116,7 +116,7 @@ async fn expire_if_overdue(
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     state.limiter.org_hit(&caller.org)?;
     let body = object(&body)?;
@@ -127,14 +127,14 @@ async fn create(
     let action_id = f.string("action_id", 128);
     let details = ActionDetails {
         agent_id: agent_id.clone().unwrap_or_default(),
-        agent_name: f.string("agent_name", 256),
-        swarm_id: f.string("swarm_id", 128),
+        agent_name: None,
+        swarm_id: None,
         parent_action_id: f.string("parent_action_id", 128),
         action_type: String::new(),
         declared_goal: declared_goal.clone().unwrap_or_default(),
         reasoning: f.string("reasoning", 4000),
         authorization_scope: f.string("authorization_scope", 1000),
-        trigger: f.string("trigger", 1000),
+        trigger: None,
         systems_touched: Vec::new(),
         input_summary: f.string("input_summary", 4000),
         status: f
@@ -179,10 +179,22 @@ async fn create(
             None => ActionId::random(random()?),
         },
     };
-    // Idempotency first: a retried create returns the original action.
-    if let Some(key) = &input.idempotency_key {
-        if let Some(response) = replay_existing(&state, &caller, &action_id, key).await? {
-            return Ok(response);
+    // Idempotency first: a retried create returns the original action; an id that is taken
+    // otherwise is refused before anything is evaluated or written.
+    match &input.idempotency_key {
+        Some(key) => {
+            if let Some(response) = replay_existing(&state, &caller, &action_id, key).await? {
+                return Ok(response);
+            }
+        }
+        None => {
+            let existing: Action = state.ledger.load(&caller.org, action_id.as_str()).await?;
+            if existing.record.is_some() {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    "Action with this action_id already exists",
+                ));
+            }
         }
     }
     if let Some(id) = &claimed_decision {
@@ -224,6 +236,9 @@ async fn create(
     let new = NewAction {
         action_id: action_id.clone(),
         details: ActionDetails {
+            agent_name: request.agent_name.clone(),
+            swarm_id: input.swarm_id.clone(),
+            trigger: input.trigger.clone(),
             action_type: request.action_type.clone(),
             systems_touched: request.systems_touched.clone(),
             reversible: request.reversible,
@@ -374,7 +389,7 @@ fn check_enum(value: &Option<String>, name: &str, allowed: &[&str]) -> Result<()
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = clamp_param(q.limit.as_deref(), 50, 1, 200, "limit")?;
     let offset = clamp_param(q.offset.as_deref(), 0, 0, i64::MAX, "offset")?;
@@ -503,7 +518,7 @@ fn assumption_row(a: &AssumptionRecord) -> Value {
 async fn read(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<Json<Value>, ApiError> {
     let record = load(&state, &caller, &id).await?;
     let record = expire_if_overdue(&state, &caller, record).await?;
@@ -530,8 +545,8 @@ async fn read(
 async fn patch(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-    body: Bytes,
+    Id(id): Id,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     let body = object(&body)?;
     if body.contains_key("claim_execution") {
@@ -591,6 +606,20 @@ async fn claim(
         )
         .with("action_id", record.action_id.as_str())
     };
+    // The cheap rules first: an ineligible claim is refused before anything is evaluated or
+    // written.
+    let mut claim = ClaimExecution {
+        attempt_id: attempt_id.clone(),
+        agent_id: agent_id.to_owned(),
+        principal: caller.principal.clone(),
+        act_hash: act.clone(),
+        reevaluation: dashclaw_domain::guard::Verdict::Allow,
+        guard_decision_id: record.guard_decision_id.clone(),
+        now: state.clock.now(),
+    };
+    if let Err(ActionError::ClaimNotEligible(why)) = record.check_claim(&claim) {
+        return Err(conflict().with("reason", why));
+    }
     let recorded: GuardDecision = state
         .ledger
         .load(&caller.org, record.guard_decision_id.as_str())
@@ -627,15 +656,10 @@ async fn claim(
         },
     )
     .await?;
-    let command = ActionCommand::ClaimExecution(ClaimExecution {
-        attempt_id: attempt_id.clone(),
-        agent_id: agent_id.to_owned(),
-        principal: caller.principal.clone(),
-        act_hash: act,
-        reevaluation: decision.evaluation.decision,
-        guard_decision_id: decision.decision_id.clone(),
-        now,
-    });
+    claim.reevaluation = decision.evaluation.decision;
+    claim.guard_decision_id = decision.decision_id.clone();
+    claim.now = now;
+    let command = ActionCommand::ClaimExecution(claim);
     match run(state, caller, &record.action_id, command).await? {
         Ok(claimed) => Ok((
             [(header::CACHE_CONTROL, "no-store")],
@@ -743,7 +767,7 @@ fn outcome_body(record: &ActionRecord) -> Value {
 async fn outcome(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<Json<Value>, ApiError> {
     let record = load(&state, &caller, &id).await?;
     Ok(Json(outcome_body(&record)))
@@ -752,8 +776,8 @@ async fn outcome(
 async fn report_outcome(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-    body: Bytes,
+    Id(id): Id,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let body = object(&body)?;
     let status = match body.get("status").and_then(Value::as_str) {
@@ -832,8 +856,8 @@ async fn report_outcome(
 async fn approve(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-    body: Bytes,
+    Id(id): Id,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin("Admin access required for approvals")?;
     let body = object(&body)?;
@@ -978,7 +1002,7 @@ async fn gather(state: &AppState, caller: &Caller, id: &str) -> Result<Trace, Ap
 async fn trace(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<Json<Value>, ApiError> {
     let t = gather(&state, &caller, &id).await?;
     let org = &caller.org;
@@ -1025,7 +1049,7 @@ async fn trace(
 async fn graph(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<Json<Value>, ApiError> {
     let t = gather(&state, &caller, &id).await?;
     let node = |r: &ActionRecord, root: bool| {

@@ -1,8 +1,7 @@
 //! Assumptions (contract 10.1-10.4): what an agent believed when it acted, validated or
 //! invalidated later.
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -17,6 +16,7 @@ use serde_json::{json, Value};
 use crate::auth::Caller;
 use crate::commands::{Actor, CommandError};
 use crate::error::{ApiError, ErrorCode};
+use crate::extract::{Body, Id, Params};
 use crate::governance::random;
 use crate::routes::clamp_param;
 use crate::server::AppState;
@@ -51,7 +51,7 @@ fn security() -> Value {
 async fn register(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body = object(&body)?;
     let mut f = Fields::new(&body);
@@ -144,7 +144,7 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<AssumptionR
 async fn read(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<Json<Value>, ApiError> {
     let a = load(&state, &caller, &id).await?;
     let action: Action = state.ledger.load(&caller.org, a.action_id.as_str()).await?;
@@ -162,8 +162,8 @@ async fn read(
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-    body: Bytes,
+    Id(id): Id,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let body = object(&body)?;
     let Some(Value::Bool(validated)) = body.get("validated") else {
@@ -233,7 +233,7 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = clamp_param(q.limit.as_deref(), 50, 1, 200, "limit")?;
     let offset = clamp_param(q.offset.as_deref(), 0, 0, i64::MAX, "offset")?;

@@ -1,8 +1,7 @@
 //! `POST /api/guard` ("may I do X?", optionally recording the action) and `GET /api/guard`
 //! (the decision history). Contract sections 1-3.
 
-use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use dashclaw_domain::action::{ActionCommand, ActionDetails, ActionError, NewAction};
@@ -17,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::Caller;
 use crate::commands::{Actor, CommandError};
 use crate::error::{ApiError, ErrorCode};
+use crate::extract::{Body, Params};
 use crate::governance::{decide, random, Ask};
 use crate::server::AppState;
 use crate::validate::{object, Fields};
@@ -50,13 +50,18 @@ pub fn guard_fields(f: &mut Fields<'_>, aliases: bool) -> Option<GuardInput> {
     } else {
         f.required_string("action_type", 128)
     };
-    let declared_goal = if aliases && !f.present("declared_goal") {
-        f.string("intent", 2000)
-    } else {
-        f.string("declared_goal", 2000)
+    // On the actions endpoint the caller reads (and requires) the agent and the goal itself.
+    let declared_goal = match (aliases, f.present("declared_goal")) {
+        (false, _) => None,
+        (true, false) => f.string("intent", 2000),
+        (true, true) => f.string("declared_goal", 2000),
     };
     let risk_score = f.integer("risk_score", 0, 100).map(|n| n as u8);
-    let agent_id = f.string("agent_id", 128);
+    let agent_id = if aliases {
+        f.string("agent_id", 128)
+    } else {
+        None
+    };
     let agent_name = f.string("agent_name", 256);
     let systems_touched = f.strings("systems_touched", 50, 500);
     let reversible = f.boolean("reversible");
@@ -183,8 +188,8 @@ async fn replay(
 async fn guard(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<GuardQuery>,
-    body: Bytes,
+    Params(query): Params<GuardQuery>,
+    Body(body): Body,
 ) -> Result<Json<Map<String, Value>>, ApiError> {
     state.limiter.org_hit(&caller.org)?;
     let record = query.record.as_deref() == Some("true");
@@ -345,7 +350,7 @@ struct HistoryQuery {
 async fn history(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<HistoryQuery>,
+    Params(q): Params<HistoryQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = crate::routes::clamp_param(q.limit.as_deref(), 20, 1, 1000, "limit")?;
     let offset = crate::routes::clamp_param(q.offset.as_deref(), 0, 0, i64::MAX, "offset")?;

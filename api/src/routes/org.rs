@@ -1,8 +1,7 @@
 //! Org-wide surfaces: the halt switch (`/api/halt`), decision-integrity signals
 //! (`/api/signals`) and the prompt-injection scanner (`/api/security/prompt-injection`).
 
-use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dashclaw_domain::guard::scan_prompt_injection;
@@ -13,6 +12,7 @@ use serde_json::{json, Value};
 use crate::auth::Caller;
 use crate::commands::{Actor, CommandError};
 use crate::error::ApiError;
+use crate::extract::{Body, Params};
 use crate::server::AppState;
 use crate::validate::{object, Fields};
 use crate::wire;
@@ -43,7 +43,7 @@ async fn halt(State(state): State<AppState>, caller: Caller) -> Result<Json<Valu
 async fn set_halt(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin("Admin access required")?;
     let body = object(&body)?;
@@ -77,7 +77,7 @@ async fn set_halt(
     }
 }
 
-async fn scan(caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn scan(caller: Caller, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let _ = caller;
     let body = object(&body)?;
     let text = match body.get("text") {
@@ -119,7 +119,7 @@ fn signal(kind: &str, red: bool, label: &str, detail: String, help: &str, extra:
 async fn signals(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<SignalQuery>,
+    Params(q): Params<SignalQuery>,
 ) -> Result<Json<Value>, ApiError> {
     state.projector.catch_up(&caller.org).await?;
     let org = caller.org.as_str();

@@ -1,8 +1,7 @@
 //! Guard policies (contract 9.1-9.2): list, create, update, delete. Every change is a
 //! PolicySet event; every node drops its cached policies when the ledger shows it.
 
-use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -19,6 +18,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::Caller;
 use crate::commands::{Actor, CommandError};
 use crate::error::{ApiError, ErrorCode};
+use crate::extract::{Body, Params};
 use crate::governance::random;
 use crate::server::AppState;
 use crate::validate::object;
@@ -190,7 +190,7 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let set: PolicySet = state.ledger.load(&caller.org, POLICY_SET_ID).await?;
     let policies: Vec<Value> = set
@@ -206,7 +206,7 @@ async fn list(
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     admin(&caller)?;
     let body = object(&body)?;
@@ -266,7 +266,7 @@ async fn create(
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     admin(&caller)?;
     let body = object(&body)?;
@@ -312,7 +312,7 @@ struct DeleteQuery {
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<DeleteQuery>,
+    Params(q): Params<DeleteQuery>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&caller)?;
     let (ids, single) = match (&q.id, &q.ids) {

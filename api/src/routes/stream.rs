@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -23,6 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::extract::Params;
 use crate::live::LiveEvent;
 use crate::server::AppState;
 
@@ -59,7 +60,7 @@ async fn stream(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Query(q): Query<StreamQuery>,
+    Params(q): Params<StreamQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let last = headers
         .get("last-event-id")

@@ -204,7 +204,7 @@ impl ActionRecord {
     }
 
     /// The execution-claim rules (contract section 5.2), all checked against one state.
-    fn check_claim(&self, claim: &ClaimExecution) -> Result<(), ActionError> {
+    pub fn check_claim(&self, claim: &ClaimExecution) -> Result<(), ActionError> {
         use ActionError::ClaimNotEligible as No;
         if self.execution_claimed_at.is_some() {
             return Err(No("execution was already claimed"));

@@ -1,0 +1,285 @@
+//! `dashclaw bench --suite guard`: `POST /api/guard` over real HTTP on loopback against a
+//! server in this process, every decision durably recorded in the ledger before it is
+//! answered. Two phases: latency at a fixed offered rate (open loop: each request has a
+//! scheduled send time and its latency is measured from that time, so a slow server cannot
+//! hide its queueing), then the maximum sustained rate (closed loop). Method: BENCHMARKS.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use dashclaw_domain::api_key::Role;
+use dashclaw_domain::OrgId;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::bench::{BenchArgs, Phase};
+use crate::server::{self, AppState, Config, RateLimit};
+
+/// A minimal keep-alive HTTP/1.1 client for one connection (enough for JSON POSTs).
+struct Client {
+    stream: BufReader<TcpStream>,
+    host: String,
+    key: String,
+}
+
+impl Client {
+    async fn connect(address: &str, key: &str) -> Result<Self> {
+        let stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream: BufReader::new(stream),
+            host: address.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// POSTs `body` to `path`; returns the status and the response body.
+    async fn post(&mut self, path: &str, body: &str) -> Result<(u16, Vec<u8>)> {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\nx-api-key: {}\r\ncontent-length: {}\r\n\r\n{body}",
+            self.host,
+            self.key,
+            body.len()
+        );
+        self.stream.get_mut().write_all(request.as_bytes()).await?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("bad status line")?;
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse()?;
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body).await?;
+        Ok((status, body))
+    }
+}
+
+/// The guard request of client `c`, request `i`: a mix of agents and action types under a
+/// small realistic policy set (some allowed, some warned, some held, some blocked).
+fn request(c: usize, i: usize) -> String {
+    const TYPES: [&str; 6] = [
+        "research",
+        "build",
+        "deploy",
+        "post",
+        "migrate",
+        "drop_table",
+    ];
+    json!({
+        "action_type": TYPES[(c + i) % TYPES.len()],
+        "declared_goal": format!("bench request {i} of client {c}: update the billing service"),
+        "agent_id": format!("bench-agent-{}", c % 10),
+        "systems_touched": ["kubernetes", "github"],
+        "reversible": i % 3 != 0,
+        "approval_wait_seconds": 300,
+    })
+    .to_string()
+}
+
+async fn setup(
+    pool: &PgPool,
+) -> Result<(
+    AppState,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    String,
+    String,
+)> {
+    let mut config = Config::new(None);
+    let wide = RateLimit {
+        max: u32::MAX,
+        window: Duration::from_secs(60),
+    };
+    config.ip_limit = wide;
+    config.org_limit = wide;
+    let state = AppState::start(pool.clone(), config)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.error))?;
+    let org = OrgId::new("org_default")?;
+    let key = crate::auth::issue_key(
+        &state.ledger,
+        &state.projector,
+        &org,
+        Role::Member,
+        "bench",
+        "bench",
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e.error))?;
+    let admin = crate::auth::issue_key(
+        &state.ledger,
+        &state.projector,
+        &org,
+        Role::Admin,
+        "bench",
+        "bench",
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e.error))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    let served = tokio::spawn(server::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    let mut client = Client::connect(&address, &admin).await?;
+    for (name, policy_type, rules) in [
+        ("prod gate", "risk_threshold", json!({"threshold": 90})),
+        (
+            "hold deploys",
+            "require_approval",
+            json!({"action_types": ["deploy", "migrate"]}),
+        ),
+        (
+            "no drops",
+            "block_action_type",
+            json!({"action_types": ["drop_table"]}),
+        ),
+        (
+            "review posts",
+            "warn_action_type",
+            json!({"action_types": ["post"]}),
+        ),
+    ] {
+        let body = json!({"name": name, "policy_type": policy_type, "rules": rules}).to_string();
+        let (status, answer) = client.post("/api/policies", &body).await?;
+        if status != 201 {
+            bail!(
+                "creating a policy failed: {status} {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
+    Ok((state, served, address, key))
+}
+
+pub async fn run(args: &BenchArgs, pool: &PgPool, baseline: f64) -> Result<()> {
+    let (state, served, address, key) = setup(pool).await?;
+    let (address, key) = (address.as_str(), key.as_str());
+    let clients = args.guard_clients.max(1);
+    let seconds = args.guard_seconds.max(1);
+
+    // Phase 1: fixed offered rate, open loop.
+    let rate = f64::from(args.guard_rate.max(1));
+    let total = (rate * seconds as f64) as usize;
+    let interval = Duration::from_secs_f64(clients as f64 / rate);
+    let start = Instant::now() + Duration::from_millis(200);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (address, key) = (address.to_owned(), key.to_owned());
+            let count = total / clients + usize::from(c < total % clients);
+            let offset = Duration::from_secs_f64(c as f64 / rate);
+            tokio::spawn(async move {
+                let mut client = Client::connect(&address, &key).await?;
+                let mut latencies = Vec::with_capacity(count);
+                for i in 0..count {
+                    let due = start + offset + interval * i as u32;
+                    tokio::time::sleep_until(due.into()).await;
+                    let (status, body) = client.post("/api/guard", &request(c, i)).await?;
+                    if status != 200 {
+                        bail!(
+                            "guard answered {status}: {}",
+                            String::from_utf8_lossy(&body)
+                        );
+                    }
+                    latencies.push(due.elapsed());
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(total);
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let mut offered = Phase {
+        name: format!("guard @ {rate:.0}/s offered, {clients} clients"),
+        ops: total,
+        elapsed: start.elapsed(),
+        latencies,
+    };
+    offered.print(None);
+    let (p90, p999) = (offered.percentile(0.90), offered.percentile(0.999));
+    let max = offered.latencies.last().copied().unwrap_or_default();
+    println!(
+        "{:<34} p90 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms (latency from the scheduled send time)",
+        "",
+        p90.as_secs_f64() * 1e3,
+        p999.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3
+    );
+
+    // Phase 2: as fast as the clients can go, closed loop.
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (address, key, done) = (address.to_owned(), key.to_owned(), done.clone());
+            tokio::spawn(async move {
+                let mut client = Client::connect(&address, &key).await?;
+                let mut latencies = Vec::new();
+                let mut i = 0;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let (status, body) = client
+                        .post("/api/guard", &request(c, 1_000_000 + i))
+                        .await?;
+                    if status != 200 {
+                        bail!(
+                            "guard answered {status}: {}",
+                            String::from_utf8_lossy(&body)
+                        );
+                    }
+                    latencies.push(t.elapsed());
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    i += 1;
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let mut max_rate = Phase {
+        name: format!("guard, max sustained, {clients} clients"),
+        ops: done.load(std::sync::atomic::Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        latencies,
+    };
+    max_rate.print(Some(baseline));
+
+    let decisions: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'GuardDecision'")
+            .fetch_one(pool)
+            .await?;
+    println!(
+        "{:<34} {decisions} guard decisions in the ledger ({} answered)",
+        "",
+        total + max_rate.ops
+    );
+    served.abort();
+    let _ = served.await;
+    drop(state);
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! Request extractors whose refusals are the JSON error envelope, never axum's plain-text
+//! rejections: the body (with the 2 MB cap), path ids and query strings.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::server::MAX_BODY_BYTES;
+
+/// The raw request body, refused with 413 JSON above [`MAX_BODY_BYTES`].
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|e: BytesRejection| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(ErrorCode::PayloadTooLarge, "Request body too large")
+                        .with("maxBytes", MAX_BODY_BYTES)
+                } else {
+                    ApiError::bad_request("Could not read the request body")
+                }
+            })
+    }
+}
+
+/// A path id. One that cannot even be decoded (invalid UTF-8) can name nothing, so it is
+/// handed on as an id that no entity has, and the handler answers its usual 404.
+pub struct Id(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Ok(Id(Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| id)
+            .unwrap_or_else(|_| "\u{0}".to_owned())))
+    }
+}
+
+/// A query string, refused with 400 JSON when it does not parse (e.g. a repeated parameter).
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Params(q))
+            .map_err(|e| ApiError::validation(vec![e.body_text()]))
+    }
+}
