@@ -60,6 +60,87 @@ struct Inner {
     pool: PgPool,
     committers: Mutex<HashMap<OrgId, Committer>>,
     generations: std::sync::atomic::AtomicU64,
+    announcer: Announcer,
+}
+
+/// Announces commits (`NOTIFY dashclaw_ledger, '<org>:<size>'`) right after they are made,
+/// many orgs per statement. The NOTIFY is deliberately not part of the appending
+/// transaction: PostgreSQL serializes the commits of all notifying transactions on one
+/// global lock, which would stop commits of different orgs from sharing a WAL flush.
+/// Listeners also re-scan the chain heads, so a notice lost in a crash delays, never loses.
+struct Announcer {
+    pending: Arc<Mutex<HashMap<OrgId, u64>>>,
+    wake: Arc<tokio::sync::Notify>,
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl Announcer {
+    fn new() -> Self {
+        Self {
+            pending: Arc::default(),
+            wake: Arc::default(),
+            started: Default::default(),
+        }
+    }
+
+    fn announce(&self, pool: &PgPool, org: &OrgId, size: u64) {
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let known = pending.entry(org.clone()).or_default();
+            *known = (*known).max(size);
+        }
+        if !self.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tokio::spawn(announce(
+                pool.clone(),
+                Arc::downgrade(&self.pending),
+                self.wake.clone(),
+            ));
+        }
+        self.wake.notify_one();
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Lets the announcer see that its appender is gone.
+        self.announcer.wake.notify_one();
+    }
+}
+
+async fn announce(
+    pool: PgPool,
+    pending: std::sync::Weak<Mutex<HashMap<OrgId, u64>>>,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        wake.notified().await;
+        let Some(pending) = pending.upgrade() else {
+            return;
+        };
+        let notices: Vec<String> = std::mem::take(
+            &mut *pending.lock().unwrap_or_else(PoisonError::into_inner),
+        )
+        .into_iter()
+        .map(|(org, size)| format!("{org}:{size}"))
+        .collect();
+        drop(pending);
+        if notices.is_empty() {
+            continue;
+        }
+        // A notice needs no durability of its own (the events already have it): its
+        // transaction does not wait for a WAL flush.
+        let sql = "SELECT pg_notify($1, n)
+                     FROM (SELECT set_config('synchronous_commit', 'off', true)) AS quick,
+                          UNNEST($2::text[]) AS n";
+        if let Err(error) = sqlx::query(sql)
+            .bind(LEDGER_CHANNEL)
+            .bind(&notices)
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(%error, "cannot announce ledger commits; listeners will find them by re-scanning");
+        }
+    }
 }
 
 /// The one writer of events. Cheap to clone; all clones share the committers.
@@ -75,6 +156,7 @@ impl Appender {
                 pool,
                 committers: Mutex::new(HashMap::new()),
                 generations: Default::default(),
+                announcer: Announcer::new(),
             }),
         }
     }
@@ -182,7 +264,7 @@ async fn run_committer(
                 // Nothing new can arrive after close(); what raced in before it is still served.
                 requests.close();
                 while let Some(request) = requests.recv().await {
-                    commit(&inner.pool, &org, vec![request], &mut head).await;
+                    commit(&inner, &org, vec![request], &mut head).await;
                 }
                 return;
             }
@@ -194,7 +276,7 @@ async fn run_committer(
                 Err(_) => break,
             }
         }
-        commit(&inner.pool, &org, batch, &mut head).await;
+        commit(&inner, &org, batch, &mut head).await;
     }
 }
 
@@ -205,11 +287,13 @@ type Head = (u64, EventHash);
 /// head, else carefully (head locked, every stream position checked). If the careful batch
 /// fails as a whole, each request is retried alone, so one bad request cannot fail its
 /// neighbours.
-async fn commit(pool: &PgPool, org: &OrgId, batch: Vec<Request>, head: &mut Option<Head>) {
+async fn commit(inner: &Inner, org: &OrgId, batch: Vec<Request>, head: &mut Option<Head>) {
+    let pool = &inner.pool;
     if let Some(known) = *head {
         match write_fast(pool, org, &batch, known).await {
             Ok(Some((outcomes, moved))) => {
                 *head = Some(moved);
+                inner.announcer.announce(pool, org, moved.0);
                 for (request, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = request.reply.send(outcome);
                 }
@@ -224,6 +308,9 @@ async fn commit(pool: &PgPool, org: &OrgId, batch: Vec<Request>, head: &mut Opti
     match write_batch(pool, org, &batch).await {
         Ok((outcomes, moved)) => {
             *head = moved;
+            if let Some((size, _)) = moved {
+                inner.announcer.announce(pool, org, size);
+            }
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = request.reply.send(outcome);
             }
@@ -289,10 +376,8 @@ WITH inserted AS (
                   $8::text[], $9::text[], $10::int8[], $11::text[], $12::text[])
         AS t(aggregate_type, aggregate_id, sequence, event_type, event_version,
              payload, metadata, ledger_seq, prev_hash, hash)
-), moved AS (
-    UPDATE ledger_heads SET size = $13, head_hash = $14, updated_at = $2 WHERE org_id = $1
 )
-SELECT pg_notify($15, $16)";
+UPDATE ledger_heads SET size = $13, head_hash = $14, updated_at = $2 WHERE org_id = $1";
 
 /// One round trip, no explicit transaction: the statement moves the head only if it is still
 /// where this committer left it, inserts only if the head moved, and the events' primary key
@@ -321,7 +406,7 @@ async fn write_fast(
             last_ledger_seq: end,
         }));
     }
-    let moved: Option<i64> = sqlx::query_scalar(FAST_APPEND)
+    let moved: i64 = sqlx::query_scalar(FAST_APPEND)
         .bind(org.as_str())
         .bind(recorded_at)
         .bind(&columns.aggregate_type)
@@ -336,19 +421,17 @@ async fn write_fast(
         .bind(&columns.hash)
         .bind(end as i64)
         .bind(last.to_hex())
-        .bind(LEDGER_CHANNEL)
-        .bind(format!("{org}:{end}"))
         .bind(size as i64)
         .bind(head.to_hex())
-        .fetch_optional(pool)
+        .fetch_one(pool)
         .await?;
-    Ok((moved == Some(1)).then_some((outcomes, (end, last))))
+    Ok((moved == 1).then_some((outcomes, (end, last))))
 }
 
 const FAST_APPEND: &str = "
 WITH moved AS (
     UPDATE ledger_heads SET size = $13, head_hash = $14, updated_at = $2
-     WHERE org_id = $1 AND size = $17 AND head_hash = $18
+     WHERE org_id = $1 AND size = $15 AND head_hash = $16
     RETURNING 1
 ), inserted AS (
     INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
@@ -362,8 +445,7 @@ WITH moved AS (
      WHERE EXISTS (SELECT 1 FROM moved)
     RETURNING 1
 )
-SELECT m.moved FROM (SELECT count(*) AS moved FROM moved) m
- WHERE CASE WHEN m.moved = 1 THEN pg_notify($15, $16) IS NOT NULL ELSE false END";
+SELECT count(*) FROM moved";
 
 async fn write_batch(
     pool: &PgPool,
@@ -444,8 +526,6 @@ async fn write_batch(
         .bind(&columns.hash)
         .bind(size as i64)
         .bind(head.to_hex())
-        .bind(LEDGER_CHANNEL)
-        .bind(format!("{org}:{size}"))
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
