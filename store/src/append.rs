@@ -1,11 +1,21 @@
-//! Appending to the ledger, with per-org group commit.
+//! Appending to the ledger, with per-org and cross-org group commit.
 //!
 //! Each org has one committer task. An append is a request to that task; the task takes every
-//! request waiting for it and writes them in one transaction: lock the org's head row
-//! `FOR UPDATE`, check each stream's expected sequence (optimistic concurrency), insert the
-//! chained events, move the head and `NOTIFY`, then commit. One org's appends are therefore
-//! serialized (across nodes too, by the row lock) while sharing one WAL flush, and different
-//! orgs proceed in parallel. There is no moment at which a committed event is not chained.
+//! request waiting for it and writes them together. Two ways:
+//!
+//! - **fast** (the committer knows where its org's head is, the usual case): the committer
+//!   chains the batch from that head and hands it to the one *combiner*, which writes the
+//!   batches of every org that has one ready in a single statement: lock the heads that are
+//!   free and unmoved (`FOR UPDATE SKIP LOCKED`), move them, insert exactly those orgs'
+//!   events. One round trip and one WAL flush for many orgs; an org whose head is locked or
+//!   moved (another node) is skipped, never waited for;
+//! - **careful** (first append, after a skip or a conflict): one transaction locks the org's
+//!   head `FOR UPDATE`, checks each stream's expected sequence (optimistic concurrency),
+//!   inserts the chained events and moves the head.
+//!
+//! Either way one org's appends are serialized (across nodes too, by the head row) and there
+//! is no moment at which a committed event is not chained. Commits are announced with
+//! `NOTIFY` right after they are made (see [`Announcer`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -61,6 +71,7 @@ struct Inner {
     committers: Mutex<HashMap<OrgId, Committer>>,
     generations: std::sync::atomic::AtomicU64,
     announcer: Announcer,
+    combiner: std::sync::OnceLock<mpsc::Sender<Job>>,
 }
 
 /// Announces commits (`NOTIFY dashclaw_ledger, '<org>:<size>'`) right after they are made,
@@ -117,12 +128,11 @@ async fn announce(
         let Some(pending) = pending.upgrade() else {
             return;
         };
-        let notices: Vec<String> = std::mem::take(
-            &mut *pending.lock().unwrap_or_else(PoisonError::into_inner),
-        )
-        .into_iter()
-        .map(|(org, size)| format!("{org}:{size}"))
-        .collect();
+        let notices: Vec<String> =
+            std::mem::take(&mut *pending.lock().unwrap_or_else(PoisonError::into_inner))
+                .into_iter()
+                .map(|(org, size)| format!("{org}:{size}"))
+                .collect();
         drop(pending);
         if notices.is_empty() {
             continue;
@@ -157,6 +167,7 @@ impl Appender {
                 committers: Mutex::new(HashMap::new()),
                 generations: Default::default(),
                 announcer: Announcer::new(),
+                combiner: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -290,7 +301,7 @@ type Head = (u64, EventHash);
 async fn commit(inner: &Inner, org: &OrgId, batch: Vec<Request>, head: &mut Option<Head>) {
     let pool = &inner.pool;
     if let Some(known) = *head {
-        match write_fast(pool, org, &batch, known).await {
+        match write_fast(inner, org, &batch, known).await {
             Ok(Some((outcomes, moved))) => {
                 *head = Some(moved);
                 inner.announcer.announce(pool, org, moved.0);
@@ -352,6 +363,19 @@ struct Columns {
 }
 
 impl Columns {
+    fn extend(&mut self, other: &Columns) {
+        self.aggregate_type.extend_from_slice(&other.aggregate_type);
+        self.aggregate_id.extend_from_slice(&other.aggregate_id);
+        self.sequence.extend_from_slice(&other.sequence);
+        self.event_type.extend_from_slice(&other.event_type);
+        self.event_version.extend_from_slice(&other.event_version);
+        self.payload.extend_from_slice(&other.payload);
+        self.metadata.extend_from_slice(&other.metadata);
+        self.ledger_seq.extend_from_slice(&other.ledger_seq);
+        self.prev_hash.extend_from_slice(&other.prev_hash);
+        self.hash.extend_from_slice(&other.hash);
+    }
+
     fn push(&mut self, e: Envelope) {
         self.aggregate_type.push(e.stream_type);
         self.aggregate_id.push(e.stream_id);
@@ -379,12 +403,23 @@ WITH inserted AS (
 )
 UPDATE ledger_heads SET size = $13, head_hash = $14, updated_at = $2 WHERE org_id = $1";
 
-/// One round trip, no explicit transaction: the statement moves the head only if it is still
-/// where this committer left it, inserts only if the head moved, and the events' primary key
-/// refuses a stream position taken meanwhile (the whole statement then fails and nothing is
-/// written). `Ok(None)` when the head had moved.
+/// One org's batch, chained from the head its committer knows, waiting to be written
+/// together with other orgs' batches.
+struct Job {
+    org: OrgId,
+    from: Head,
+    to: Head,
+    columns: Columns,
+    recorded_at: DateTime<Utc>,
+    /// Whether the head was still at `from` (and so the batch is written).
+    reply: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// Chains the batch from the known head and has the combiner write it with whatever other
+/// orgs have ready, in one statement. `Ok(None)` when the head had moved elsewhere (or was
+/// locked), so the caller takes the careful path.
 async fn write_fast(
-    pool: &PgPool,
+    inner: &Inner,
     org: &OrgId,
     batch: &[Request],
     (size, head): Head,
@@ -406,46 +441,151 @@ async fn write_fast(
             last_ledger_seq: end,
         }));
     }
-    let moved: i64 = sqlx::query_scalar(FAST_APPEND)
-        .bind(org.as_str())
-        .bind(recorded_at)
-        .bind(&columns.aggregate_type)
-        .bind(&columns.aggregate_id)
-        .bind(&columns.sequence)
-        .bind(&columns.event_type)
-        .bind(&columns.event_version)
-        .bind(&columns.payload)
-        .bind(&columns.metadata)
-        .bind(&columns.ledger_seq)
-        .bind(&columns.prev_hash)
-        .bind(&columns.hash)
-        .bind(end as i64)
-        .bind(last.to_hex())
-        .bind(size as i64)
-        .bind(head.to_hex())
-        .fetch_one(pool)
-        .await?;
-    Ok((moved == 1).then_some((outcomes, (end, last))))
+    let (reply, answer) = oneshot::channel();
+    let job = Job {
+        org: org.clone(),
+        from: (size, head),
+        to: (end, last),
+        columns,
+        recorded_at,
+        reply,
+    };
+    let combiner = inner.combiner.get_or_init(|| {
+        let (sender, receiver) = mpsc::channel(1024);
+        tokio::spawn(combine(inner.pool.clone(), receiver));
+        sender
+    });
+    combiner
+        .send(job)
+        .await
+        .map_err(|_| StoreError::ShuttingDown)?;
+    let moved = answer.await.map_err(|_| StoreError::ShuttingDown)??;
+    Ok(moved.then_some((outcomes, (end, last))))
 }
 
-const FAST_APPEND: &str = "
-WITH moved AS (
-    UPDATE ledger_heads SET size = $13, head_hash = $14, updated_at = $2
-     WHERE org_id = $1 AND size = $15 AND head_hash = $16
-    RETURNING 1
+/// Writes the fast batches of many orgs, one statement at a time, each taking every batch
+/// that is waiting: one round trip and one WAL flush for all of them.
+async fn combine(pool: PgPool, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        let mut events = batch[0].columns.hash.len();
+        while events < 4 * MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    events += job.columns.hash.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        match write_combined(&pool, &batch).await {
+            Ok(moved) => {
+                for job in batch {
+                    let _ = job.reply.send(Ok(moved.contains(job.org.as_str())));
+                }
+            }
+            Err(error) => {
+                // A stream position was taken meanwhile (primary key) or the database failed:
+                // nothing was written; every org retries on its careful path.
+                tracing::debug!(%error, orgs = batch.len(), "combined append refused");
+                for job in batch {
+                    let _ = job.reply.send(Ok(false));
+                }
+            }
+        }
+    }
+}
+
+/// One statement, no explicit transaction: lock the heads that are free and still where
+/// their committers left them (`SKIP LOCKED`, so an org whose head another transaction holds
+/// never delays the others), move them, and insert the events of exactly those orgs. The
+/// events' primary key refuses a stream position taken meanwhile (the statement then fails
+/// and nothing is written). Returns the orgs written.
+async fn write_combined(
+    pool: &PgPool,
+    batch: &[Job],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut heads = HeadColumns::default();
+    let mut events = Columns::default();
+    let mut orgs = Vec::new();
+    let mut recorded = Vec::new();
+    for job in batch {
+        heads.org.push(job.org.to_string());
+        heads.from_size.push(job.from.0 as i64);
+        heads.from_hash.push(job.from.1.to_hex());
+        heads.to_size.push(job.to.0 as i64);
+        heads.to_hash.push(job.to.1.to_hex());
+        heads.at.push(job.recorded_at);
+        for _ in 0..job.columns.hash.len() {
+            orgs.push(job.org.to_string());
+            recorded.push(job.recorded_at);
+        }
+        events.extend(&job.columns);
+    }
+    let moved: Vec<String> = sqlx::query_scalar(COMBINED_APPEND)
+        .bind(&heads.org)
+        .bind(&heads.from_size)
+        .bind(&heads.from_hash)
+        .bind(&heads.to_size)
+        .bind(&heads.to_hash)
+        .bind(&heads.at)
+        .bind(&events.aggregate_type)
+        .bind(&events.aggregate_id)
+        .bind(&events.sequence)
+        .bind(&events.event_type)
+        .bind(&events.event_version)
+        .bind(&events.payload)
+        .bind(&events.metadata)
+        .bind(&orgs)
+        .bind(&events.ledger_seq)
+        .bind(&events.prev_hash)
+        .bind(&events.hash)
+        .bind(&recorded)
+        .fetch_all(pool)
+        .await?;
+    Ok(moved.into_iter().collect())
+}
+
+#[derive(Default)]
+struct HeadColumns {
+    org: Vec<String>,
+    from_size: Vec<i64>,
+    from_hash: Vec<String>,
+    to_size: Vec<i64>,
+    to_hash: Vec<String>,
+    at: Vec<DateTime<Utc>>,
+}
+
+const COMBINED_APPEND: &str = "
+WITH want AS (
+    SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[],
+                         $6::timestamptz[])
+        AS w(org_id, from_size, from_hash, to_size, to_hash, at)
+), locked AS (
+    SELECT h.org_id FROM ledger_heads h JOIN want w ON w.org_id = h.org_id
+     WHERE h.size = w.from_size AND h.head_hash = w.from_hash
+     ORDER BY h.org_id
+       FOR UPDATE OF h SKIP LOCKED
+), moved AS (
+    UPDATE ledger_heads h SET size = w.to_size, head_hash = w.to_hash, updated_at = w.at
+      FROM want w
+     WHERE h.org_id = w.org_id AND h.org_id IN (SELECT org_id FROM locked)
+    RETURNING h.org_id
 ), inserted AS (
     INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
                         payload, metadata, org_id, ledger_seq, prev_hash, hash, recorded_at)
     SELECT t.aggregate_type, t.aggregate_id, t.sequence, t.event_type, t.event_version,
-           t.payload::json, t.metadata::json, $1, t.ledger_seq, t.prev_hash, t.hash, $2
-      FROM UNNEST($3::text[], $4::text[], $5::int8[], $6::text[], $7::text[],
-                  $8::text[], $9::text[], $10::int8[], $11::text[], $12::text[])
+           t.payload::json, t.metadata::json, t.org_id, t.ledger_seq, t.prev_hash, t.hash,
+           t.recorded_at
+      FROM UNNEST($7::text[], $8::text[], $9::int8[], $10::text[], $11::text[],
+                  $12::text[], $13::text[], $14::text[], $15::int8[], $16::text[], $17::text[],
+                  $18::timestamptz[])
         AS t(aggregate_type, aggregate_id, sequence, event_type, event_version,
-             payload, metadata, ledger_seq, prev_hash, hash)
-     WHERE EXISTS (SELECT 1 FROM moved)
+             payload, metadata, org_id, ledger_seq, prev_hash, hash, recorded_at)
+     WHERE t.org_id IN (SELECT org_id FROM moved)
     RETURNING 1
 )
-SELECT count(*) FROM moved";
+SELECT org_id FROM moved";
 
 async fn write_batch(
     pool: &PgPool,
