@@ -120,8 +120,13 @@ impl Governance {
 
     async fn fold_batch(&self, org: &OrgId) -> Result<(u64, usize), ProjectionError> {
         let mut tx = self.pool.begin().await?;
+        // Read models can always be rebuilt from the ledger, so their commits need not wait
+        // for a WAL flush (which the ledger's own commits then do not have to share). A crash
+        // can lose a recent fold and its checkpoint together, never one without the other.
         sqlx::query(
-            "INSERT INTO projection_checkpoints (projection, org_id, ledger_seq) VALUES ($1, $2, 0)
+            "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true))
+             INSERT INTO projection_checkpoints (projection, org_id, ledger_seq)
+             SELECT $1, $2, 0 FROM quick
              ON CONFLICT DO NOTHING",
         )
         .bind(NAME)

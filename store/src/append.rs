@@ -463,10 +463,21 @@ async fn write_fast(
     Ok(moved.then_some((outcomes, (end, last))))
 }
 
-/// Writes the fast batches of many orgs, one statement at a time, each taking every batch
-/// that is waiting: one round trip and one WAL flush for all of them.
+/// Statements the combiner may have in flight at once: with one, a lone org would wait for
+/// its own previous statement's round trip twice; more would only split batches.
+const COMBINED_IN_FLIGHT: usize = 2;
+
+/// Writes the fast batches of many orgs, each statement taking every batch that is waiting:
+/// one round trip and one WAL flush for all of them.
 async fn combine(pool: PgPool, mut jobs: mpsc::Receiver<Job>) {
-    while let Some(first) = jobs.recv().await {
+    let slots = Arc::new(tokio::sync::Semaphore::new(COMBINED_IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = jobs.recv().await else {
+            return;
+        };
         let mut batch = vec![first];
         let mut events = batch[0].columns.hash.len();
         while events < 4 * MAX_BATCH {
@@ -478,21 +489,26 @@ async fn combine(pool: PgPool, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match write_combined(&pool, &batch).await {
-            Ok(moved) => {
-                for job in batch {
-                    let _ = job.reply.send(Ok(moved.contains(job.org.as_str())));
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let written = write_combined(&pool, &batch).await;
+            drop(slot);
+            match written {
+                Ok(moved) => {
+                    for job in batch {
+                        let _ = job.reply.send(Ok(moved.contains(job.org.as_str())));
+                    }
+                }
+                Err(error) => {
+                    // A stream position was taken meanwhile (primary key) or the database
+                    // failed: nothing was written; every org retries on its careful path.
+                    tracing::debug!(%error, orgs = batch.len(), "combined append refused");
+                    for job in batch {
+                        let _ = job.reply.send(Ok(false));
+                    }
                 }
             }
-            Err(error) => {
-                // A stream position was taken meanwhile (primary key) or the database failed:
-                // nothing was written; every org retries on its careful path.
-                tracing::debug!(%error, orgs = batch.len(), "combined append refused");
-                for job in batch {
-                    let _ = job.reply.send(Ok(false));
-                }
-            }
-        }
+        });
     }
 }
 
