@@ -158,6 +158,13 @@ impl ChainVerifier {
         }
     }
 
+    /// A verifier that continues a chain whose first `len` events are vouched for elsewhere
+    /// and end in `head`: lets one chain be checked in ranges, in parallel, when the caller
+    /// then checks that consecutive ranges meet (each range's `head` is the next one's start).
+    pub fn resume(org_id: OrgId, len: u64, head: EventHash) -> Self {
+        Self { org_id, len, head }
+    }
+
     /// Number of events verified so far (= the last good `ledger_seq`).
     pub fn len(&self) -> u64 {
         self.len

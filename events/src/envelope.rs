@@ -60,7 +60,7 @@ impl Envelope {
         out.extend_from_slice(b",\"payload\":");
         out.extend_from_slice(self.payload.as_str().as_bytes());
         out.extend_from_slice(b",\"prev_hash\":\"");
-        out.extend_from_slice(self.prev_hash.to_hex().as_bytes());
+        out.extend_from_slice(&self.prev_hash.hex_bytes());
         out.extend_from_slice(b"\",\"stream_id\":");
         push_string(&mut out, &self.stream_id);
         out.extend_from_slice(b",\"stream_seq\":");

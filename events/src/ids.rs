@@ -76,7 +76,18 @@ pub struct EventHash(pub [u8; 32]);
 
 impl EventHash {
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        String::from_utf8_lossy(&self.hex_bytes()).into_owned()
+    }
+
+    /// Lowercase hex as bytes, without allocating (verification does this for every event).
+    pub fn hex_bytes(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[usize::from(b >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        out
     }
 }
 
@@ -95,14 +106,26 @@ impl fmt::Debug for EventHash {
 impl FromStr for EventHash {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        let lowercase = s
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        let mut out = [0u8; 32];
-        match hex::decode_to_slice(s, &mut out) {
-            Ok(()) if lowercase => Ok(Self(out)),
-            _ => Err(Error::InvalidHash(s.to_owned())),
+        // Only lowercase hex, exactly 64 digits: the one form the ledger stores.
+        fn digit(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            }
         }
+        let bytes = s.as_bytes();
+        let mut out = [0u8; 32];
+        if bytes.len() != 64 {
+            return Err(Error::InvalidHash(s.to_owned()));
+        }
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(hi), Some(lo)) => out[i] = (hi << 4) | lo,
+                _ => return Err(Error::InvalidHash(s.to_owned())),
+            }
+        }
+        Ok(Self(out))
     }
 }
 

@@ -86,13 +86,25 @@ pub fn events<'a>(
     org: &'a OrgId,
     after: u64,
 ) -> impl Stream<Item = Result<Envelope, StoreError>> + Send + 'a {
+    events_between(pool, org, after, u64::MAX)
+}
+
+/// The org's events with `after < ledger_seq <= upto`, in `ledger_seq` order, as stored.
+pub fn events_between<'a>(
+    pool: &'a PgPool,
+    org: &'a OrgId,
+    after: u64,
+    upto: u64,
+) -> impl Stream<Item = Result<Envelope, StoreError>> + Send + 'a {
     sqlx::query_as::<_, EventRow>(
         "SELECT ledger_seq, aggregate_type, sequence, aggregate_id, event_type,
                 event_version, payload::text, metadata::text, prev_hash, hash
-           FROM events WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq",
+           FROM events WHERE org_id = $1 AND ledger_seq > $2 AND ledger_seq <= $3
+          ORDER BY ledger_seq",
     )
     .bind(org.as_str())
     .bind(after as i64)
+    .bind(upto.min(i64::MAX as u64) as i64)
     .fetch(pool)
     .map(move |row| {
         let (

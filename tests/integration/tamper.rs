@@ -69,25 +69,45 @@ async fn envelopes(pool: &PgPool, name: &str) -> Vec<Envelope> {
 }
 
 /// Asserts `dashclaw verify` exits 1 naming `(org, seq)` and the kind of tampering.
+/// Both ways of walking a chain (in order; in parallel ranges first) must give the verdict.
 fn assert_caught(url: &str, org: &str, seq: u64, kind: &str) {
-    let out = dashclaw(url, &["verify"]);
-    let text = stdout(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "verify should fail: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let expected = format!("TAMPERED at ({org}, {seq}): {kind}");
-    assert!(
-        text.contains(&expected),
-        "expected {expected:?} in {text:?}"
-    );
+    for ranged_from in ["1000000", "1"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dashclaw"))
+            .arg("verify")
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "warn")
+            .env("DASHCLAW_VERIFY_RANGED_FROM", ranged_from)
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "verify (ranged from {ranged_from}) should fail: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expected = format!("TAMPERED at ({org}, {seq}): {kind}");
+        assert!(
+            text.contains(&expected),
+            "ranged from {ranged_from}: expected {expected:?} in {text:?}"
+        );
+    }
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
 async fn an_untouched_ledger_verifies(pool: PgPool) {
     let url = ledger(&pool).await;
+    let ranged = std::process::Command::new(env!("CARGO_BIN_EXE_dashclaw"))
+        .arg("verify")
+        .env("DATABASE_URL", &url)
+        .env("DASHCLAW_VERIFY_RANGED_FROM", "1")
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&ranged).contains("ok  org_a: 20 events, 1 signed checkpoint(s)"),
+        "{}",
+        stdout(&ranged)
+    );
     let out = dashclaw(&url, &["verify"]);
     let text = stdout(&out);
     assert_eq!(
