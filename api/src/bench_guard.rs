@@ -172,6 +172,10 @@ async fn setup(
 }
 
 pub async fn run(args: &BenchArgs, pool: &PgPool, baseline: f64) -> Result<()> {
+    // Settle what earlier phases left behind (dirty buffers, dead tuples), so that a
+    // checkpoint or autovacuum they triggered does not land in the middle of this one.
+    sqlx::query("VACUUM ANALYZE").execute(pool).await?;
+    sqlx::query("CHECKPOINT").execute(pool).await?;
     let (state, served, address, key) = setup(pool).await?;
     let (address, key) = (address.as_str(), key.as_str());
     let clients = args.guard_clients.max(1);
