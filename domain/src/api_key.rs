@@ -126,3 +126,62 @@ impl Aggregate for ApiKey {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap()
+    }
+
+    fn record() -> Box<ApiKeyRecord> {
+        Box::new(ApiKeyRecord {
+            id: ApiKeyId::parse("key_1").unwrap(),
+            key_hash: "ab".repeat(32),
+            role: Role::Member,
+            name: "agent".into(),
+            created_by: "cli".into(),
+            created_at: now(),
+            revoked_at: None,
+        })
+    }
+
+    #[test]
+    fn issue_then_revoke_once() {
+        TestFramework::<ApiKey>::with(())
+            .given_no_previous_events()
+            .when(ApiKeyCommand::Issue(record()))
+            .then_expect_events(vec![ApiKeyEvent::Issued(record())]);
+        TestFramework::<ApiKey>::with(())
+            .given(vec![ApiKeyEvent::Issued(record())])
+            .when(ApiKeyCommand::Revoke { now: now() })
+            .then_expect_events(vec![ApiKeyEvent::Revoked { at: now() }]);
+        TestFramework::<ApiKey>::with(())
+            .given(vec![
+                ApiKeyEvent::Issued(record()),
+                ApiKeyEvent::Revoked { at: now() },
+            ])
+            .when(ApiKeyCommand::Revoke { now: now() })
+            .then_expect_error(ApiKeyError::AlreadyRevoked);
+        TestFramework::<ApiKey>::with(())
+            .given(vec![ApiKeyEvent::Issued(record())])
+            .when(ApiKeyCommand::Issue(record()))
+            .then_expect_error(ApiKeyError::AlreadyIssued);
+        TestFramework::<ApiKey>::with(())
+            .given_no_previous_events()
+            .when(ApiKeyCommand::Revoke { now: now() })
+            .then_expect_error(ApiKeyError::NotFound);
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for role in [Role::Admin, Role::Member, Role::Readonly] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+}

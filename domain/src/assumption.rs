@@ -125,3 +125,68 @@ impl Aggregate for Assumption {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap()
+    }
+
+    fn registered() -> AssumptionEvent {
+        AssumptionEvent::Registered(Box::new(AssumptionRecord {
+            assumption_id: AssumptionId::parse("asm_1").unwrap(),
+            action_id: ActionId::parse("act_1").unwrap(),
+            assumption: "the table is empty".into(),
+            basis: None,
+            validated: false,
+            invalidated: false,
+            invalidated_reason: None,
+            validated_at: None,
+            invalidated_at: None,
+            created_at: now(),
+        }))
+    }
+
+    #[test]
+    fn validate_and_invalidate_once() {
+        TestFramework::<Assumption>::with(())
+            .given(vec![registered()])
+            .when(AssumptionCommand::Validate { now: now() })
+            .then_expect_events(vec![AssumptionEvent::Validated { at: now() }]);
+        let invalidated = AssumptionEvent::Invalidated {
+            reason: "3 rows".into(),
+            at: now(),
+        };
+        TestFramework::<Assumption>::with(())
+            .given(vec![registered()])
+            .when(AssumptionCommand::Invalidate {
+                reason: "3 rows".into(),
+                now: now(),
+            })
+            .then_expect_events(vec![invalidated.clone()]);
+        TestFramework::<Assumption>::with(())
+            .given(vec![registered(), invalidated])
+            .when(AssumptionCommand::Validate { now: now() })
+            .then_expect_error(AssumptionError::AlreadyInvalidated);
+    }
+
+    #[test]
+    fn register_once_and_only_known_ones_change() {
+        let AssumptionEvent::Registered(record) = registered() else {
+            unreachable!()
+        };
+        TestFramework::<Assumption>::with(())
+            .given(vec![registered()])
+            .when(AssumptionCommand::Register(record))
+            .then_expect_error(AssumptionError::AlreadyExists);
+        TestFramework::<Assumption>::with(())
+            .given_no_previous_events()
+            .when(AssumptionCommand::Validate { now: now() })
+            .then_expect_error(AssumptionError::NotFound);
+    }
+}

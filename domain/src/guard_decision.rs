@@ -100,3 +100,78 @@ impl Aggregate for GuardDecision {
         self.record = Some(*record);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+    use crate::guard::{evaluate, DecisionCounter, GuardContext};
+
+    struct NoHistory;
+    impl DecisionCounter for NoHistory {
+        fn decisions_since(&self, _: &str, _: DateTime<Utc>) -> u32 {
+            0
+        }
+    }
+
+    fn record() -> GuardDecisionRecord {
+        let now = Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap();
+        let request = GuardRequest {
+            action_type: "deploy".into(),
+            ..Default::default()
+        };
+        let evaluation = evaluate(
+            &request,
+            &GuardContext {
+                policies: &[],
+                halt: None,
+                counter: &NoHistory,
+                operator_grant: None,
+                now,
+            },
+        );
+        GuardDecisionRecord {
+            decision_id: GuardDecisionId::random([7; 8]),
+            request,
+            evaluation,
+            policy_set_version: "v".into(),
+            halted: false,
+            principal: "key_agent".into(),
+            purpose: DecisionPurpose::Guard,
+            action_id: None,
+            idempotency_key: None,
+            evaluated_at: now,
+        }
+    }
+
+    #[test]
+    fn a_decision_is_recorded_once() {
+        let event = GuardDecisionEvent::Recorded(Box::new(record()));
+        TestFramework::<GuardDecision>::with(())
+            .given_no_previous_events()
+            .when(GuardDecisionCommand::Record(Box::new(record())))
+            .then_expect_events(vec![event.clone()]);
+        TestFramework::<GuardDecision>::with(())
+            .given(vec![event])
+            .when(GuardDecisionCommand::Record(Box::new(record())))
+            .then_expect_error(GuardDecisionError::AlreadyRecorded);
+    }
+
+    #[test]
+    fn a_recorded_decision_replays_to_the_same_evaluation() {
+        let r = record();
+        let again = evaluate(
+            &r.request,
+            &GuardContext {
+                policies: &[],
+                halt: None,
+                counter: &NoHistory,
+                operator_grant: None,
+                now: r.evaluated_at,
+            },
+        );
+        assert_eq!(again, r.evaluation);
+    }
+}

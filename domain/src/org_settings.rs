@@ -90,3 +90,41 @@ impl Aggregate for OrgSettings {
         self.halt = Some(state);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+
+    #[test]
+    fn halt_and_resume() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap();
+        let halted = HaltState {
+            halted: true,
+            actor: "operator".into(),
+            reason: Some("incident".into()),
+            at,
+        };
+        TestFramework::<OrgSettings>::with(())
+            .given_no_previous_events()
+            .when(OrgSettingsCommand::SetHalt {
+                halted: true,
+                actor: "operator".into(),
+                reason: Some("incident".into()),
+                now: at,
+            })
+            .then_expect_events(vec![OrgSettingsEvent::HaltChanged(halted.clone())]);
+        let mut settings = OrgSettings::default();
+        settings.apply(OrgSettingsEvent::HaltChanged(halted));
+        assert!(settings.halted().is_some());
+        settings.apply(OrgSettingsEvent::HaltChanged(HaltState {
+            halted: false,
+            actor: "operator".into(),
+            reason: None,
+            at,
+        }));
+        assert!(settings.halted().is_none());
+    }
+}

@@ -197,3 +197,119 @@ impl Aggregate for PolicySet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use cqrs_es::test::TestFramework;
+    use serde_json::json;
+
+    use super::*;
+
+    fn policy(id: &str, name: &str) -> Policy {
+        Policy {
+            id: id.into(),
+            name: name.into(),
+            policy_type: "block_action_type".into(),
+            rules: json!({"action_types": ["rm"]}),
+            active: true,
+            agent_ids: None,
+        }
+    }
+
+    fn created(id: &str, name: &str) -> PolicySetEvent {
+        let at = Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap();
+        PolicySetEvent::Created(StoredPolicy {
+            policy: policy(id, name),
+            created_by: "key_admin".into(),
+            created_at: at,
+            updated_at: at,
+        })
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn create_update_delete() {
+        TestFramework::<PolicySet>::with(())
+            .given_no_previous_events()
+            .when(PolicySetCommand::Create {
+                policy: policy("gp_1", "no rm"),
+                by: "key_admin".into(),
+                now: now(),
+            })
+            .then_expect_events(vec![created("gp_1", "no rm")]);
+        let mut changed = policy("gp_1", "no rm");
+        changed.active = false;
+        TestFramework::<PolicySet>::with(())
+            .given(vec![created("gp_1", "no rm")])
+            .when(PolicySetCommand::Update {
+                id: "gp_1".into(),
+                changes: PolicyChanges {
+                    active: Some(false),
+                    ..Default::default()
+                },
+                now: now(),
+            })
+            .then_expect_events(vec![PolicySetEvent::Updated {
+                policy: changed,
+                at: now(),
+            }]);
+        TestFramework::<PolicySet>::with(())
+            .given(vec![created("gp_1", "no rm")])
+            .when(PolicySetCommand::Delete {
+                ids: vec!["gp_1".into()],
+                now: now(),
+            })
+            .then_expect_events(vec![PolicySetEvent::Deleted {
+                ids: vec!["gp_1".into()],
+                at: now(),
+            }]);
+    }
+
+    #[test]
+    fn refusals() {
+        TestFramework::<PolicySet>::with(())
+            .given(vec![created("gp_1", "no rm")])
+            .when(PolicySetCommand::Create {
+                policy: policy("gp_2", "no rm"),
+                by: "key_admin".into(),
+                now: now(),
+            })
+            .then_expect_error(PolicySetError::DuplicateName);
+        TestFramework::<PolicySet>::with(())
+            .given_no_previous_events()
+            .when(PolicySetCommand::Delete {
+                ids: vec!["gp_9".into()],
+                now: now(),
+            })
+            .then_expect_error(PolicySetError::NotFound);
+        let mut bad = policy("gp_3", "bad");
+        bad.policy_type = "risk_threshold".into();
+        bad.rules = json!({"threshold": 150});
+        let refused = TestFramework::<PolicySet>::with(())
+            .given_no_previous_events()
+            .when(PolicySetCommand::Create {
+                policy: bad,
+                by: "key_admin".into(),
+                now: now(),
+            })
+            .inspect_result();
+        assert!(matches!(refused, Err(PolicySetError::Invalid(_))));
+    }
+
+    #[test]
+    fn the_version_hash_follows_the_policies() {
+        let mut set = PolicySet::default();
+        let empty = set.version_hash();
+        set.apply(created("gp_1", "no rm"));
+        assert_ne!(set.version_hash(), empty);
+        set.apply(PolicySetEvent::Deleted {
+            ids: vec!["gp_1".into()],
+            at: now(),
+        });
+        assert_eq!(set.version_hash(), empty);
+    }
+}

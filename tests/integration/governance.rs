@@ -330,3 +330,128 @@ async fn policy_and_halt_changes_apply_to_the_next_decision(pool: PgPool) {
     let (_, resumed) = api.post("/api/guard", &api.member, research).await;
     assert_eq!(resumed["decision"], "allow");
 }
+
+/// Reads an SSE body until `done` holds for what arrived (or fails after 10 s).
+async fn read_until(
+    body: &mut axum::body::BodyDataStream,
+    seen: &mut String,
+    done: impl Fn(&str) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done(seen) {
+        let chunk = tokio::time::timeout_at(deadline, futures_util::StreamExt::next(body))
+            .await
+            .unwrap_or_else(|_| panic!("the stream did not deliver in time; got: {seen}"))
+            .expect("the stream ended")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+async fn open_stream(api: &Api, last_event_id: Option<&str>) -> axum::body::BodyDataStream {
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::get("/api/stream").header("x-api-key", &api.member);
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    let response = api
+        .router
+        .clone()
+        .oneshot(request.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/event-stream",
+        "{:?}",
+        response.headers()
+    );
+    response.into_body().into_data_stream()
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn the_stream_replays_from_last_event_id_then_pushes_live_events(pool: PgPool) {
+    let mut config = dashclaw::server::Config::new(Some(crate::api::BOOTSTRAP));
+    config.heartbeat = std::time::Duration::from_millis(50);
+    let api = Api::with_config(pool, config).await;
+    policy(
+        &api,
+        "require_approval",
+        json!({"action_types": ["deploy"]}),
+    )
+    .await;
+    let held = create(
+        &api,
+        &api.member,
+        json!({"agent_id": "a", "action_type": "deploy", "declared_goal": "g"}),
+    )
+    .await;
+    let id = held["action_id"].as_str().unwrap().to_owned();
+
+    // Replay: everything after event 0 of the org, then `connected`.
+    let mut replayed = open_stream(&api, Some("0")).await;
+    let mut seen = String::new();
+    read_until(&mut replayed, &mut seen, |s| s.contains("event: connected")).await;
+    assert!(seen.contains("event: action.created"), "{seen}");
+    assert!(seen.contains(&id), "{seen}");
+    assert!(seen.contains("event: guard.decision.created"), "{seen}");
+    assert!(seen.contains("\"replayed\":"), "{seen}");
+    // Frames are padded so that 4 KiB blocking readers see them at once.
+    assert!(seen.len() > 4096 * 3, "{}", seen.len());
+    drop(replayed);
+
+    // Live: an approval made after connecting arrives as action.updated with approved_by.
+    let mut live = open_stream(&api, None).await;
+    let mut seen = String::new();
+    read_until(&mut live, &mut seen, |s| s.contains("event: connected")).await;
+    let (status, _) = api
+        .post(
+            &format!("/api/actions/{id}/approve"),
+            &api.admin,
+            json!({"decision": "allow"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    read_until(&mut live, &mut seen, |s| {
+        s.contains("event: action.updated")
+    })
+    .await;
+    let frame = seen
+        .split("\n\n")
+        .find(|f| f.contains("event: action.updated"))
+        .unwrap();
+    let data: Value = serde_json::from_str(
+        frame
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(data["action_id"], id);
+    assert_eq!(data["status"], "running");
+    assert!(data["approved_by"].as_str().unwrap().starts_with("key_"));
+    // Heartbeats keep the connection alive.
+    read_until(&mut live, &mut seen, |s| s.contains(": heartbeat")).await;
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn guard_replays_a_keyed_decision_for_ten_minutes(pool: PgPool) {
+    let api = Api::start(pool).await;
+    let body = json!({"action_type": "deploy", "declared_goal": "g", "agent_id": "a", "idempotency_key": "gk-1"});
+    let (_, first) = api.post("/api/guard", &api.member, body.clone()).await;
+    assert!(first.get("idempotent_replay").is_none(), "{first}");
+    let (_, second) = api.post("/api/guard", &api.member, body.clone()).await;
+    assert_eq!(second["idempotent_replay"], true);
+    assert_eq!(second["decision_id"], first["decision_id"]);
+    assert_eq!(
+        count(&api, "GuardDecision").await,
+        1,
+        "a replay writes nothing"
+    );
+    api.state.clock.advance(chrono::Duration::minutes(11));
+    let (_, third) = api.post("/api/guard", &api.member, body).await;
+    assert!(third.get("idempotent_replay").is_none(), "{third}");
+    assert_ne!(third["decision_id"], first["decision_id"]);
+    assert_eq!(count(&api, "GuardDecision").await, 2);
+}

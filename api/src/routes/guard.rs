@@ -175,11 +175,12 @@ async fn replay(
     state.projector.catch_up(&caller.org).await?;
     let doc: Option<Value> = sqlx::query_scalar(
         "SELECT doc FROM guard_decisions
-          WHERE org_id = $1 AND idempotency_key = $2 AND created_at > now() - interval '10 minutes'
+          WHERE org_id = $1 AND idempotency_key = $2 AND created_at > $3
           ORDER BY created_at DESC LIMIT 1",
     )
     .bind(caller.org.as_str())
     .bind(key)
+    .bind(state.clock.now() - chrono::Duration::minutes(10))
     .fetch_optional(&state.pool)
     .await?;
     Ok(doc.and_then(|d| serde_json::from_value(d).ok()))
