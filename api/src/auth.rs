@@ -247,11 +247,7 @@ pub async fn issue_key(
         created_at: crate::wire::now(),
         revoked_at: None,
     };
-    let actor = crate::commands::Actor {
-        principal: by.to_owned(),
-        agent_id: None,
-        request_id: None,
-    };
+    let actor = crate::commands::Actor::of(by, None);
     match ledger
         .execute::<ApiKey>(
             org,

@@ -28,6 +28,15 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// The principal `principal`, acting for `agent_id` if known.
+    pub fn of(principal: &str, agent_id: Option<&str>) -> Self {
+        Self {
+            principal: principal.to_owned(),
+            agent_id: agent_id.map(str::to_owned),
+            request_id: None,
+        }
+    }
+
     fn metadata(&self) -> HashMap<String, String> {
         let mut m = HashMap::from([("actor".to_owned(), self.principal.clone())]);
         if let Some(a) = &self.agent_id {
@@ -111,14 +120,7 @@ impl Ledger {
             current_sequence: 0,
             current_snapshot: None,
         };
-        let sink = EventSink::default();
-        context
-            .aggregate
-            .handle(command, &(), &sink)
-            .await
-            .map_err(CommandError::Rejected)?;
-        let after = context.aggregate.clone();
-        let events = sink.collect().await;
+        let (after, events) = handle(&mut context, command).await?;
         store
             .commit(events, context, actor.metadata())
             .await
@@ -145,14 +147,7 @@ impl Ledger {
                 .load_aggregate(&stream)
                 .await
                 .map_err(infrastructure)?;
-            let sink = EventSink::default();
-            context
-                .aggregate()
-                .handle(command.clone(), &(), &sink)
-                .await
-                .map_err(CommandError::Rejected)?;
-            let after = context.aggregate().clone();
-            let events = sink.collect().await;
+            let (after, events) = handle(&mut context, command.clone()).await?;
             if events.is_empty() {
                 return Ok(after);
             }
@@ -168,4 +163,22 @@ impl Ledger {
         )
         .into())
     }
+}
+
+/// Runs the aggregate's `handle`; returns its state after the command and the new events.
+async fn handle<A, C>(
+    context: &mut C,
+    command: A::Command,
+) -> Result<(A, Vec<A::Event>), CommandError<A::Error>>
+where
+    A: Aggregate<Services = ()> + Clone,
+    C: AggregateContext<A>,
+{
+    let sink = EventSink::default();
+    context
+        .aggregate()
+        .handle(command, &(), &sink)
+        .await
+        .map_err(CommandError::Rejected)?;
+    Ok((context.aggregate().clone(), sink.collect().await))
 }

@@ -177,11 +177,7 @@ pub async fn decide(
         idempotency_key: ask.idempotency_key,
         evaluated_at: ask.now,
     };
-    let actor = Actor {
-        principal: caller.principal.clone(),
-        agent_id: record.request.agent_id.clone(),
-        request_id: None,
-    };
+    let actor = Actor::of(&caller.principal, record.request.agent_id.as_deref());
     let id = record.decision_id.to_string();
     match ledger
         .create::<GuardDecision>(

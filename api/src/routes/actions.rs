@@ -51,11 +51,7 @@ fn action_not_found() -> ApiError {
 }
 
 fn actor(caller: &Caller, agent: Option<&str>) -> Actor {
-    Actor {
-        principal: caller.principal.clone(),
-        agent_id: agent.map(str::to_owned),
-        request_id: None,
-    }
+    Actor::of(&caller.principal, agent)
 }
 
 /// Loads an action of the caller's org; ids that cannot exist are simply not found (so a
@@ -364,17 +360,6 @@ const OUTCOME_STATUSES: &[&str] = &[
     "failed",
     "lost_confirmation",
 ];
-const ALL_STATUSES: &[&str] = &[
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-    "pending",
-    "pending_approval",
-    "blocked",
-    "expired",
-    "unknown",
-];
 
 fn check_enum(value: &Option<String>, name: &str, allowed: &[&str]) -> Result<(), ApiError> {
     match value {
@@ -403,8 +388,8 @@ async fn list(
         .as_deref()
         .map(|d| clamp_param(Some(d), 1, 1, 365, "days"))
         .transpose()?;
-    check_enum(&q.status, "status", ALL_STATUSES)?;
-    check_enum(&q.exclude_status, "exclude_status", ALL_STATUSES)?;
+    check_enum(&q.status, "status", ActionStatus::ALL)?;
+    check_enum(&q.exclude_status, "exclude_status", ActionStatus::ALL)?;
     check_enum(&q.outcome_status, "outcome_status", OUTCOME_STATUSES)?;
     state.projector.catch_up(&caller.org).await?;
     if q.status.as_deref() == Some("pending_approval") {

@@ -100,11 +100,7 @@ async fn register(
         invalidated_at: None,
         created_at: state.clock.now(),
     };
-    let actor = Actor {
-        principal: caller.principal.clone(),
-        agent_id: Some(parent.agent_id),
-        request_id: None,
-    };
+    let actor = Actor::of(&caller.principal, Some(&parent.agent_id));
     match state
         .ledger
         .execute::<Assumption>(
@@ -193,11 +189,7 @@ async fn update(
         AssumptionCommand::Invalidate { reason, now }
     };
     let a = load(&state, &caller, &id).await?;
-    let actor = Actor {
-        principal: caller.principal.clone(),
-        agent_id: None,
-        request_id: None,
-    };
+    let actor = Actor::of(&caller.principal, None);
     match state
         .ledger
         .execute::<Assumption>(&caller.org, a.assumption_id.as_str(), command, &actor)

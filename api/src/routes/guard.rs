@@ -317,11 +317,7 @@ async fn record_action(
         created_by: caller.principal.clone(),
         now: decision.evaluated_at,
     };
-    let actor = Actor {
-        principal: caller.principal.clone(),
-        agent_id: r.agent_id.clone(),
-        request_id: None,
-    };
+    let actor = Actor::of(&caller.principal, r.agent_id.as_deref());
     match state
         .ledger
         .execute::<dashclaw_domain::action::Action>(

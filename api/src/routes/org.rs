@@ -60,11 +60,7 @@ async fn set_halt(
         reason,
         now: state.clock.now(),
     };
-    let actor = Actor {
-        principal: caller.principal.clone(),
-        agent_id: None,
-        request_id: None,
-    };
+    let actor = Actor::of(&caller.principal, None);
     let result = state
         .ledger
         .execute::<OrgSettings>(&caller.org, ORG_SETTINGS_ID, command, &actor)

@@ -155,11 +155,7 @@ async fn execute(
     caller: &Caller,
     command: PolicySetCommand,
 ) -> Result<PolicySet, ApiError> {
-    let actor = Actor {
-        principal: caller.principal.clone(),
-        agent_id: None,
-        request_id: None,
-    };
+    let actor = Actor::of(&caller.principal, None);
     let result = state
         .ledger
         .execute::<PolicySet>(&caller.org, POLICY_SET_ID, command, &actor)

@@ -108,11 +108,7 @@ impl Aggregate for Action {
                 reasoning,
                 now,
             } => {
-                let record = self.recorded()?;
-                record.check_decidable(now)?;
-                if approver == record.created_by && approver != OPERATOR {
-                    return Err(ActionError::SelfApproval);
-                }
+                self.recorded()?.check_decision_by(&approver, now)?;
                 ActionEvent::ApprovalGranted {
                     approved_by: approver,
                     reasoning,
@@ -124,11 +120,7 @@ impl Aggregate for Action {
                 reasoning,
                 now,
             } => {
-                let record = self.recorded()?;
-                record.check_decidable(now)?;
-                if approver == record.created_by && approver != OPERATOR {
-                    return Err(ActionError::SelfApproval);
-                }
+                self.recorded()?.check_decision_by(&approver, now)?;
                 ActionEvent::ApprovalDenied {
                     denied_by: approver,
                     reasoning,
@@ -191,7 +183,20 @@ impl Aggregate for Action {
 }
 
 impl ActionRecord {
-    /// Approve and deny both need a pending, unexpired approval.
+    /// Approve and deny both need a pending, unexpired approval, decided by someone other
+    /// than its recorder (the bootstrap operator excepted).
+    fn check_decision_by(
+        &self,
+        approver: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), ActionError> {
+        self.check_decidable(now)?;
+        if approver == self.created_by && approver != OPERATOR {
+            return Err(ActionError::SelfApproval);
+        }
+        Ok(())
+    }
+
     fn check_decidable(&self, now: chrono::DateTime<chrono::Utc>) -> Result<(), ActionError> {
         match self.status {
             ActionStatus::Expired => Err(ActionError::ApprovalExpired),

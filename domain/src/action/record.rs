@@ -26,6 +26,20 @@ pub enum ActionStatus {
 }
 
 impl ActionStatus {
+    /// Every status, as on the wire.
+    pub const ALL: &'static [&'static str] = &[
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+        "pending",
+        "pending_approval",
+        "blocked",
+        "expired",
+        "unknown",
+    ];
+
+    /// The statuses a client may set (the server alone sets `expired` and `unknown`).
     pub const CLIENT_SUPPLIABLE: &'static [&'static str] = &[
         "running",
         "completed",
