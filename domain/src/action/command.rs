@@ -32,6 +32,10 @@ pub enum ActionCommand {
     ReportOutcome(ReportOutcome),
     /// The legacy `PATCH /api/actions/:id` outcome update.
     Update(Box<LegacyUpdate>),
+    /// The outcome was not reported within the org's timeout (sent by the lost-confirmation
+    /// sweep). Only an action whose outcome is still pending and whose lifecycle is not
+    /// closed qualifies; a pending approval is left to expire by its own rule.
+    MarkConfirmationLost { now: DateTime<Utc> },
 }
 
 /// What an agent declared when recording an action (validated at the edge).

@@ -39,6 +39,9 @@ pub enum ActionEvent {
         at: DateTime<Utc>,
     },
     Updated(Box<LegacyUpdate>),
+    ConfirmationLost {
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for ActionEvent {
@@ -51,6 +54,7 @@ impl DomainEvent for ActionEvent {
             Self::ExecutionClaimed { .. } => "ActionExecutionClaimed",
             Self::OutcomeReported { .. } => "ActionOutcomeReported",
             Self::Updated(_) => "ActionUpdated",
+            Self::ConfirmationLost { .. } => "ActionConfirmationLost",
         }
         .to_owned()
     }

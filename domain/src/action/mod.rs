@@ -75,6 +75,9 @@ pub enum ActionError {
     /// A legacy update tried to close an action that is no longer running: 409.
     #[error("Action is in a terminal state and cannot be modified")]
     NotRunning(ActionStatus),
+    /// The action is closed, held for approval or already has its outcome: nothing was lost.
+    #[error("Action is not awaiting an outcome")]
+    NotAwaitingOutcome,
 }
 
 impl Action {
@@ -157,6 +160,15 @@ impl Aggregate for Action {
                     progress: report.progress,
                     at: report.now,
                 }
+            }
+            ActionCommand::MarkConfirmationLost { now } => {
+                let record = self.recorded()?;
+                let awaiting = record.outcome_status == OutcomeStatus::Pending
+                    && matches!(record.status, ActionStatus::Running | ActionStatus::Pending);
+                if !awaiting {
+                    return Err(ActionError::NotAwaitingOutcome);
+                }
+                ActionEvent::ConfirmationLost { at: now }
             }
             ActionCommand::Update(update) => {
                 let record = self.recorded()?;

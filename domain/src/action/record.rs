@@ -413,6 +413,19 @@ impl ActionRecord {
                 self.updated_at = at;
             }
             ActionEvent::Updated(update) => self.apply_update(*update),
+            ActionEvent::ConfirmationLost { at } => {
+                self.outcome_status = OutcomeStatus::LostConfirmation;
+                self.outcome_at = Some(at);
+                self.outcome_summary = Some("No outcome reported within timeout window".to_owned());
+                self.status = ActionStatus::Unknown;
+                self.error_message = Some(
+                    "Outcome never reported — reconciled to unknown by the stale-outcome sweep"
+                        .to_owned(),
+                );
+                self.timestamp_end.get_or_insert(at);
+                self.close_source.get_or_insert(CloseSource::Outcome);
+                self.updated_at = at;
+            }
         }
     }
 

@@ -418,3 +418,43 @@ fn truncate_counts_characters() {
     assert_eq!(truncate("héllo".into(), 2), "hé");
     assert_eq!(truncate("hi".into(), 10), "hi");
 }
+
+#[test]
+fn a_lost_confirmation_closes_a_running_action_once_and_races_with_a_late_report() {
+    let lost = ActionEvent::ConfirmationLost {
+        at: t0() + Duration::minutes(16),
+    };
+    Fixture::with(())
+        .given(vec![recorded(Verdict::Allow)])
+        .when(ActionCommand::MarkConfirmationLost {
+            now: t0() + Duration::minutes(16),
+        })
+        .then_expect_events(vec![lost.clone()]);
+    let s = state(vec![recorded(Verdict::Allow), lost.clone()]);
+    assert_eq!(s.outcome_status, OutcomeStatus::LostConfirmation);
+    assert_eq!(s.status, ActionStatus::Unknown);
+    // The late agent report loses: exactly one terminal outcome.
+    Fixture::with(())
+        .given(vec![recorded(Verdict::Allow), lost])
+        .when(ActionCommand::ReportOutcome(outcome(
+            ReportedOutcome::Completed,
+        )))
+        .then_expect_error(ActionError::OutcomeNotAllowed(ActionStatus::Unknown));
+    // And the other way round: a reported outcome leaves nothing to lose.
+    let reported = ActionEvent::OutcomeReported {
+        status: ReportedOutcome::Completed,
+        summary: None,
+        error_message: None,
+        progress: None,
+        at: t0(),
+    };
+    Fixture::with(())
+        .given(vec![recorded(Verdict::Allow), reported])
+        .when(ActionCommand::MarkConfirmationLost { now: t0() })
+        .then_expect_error(ActionError::NotAwaitingOutcome);
+    // A pending approval is not poisoned: it expires by its own rule.
+    Fixture::with(())
+        .given(vec![recorded(Verdict::RequireApproval)])
+        .when(ActionCommand::MarkConfirmationLost { now: t0() })
+        .then_expect_error(ActionError::NotAwaitingOutcome);
+}
