@@ -85,6 +85,18 @@ enum Command {
         #[arg(long)]
         org: Option<String>,
     },
+    /// Rebuild the read models from the ledger (from the first event, or with --resume from
+    /// where they stopped), with a progress bar; prints events/s.
+    Replay {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Which projection (today there is one: governance).
+        #[arg(long, default_value = "governance", value_parser = ["governance"])]
+        projection: String,
+        /// Continue from the projection's checkpoints instead of starting from zero.
+        #[arg(long)]
+        resume: bool,
+    },
     /// Measure ledger append and verify throughput against a raw INSERT baseline (creates and
     /// drops a scratch database on the DATABASE_URL server). See BENCHMARKS.md.
     Bench(crate::bench::BenchArgs),
@@ -264,6 +276,15 @@ async fn run(command: Command) -> Result<ExitCode> {
             );
             database.close().await?;
         }
+        Command::Replay {
+            db,
+            projection,
+            resume,
+        } => {
+            let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
+            replay(&database.pool, &projection, resume).await?;
+            database.close().await?;
+        }
         Command::Bench(args) => crate::bench::run(args).await?,
     }
     Ok(ExitCode::SUCCESS)
@@ -361,6 +382,41 @@ async fn mint_first_admin_key(pool: &PgPool) -> Result<Option<String>> {
         .execute(&mut *lock)
         .await?;
     minted
+}
+
+async fn replay(pool: &PgPool, projection: &str, resume: bool) -> Result<()> {
+    let mut projector = Governance::new(pool.clone());
+    // Undocumented knob for tests: fold in small transactions, so a kill lands mid-stream.
+    if let Some(batch) = std::env::var("DASHCLAW_REPLAY_BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+    {
+        projector = projector.with_batch(batch);
+    }
+    if !resume {
+        projector.reset().await?;
+    }
+    let total = projector.behind().await?;
+    eprintln!(
+        "replaying {total} events into the {projection} projection{}",
+        if resume { " (resuming)" } else { " from zero" }
+    );
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let folded = projector.catch_up_all_with(&|n| bar.inc(n)).await?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "replayed {folded} events into {projection} in {seconds:.3} s ({:.0} events/s)",
+        folded as f64 / seconds.max(1e-9)
+    );
+    Ok(())
 }
 
 async fn verify(pool: &PgPool, org: Option<&OrgId>) -> Result<ExitCode> {

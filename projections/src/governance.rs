@@ -18,7 +18,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 /// The checkpoint name of this projection.
 pub const NAME: &str = "governance";
 /// Events folded per transaction.
-const BATCH: i64 = 1000;
+const BATCH: i64 = 2000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -40,6 +40,7 @@ pub enum ProjectionError {
 #[derive(Clone)]
 pub struct Governance {
     pool: PgPool,
+    batch: i64,
 }
 
 type Row = (i64, String, String, String);
@@ -67,22 +68,74 @@ struct Decisions {
 
 impl Governance {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, batch: BATCH }
+    }
+
+    /// Folds at most `events` per transaction (tests use small batches to stop mid-stream).
+    pub fn with_batch(mut self, events: i64) -> Self {
+        self.batch = events.max(1);
+        self
     }
 
     /// Folds every event of `org` after the checkpoint; returns the new checkpoint. Safe to
     /// call from many tasks and nodes at once: batches serialize on the checkpoint row.
     pub async fn catch_up(&self, org: &OrgId) -> Result<u64, ProjectionError> {
+        self.catch_up_with(org, &|_| {}).await
+    }
+
+    /// [`Self::catch_up`], calling `progress` with the number of events of each batch.
+    pub async fn catch_up_with(
+        &self,
+        org: &OrgId,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64, ProjectionError> {
         loop {
             let (position, folded) = self.fold_batch(org).await?;
-            if folded < BATCH as usize {
+            progress(folded as u64);
+            if folded < self.batch as usize {
                 return Ok(position);
             }
         }
     }
 
+    /// Events of the ledger not yet folded in (for a progress bar).
+    pub async fn behind(&self) -> Result<u64, ProjectionError> {
+        let behind: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(sum(h.size - COALESCE(c.ledger_seq, 0)), 0)::int8
+               FROM ledger_heads h LEFT JOIN projection_checkpoints c
+                 ON c.org_id = h.org_id AND c.projection = $1",
+        )
+        .bind(NAME)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(behind.max(0) as u64)
+    }
+
+    /// Forgets everything this projection built, so that the next catch-up rebuilds it from
+    /// the first event. (API keys stop authenticating until their events are folded again.)
+    pub async fn reset(&self) -> Result<(), ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("TRUNCATE action_records, guard_decisions, assumptions, api_keys")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM projection_checkpoints WHERE projection = $1")
+            .bind(NAME)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Catches every org up; returns how many events were folded.
     pub async fn catch_up_all(&self) -> Result<u64, ProjectionError> {
+        self.catch_up_all_with(&|_| {}).await
+    }
+
+    /// [`Self::catch_up_all`] with progress.
+    pub async fn catch_up_all_with(
+        &self,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64, ProjectionError> {
         let before = self.total_position().await?;
         let orgs = dashclaw_store::chain::orgs(&self.pool)
             .await
@@ -91,7 +144,7 @@ impl Governance {
                 other => ProjectionError::Database(sqlx::Error::Protocol(other.to_string())),
             })?;
         for org in &orgs {
-            self.catch_up(org).await?;
+            self.catch_up_with(org, progress).await?;
         }
         Ok(self.total_position().await?.saturating_sub(before))
     }
@@ -147,7 +200,7 @@ impl Governance {
         )
         .bind(org.as_str())
         .bind(position)
-        .bind(BATCH)
+        .bind(self.batch)
         .fetch_all(&mut *tx)
         .await?;
         let Some(last) = rows.last().map(|r| r.0) else {
@@ -155,6 +208,7 @@ impl Governance {
             return Ok((position as u64, 0));
         };
         let mut batch = Batch::default();
+        preload(&mut tx, org, &rows, &mut batch).await?;
         for row in &rows {
             self.fold(&mut tx, org, &mut batch, row).await?;
         }
@@ -178,32 +232,18 @@ impl Governance {
         batch: &mut Batch,
         (seq, aggregate_type, aggregate_id, payload): &Row,
     ) -> Result<(), ProjectionError> {
-        let entity = aggregate_id
-            .split_once('/')
-            .map(|(_, e)| e)
-            .unwrap_or(aggregate_id)
-            .to_owned();
+        let entity = entity_of(aggregate_id).to_owned();
         match aggregate_type.as_str() {
             Action::TYPE => {
                 let event: ActionEvent = decode(org, *seq, aggregate_type, payload)?;
-                let state = match batch.actions.remove(&entity) {
-                    Some((state, _)) => state,
-                    None => Action {
-                        record: load(tx, "action_records", "action_id", org, &entity).await?,
-                    },
-                };
-                let mut state = state;
+                // Rows this batch touches were preloaded; an absent one is a new action.
+                let (mut state, _) = batch.actions.remove(&entity).unwrap_or_default();
                 state.apply(event);
                 batch.actions.insert(entity, (state, *seq));
             }
             Assumption::TYPE => {
                 let event: AssumptionEvent = decode(org, *seq, aggregate_type, payload)?;
-                let mut state = match batch.assumptions.remove(&entity) {
-                    Some((state, _)) => state,
-                    None => Assumption {
-                        record: load(tx, "assumptions", "assumption_id", org, &entity).await?,
-                    },
-                };
+                let (mut state, _) = batch.assumptions.remove(&entity).unwrap_or_default();
                 state.apply(event);
                 batch.assumptions.insert(entity, (state, *seq));
             }
@@ -253,21 +293,60 @@ fn decode<T: DeserializeOwned>(
     })
 }
 
-async fn load<T: DeserializeOwned>(
+fn entity_of(aggregate_id: &str) -> &str {
+    aggregate_id
+        .split_once('/')
+        .map(|(_, e)| e)
+        .unwrap_or(aggregate_id)
+}
+
+/// Loads, with one query per table, the current rows of every action and assumption the batch
+/// touches.
+async fn preload(
     tx: &mut Transaction<'_, Postgres>,
-    table: &str,
-    id_column: &str,
     org: &OrgId,
-    id: &str,
-) -> Result<Option<T>, ProjectionError> {
-    let doc: Option<serde_json::Value> = sqlx::query_scalar(&format!(
-        "SELECT doc FROM {table} WHERE org_id = $1 AND {id_column} = $2"
-    ))
-    .bind(org.as_str())
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(doc.and_then(|d| serde_json::from_value(d).ok()))
+    rows: &[Row],
+    batch: &mut Batch,
+) -> Result<(), ProjectionError> {
+    let ids = |kind: &str| -> Vec<String> {
+        let mut ids: Vec<String> = rows
+            .iter()
+            .filter(|r| r.1 == kind)
+            .map(|r| entity_of(&r.2).to_owned())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let actions = ids(Action::TYPE);
+    if !actions.is_empty() {
+        let docs: Vec<(String, serde_json::Value)> = sqlx::query_as(
+            "SELECT action_id, doc FROM action_records WHERE org_id = $1 AND action_id = ANY($2)",
+        )
+        .bind(org.as_str())
+        .bind(&actions)
+        .fetch_all(&mut **tx)
+        .await?;
+        for (id, doc) in docs {
+            let record: Option<ActionRecord> = serde_json::from_value(doc).ok();
+            batch.actions.insert(id, (Action { record }, 0));
+        }
+    }
+    let assumptions = ids(Assumption::TYPE);
+    if !assumptions.is_empty() {
+        let docs: Vec<(String, serde_json::Value)> = sqlx::query_as(
+            "SELECT assumption_id, doc FROM assumptions WHERE org_id = $1 AND assumption_id = ANY($2)",
+        )
+        .bind(org.as_str())
+        .bind(&assumptions)
+        .fetch_all(&mut **tx)
+        .await?;
+        for (id, doc) in docs {
+            let record: Option<AssumptionRecord> = serde_json::from_value(doc).ok();
+            batch.assumptions.insert(id, (Assumption { record }, 0));
+        }
+    }
+    Ok(())
 }
 
 async fn load_key(
@@ -327,10 +406,7 @@ async fn write_batch(
         .execute(&mut **tx)
         .await?;
     }
-    for (_, (action, seq)) in batch.actions {
-        let Some(r) = action.record else { continue };
-        write_action(tx, org, &r, seq).await?;
-    }
+    write_actions(tx, org, batch.actions).await?;
     for (_, (assumption, seq)) in batch.assumptions {
         let Some(r) = assumption.record else { continue };
         write_assumption(tx, org, &r, seq).await?;
@@ -357,38 +433,75 @@ async fn write_batch(
     Ok(())
 }
 
-async fn write_action(
+/// Upserts every action row of a batch with one statement.
+async fn write_actions(
     tx: &mut Transaction<'_, Postgres>,
     org: &OrgId,
-    r: &ActionRecord,
-    seq: i64,
+    actions: HashMap<String, (Action, i64)>,
 ) -> Result<(), ProjectionError> {
-    let doc = serde_json::to_value(r).unwrap_or_default();
+    let mut c = ActionColumns::default();
+    for (_, (action, seq)) in actions {
+        let Some(r) = action.record else { continue };
+        c.id.push(r.action_id.to_string());
+        c.doc.push(serde_json::to_value(&r).unwrap_or_default());
+        c.agent_id.push(r.agent_id.clone());
+        c.swarm_id.push(r.swarm_id.clone());
+        c.action_type.push(r.action_type.clone());
+        c.status.push(r.status.as_str().to_owned());
+        c.outcome_status.push(r.outcome_status.as_str().to_owned());
+        c.risk_score.push(i32::from(r.risk_score));
+        c.cost_estimate.push(r.cost_estimate);
+        c.timestamp_start.push(r.timestamp_start);
+        c.approval_expires_at.push(r.approval_expires_at);
+        c.ledger_seq.push(seq);
+    }
+    if c.id.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
         "INSERT INTO action_records
            (org_id, action_id, doc, agent_id, swarm_id, action_type, status, outcome_status,
             risk_score, cost_estimate, timestamp_start, approval_expires_at, ledger_seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         SELECT $1, * FROM UNNEST($2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[],
+                                  $7::text[], $8::text[], $9::int4[], $10::float8[],
+                                  $11::timestamptz[], $12::timestamptz[], $13::int8[])
          ON CONFLICT (org_id, action_id) DO UPDATE SET
            doc = EXCLUDED.doc, status = EXCLUDED.status, outcome_status = EXCLUDED.outcome_status,
-           cost_estimate = EXCLUDED.cost_estimate, ledger_seq = EXCLUDED.ledger_seq",
+           cost_estimate = EXCLUDED.cost_estimate, approval_expires_at = EXCLUDED.approval_expires_at,
+           ledger_seq = EXCLUDED.ledger_seq",
     )
     .bind(org.as_str())
-    .bind(r.action_id.as_str())
-    .bind(doc)
-    .bind(&r.agent_id)
-    .bind(r.swarm_id.as_deref())
-    .bind(&r.action_type)
-    .bind(r.status.as_str())
-    .bind(r.outcome_status.as_str())
-    .bind(i32::from(r.risk_score))
-    .bind(r.cost_estimate)
-    .bind(r.timestamp_start)
-    .bind(r.approval_expires_at)
-    .bind(seq)
+    .bind(&c.id)
+    .bind(&c.doc)
+    .bind(&c.agent_id)
+    .bind(&c.swarm_id)
+    .bind(&c.action_type)
+    .bind(&c.status)
+    .bind(&c.outcome_status)
+    .bind(&c.risk_score)
+    .bind(&c.cost_estimate)
+    .bind(&c.timestamp_start)
+    .bind(&c.approval_expires_at)
+    .bind(&c.ledger_seq)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[derive(Default)]
+struct ActionColumns {
+    id: Vec<String>,
+    doc: Vec<serde_json::Value>,
+    agent_id: Vec<String>,
+    swarm_id: Vec<Option<String>>,
+    action_type: Vec<String>,
+    status: Vec<String>,
+    outcome_status: Vec<String>,
+    risk_score: Vec<i32>,
+    cost_estimate: Vec<Option<f64>>,
+    timestamp_start: Vec<chrono::DateTime<chrono::Utc>>,
+    approval_expires_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    ledger_seq: Vec<i64>,
 }
 
 async fn write_assumption(

@@ -9,6 +9,7 @@ mod architecture;
 mod bad_input;
 mod governance;
 mod ledger;
+mod projections;
 mod server;
 mod support;
 mod tamper;
