@@ -10,7 +10,7 @@ use cqrs_es::Aggregate;
 use dashclaw_domain::action::{Action, ActionEvent, ActionRecord};
 use dashclaw_domain::api_key::{ApiKey, ApiKeyEvent, ApiKeyRecord};
 use dashclaw_domain::assumption::{Assumption, AssumptionEvent, AssumptionRecord};
-use dashclaw_domain::guard_decision::{GuardDecision, GuardDecisionEvent};
+use dashclaw_domain::guard_decision::GuardDecision;
 use dashclaw_domain::OrgId;
 use serde::de::DeserializeOwned;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -43,7 +43,9 @@ pub struct Governance {
     batch: i64,
 }
 
-type Row = (i64, String, String, String);
+/// `(ledger_seq, aggregate_type, aggregate_id, payload)`; the payload of guard decisions is
+/// not fetched (they are folded in SQL, see `write_decisions`).
+type Row = (i64, String, String, Option<String>);
 
 /// Rows touched in one batch, written once at the end of it.
 #[derive(Default)]
@@ -51,20 +53,10 @@ struct Batch {
     actions: HashMap<String, (Action, i64)>,
     assumptions: HashMap<String, (Assumption, i64)>,
     keys: HashMap<String, (ApiKey, i64)>,
-    decisions: Decisions,
+    /// Whether the batch holds guard decisions.
+    decisions: bool,
 }
 
-/// Guard decisions of a batch, column by column, inserted with one statement.
-#[derive(Default)]
-struct Decisions {
-    id: Vec<String>,
-    doc: Vec<serde_json::Value>,
-    agent_id: Vec<Option<String>>,
-    decision: Vec<String>,
-    idempotency_key: Vec<Option<String>>,
-    created_at: Vec<chrono::DateTime<chrono::Utc>>,
-    ledger_seq: Vec<i64>,
-}
 
 impl Governance {
     pub fn new(pool: PgPool) -> Self {
@@ -195,8 +187,9 @@ impl Governance {
         .fetch_one(&mut *tx)
         .await?;
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT ledger_seq, aggregate_type, aggregate_id, payload::text FROM events
-              WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT $3",
+            "SELECT ledger_seq, aggregate_type, aggregate_id,
+                    CASE WHEN aggregate_type = 'GuardDecision' THEN NULL ELSE payload::text END
+               FROM events WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT $3",
         )
         .bind(org.as_str())
         .bind(position)
@@ -211,6 +204,9 @@ impl Governance {
         preload(&mut tx, org, &rows, &mut batch).await?;
         for row in &rows {
             self.fold(&mut tx, org, &mut batch, row).await?;
+        }
+        if batch.decisions {
+            write_decisions(&mut tx, org, position, last).await?;
         }
         write_batch(&mut tx, org, batch).await?;
         sqlx::query(
@@ -258,20 +254,8 @@ impl Governance {
                 state.apply(event);
                 batch.keys.insert(entity, (state, *seq));
             }
-            GuardDecision::TYPE => {
-                let GuardDecisionEvent::Recorded(record) =
-                    decode(org, *seq, aggregate_type, payload)?;
-                let d = &mut batch.decisions;
-                d.id.push(record.decision_id.to_string());
-                d.agent_id.push(record.request.agent_id.clone());
-                d.decision
-                    .push(record.evaluation.decision.as_str().to_owned());
-                d.idempotency_key.push(record.idempotency_key.clone());
-                d.created_at.push(record.evaluated_at);
-                d.ledger_seq.push(*seq);
-                d.doc
-                    .push(serde_json::to_value(&record).unwrap_or_default());
-            }
+            // Immutable, one event each: folded in SQL straight from the stored payload.
+            GuardDecision::TYPE => batch.decisions = true,
             // Policy sets and org settings are read from their aggregates (one stream per org).
             _ => {}
         }
@@ -279,12 +263,42 @@ impl Governance {
     }
 }
 
+/// The guard decisions among events `after < ledger_seq <= upto`: a decision's row is its
+/// one event's record (`GuardDecisionEvent::Recorded`) as stored, so it is copied inside the
+/// database rather than decoded and re-encoded here.
+async fn write_decisions(
+    tx: &mut Transaction<'_, Postgres>,
+    org: &OrgId,
+    after: i64,
+    upto: i64,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO guard_decisions
+           (org_id, decision_id, doc, agent_id, decision, idempotency_key, created_at, ledger_seq)
+         SELECT e.org_id, r->>'decision_id', r, r->'request'->>'agent_id',
+                r->'evaluation'->>'decision', r->>'idempotency_key',
+                (r->>'evaluated_at')::timestamptz, e.ledger_seq
+           FROM events e CROSS JOIN LATERAL (SELECT e.payload::jsonb->'Recorded' AS r) d
+          WHERE e.org_id = $1 AND e.ledger_seq > $2 AND e.ledger_seq <= $3
+            AND e.aggregate_type = $4
+         ON CONFLICT (org_id, decision_id) DO NOTHING",
+    )
+    .bind(org.as_str())
+    .bind(after)
+    .bind(upto)
+    .bind(GuardDecision::TYPE)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 fn decode<T: DeserializeOwned>(
     org: &OrgId,
     seq: i64,
     aggregate_type: &str,
-    payload: &str,
+    payload: &Option<String>,
 ) -> Result<T, ProjectionError> {
+    let payload = payload.as_deref().unwrap_or("null");
     serde_json::from_str(payload).map_err(|e| ProjectionError::Undecodable {
         org: org.to_string(),
         ledger_seq: seq as u64,
@@ -386,26 +400,6 @@ async fn write_batch(
     org: &OrgId,
     batch: Batch,
 ) -> Result<(), ProjectionError> {
-    let d = batch.decisions;
-    if !d.id.is_empty() {
-        sqlx::query(
-            "INSERT INTO guard_decisions
-               (org_id, decision_id, doc, agent_id, decision, idempotency_key, created_at, ledger_seq)
-             SELECT $1, * FROM UNNEST($2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[],
-                                      $7::timestamptz[], $8::int8[])
-             ON CONFLICT (org_id, decision_id) DO NOTHING",
-        )
-        .bind(org.as_str())
-        .bind(&d.id)
-        .bind(&d.doc)
-        .bind(&d.agent_id)
-        .bind(&d.decision)
-        .bind(&d.idempotency_key)
-        .bind(&d.created_at)
-        .bind(&d.ledger_seq)
-        .execute(&mut **tx)
-        .await?;
-    }
     write_actions(tx, org, batch.actions).await?;
     for (_, (assumption, seq)) in batch.assumptions {
         let Some(r) = assumption.record else { continue };
