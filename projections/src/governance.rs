@@ -263,9 +263,9 @@ impl Governance {
     }
 }
 
-/// The guard decisions among events `after < ledger_seq <= upto`: a decision's row is its
-/// one event's record (`GuardDecisionEvent::Recorded`) as stored, so it is copied inside the
-/// database rather than decoded and re-encoded here.
+/// The guard decisions among events `after < ledger_seq <= upto`: a decision's row holds the
+/// columns lists filter on and points at its one event (`ledger_seq`), whose record is the
+/// decision; it is filled inside the database rather than decoded and re-encoded here.
 async fn write_decisions(
     tx: &mut Transaction<'_, Postgres>,
     org: &OrgId,
@@ -274,8 +274,8 @@ async fn write_decisions(
 ) -> Result<(), ProjectionError> {
     sqlx::query(
         "INSERT INTO guard_decisions
-           (org_id, decision_id, doc, agent_id, decision, idempotency_key, created_at, ledger_seq)
-         SELECT e.org_id, r->>'decision_id', r, r->'request'->>'agent_id',
+           (org_id, decision_id, agent_id, decision, idempotency_key, created_at, ledger_seq)
+         SELECT e.org_id, r->>'decision_id', r->'request'->>'agent_id',
                 r->'evaluation'->>'decision', r->>'idempotency_key',
                 (r->>'evaluated_at')::timestamptz, e.ledger_seq
            FROM events e CROSS JOIN LATERAL (SELECT e.payload::jsonb->'Recorded' AS r) d

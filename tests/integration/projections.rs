@@ -16,8 +16,7 @@ async fn snapshot(pool: &PgPool) -> Vec<Value> {
     for sql in [
         "SELECT jsonb_build_object('doc', doc, 'status', status, 'outcome', outcome_status,
                 'seq', ledger_seq) FROM action_records ORDER BY org_id, action_id",
-        "SELECT jsonb_build_object('doc', doc, 'decision', decision, 'seq', ledger_seq)
-           FROM guard_decisions ORDER BY org_id, decision_id",
+        "SELECT to_jsonb(g) FROM guard_decisions g ORDER BY org_id, decision_id",
         "SELECT jsonb_build_object('doc', doc, 'seq', ledger_seq) FROM assumptions
           ORDER BY org_id, assumption_id",
         "SELECT jsonb_build_object('id', id, 'org', org_id, 'role', role, 'revoked', revoked_at)

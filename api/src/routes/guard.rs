@@ -174,9 +174,10 @@ async fn replay(
 ) -> Result<Option<GuardDecisionRecord>, ApiError> {
     state.projector.catch_up(&caller.org).await?;
     let doc: Option<Value> = sqlx::query_scalar(
-        "SELECT doc FROM guard_decisions
-          WHERE org_id = $1 AND idempotency_key = $2 AND created_at > $3
-          ORDER BY created_at DESC LIMIT 1",
+        "SELECT e.payload::jsonb->'Recorded' FROM guard_decisions g
+           JOIN events e ON e.org_id = g.org_id AND e.ledger_seq = g.ledger_seq
+          WHERE g.org_id = $1 AND g.idempotency_key = $2 AND g.created_at > $3
+          ORDER BY g.created_at DESC LIMIT 1",
     )
     .bind(caller.org.as_str())
     .bind(key)
@@ -367,8 +368,11 @@ async fn history(
         AND ($3::text IS NULL OR decision = $3)
         AND ($4::int IS NULL OR created_at > now() - make_interval(days => $4))";
     let docs: Vec<Value> = sqlx::query_scalar(&format!(
-        "SELECT doc FROM guard_decisions WHERE {filter}
-          ORDER BY created_at DESC, ledger_seq DESC LIMIT $5 OFFSET $6"
+        "SELECT e.payload::jsonb->'Recorded'
+           FROM (SELECT org_id, ledger_seq, created_at FROM guard_decisions WHERE {filter}
+                  ORDER BY created_at DESC, ledger_seq DESC LIMIT $5 OFFSET $6) g
+           JOIN events e ON e.org_id = g.org_id AND e.ledger_seq = g.ledger_seq
+          ORDER BY g.created_at DESC, g.ledger_seq DESC"
     ))
     .bind(caller.org.as_str())
     .bind(&q.agent_id)
