@@ -43,9 +43,47 @@ pub struct Governance {
     batch: i64,
 }
 
-/// `(ledger_seq, aggregate_type, aggregate_id, payload)`; the payload of guard decisions is
-/// not fetched (they are folded in SQL, see `write_decisions`).
+/// `(ledger_seq, aggregate_type, aggregate_id, payload)`.
 type Row = (i64, String, String, Option<String>);
+
+/// The fields of a stored `GuardDecisionRecorded` event that the decision log filters on
+/// (the rest of the record is read from the event itself when a decision is shown).
+#[derive(serde::Deserialize)]
+enum DecisionRecorded {
+    Recorded(DecisionFields),
+}
+
+#[derive(serde::Deserialize)]
+struct DecisionFields {
+    decision_id: String,
+    request: DecisionRequest,
+    evaluation: DecisionEvaluation,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    evaluated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(serde::Deserialize)]
+struct DecisionRequest {
+    #[serde(default)]
+    agent_id: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct DecisionEvaluation {
+    decision: String,
+}
+
+/// Guard decisions of a batch, column by column, inserted with one statement.
+#[derive(Default)]
+struct Decisions {
+    id: Vec<String>,
+    agent_id: Vec<Option<String>>,
+    decision: Vec<String>,
+    idempotency_key: Vec<Option<String>>,
+    created_at: Vec<chrono::DateTime<chrono::Utc>>,
+    ledger_seq: Vec<i64>,
+}
 
 /// Rows touched in one batch, written once at the end of it.
 #[derive(Default)]
@@ -53,8 +91,7 @@ struct Batch {
     actions: HashMap<String, (Action, i64)>,
     assumptions: HashMap<String, (Assumption, i64)>,
     keys: HashMap<String, (ApiKey, i64)>,
-    /// Whether the batch holds guard decisions.
-    decisions: bool,
+    decisions: Decisions,
 }
 
 
@@ -187,8 +224,7 @@ impl Governance {
         .fetch_one(&mut *tx)
         .await?;
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT ledger_seq, aggregate_type, aggregate_id,
-                    CASE WHEN aggregate_type = 'GuardDecision' THEN NULL ELSE payload::text END
+            "SELECT ledger_seq, aggregate_type, aggregate_id, payload::text
                FROM events WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT $3",
         )
         .bind(org.as_str())
@@ -204,9 +240,6 @@ impl Governance {
         preload(&mut tx, org, &rows, &mut batch).await?;
         for row in &rows {
             self.fold(&mut tx, org, &mut batch, row).await?;
-        }
-        if batch.decisions {
-            write_decisions(&mut tx, org, position, last).await?;
         }
         write_batch(&mut tx, org, batch).await?;
         sqlx::query(
@@ -254,42 +287,21 @@ impl Governance {
                 state.apply(event);
                 batch.keys.insert(entity, (state, *seq));
             }
-            // Immutable, one event each: folded in SQL straight from the stored payload.
-            GuardDecision::TYPE => batch.decisions = true,
+            GuardDecision::TYPE => {
+                let DecisionRecorded::Recorded(d) = decode(org, *seq, aggregate_type, payload)?;
+                let c = &mut batch.decisions;
+                c.id.push(d.decision_id);
+                c.agent_id.push(d.request.agent_id);
+                c.decision.push(d.evaluation.decision);
+                c.idempotency_key.push(d.idempotency_key);
+                c.created_at.push(d.evaluated_at);
+                c.ledger_seq.push(*seq);
+            }
             // Policy sets and org settings are read from their aggregates (one stream per org).
             _ => {}
         }
         Ok(())
     }
-}
-
-/// The guard decisions among events `after < ledger_seq <= upto`: a decision's row holds the
-/// columns lists filter on and points at its one event (`ledger_seq`), whose record is the
-/// decision; it is filled inside the database rather than decoded and re-encoded here.
-async fn write_decisions(
-    tx: &mut Transaction<'_, Postgres>,
-    org: &OrgId,
-    after: i64,
-    upto: i64,
-) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "INSERT INTO guard_decisions
-           (org_id, decision_id, agent_id, decision, idempotency_key, created_at, ledger_seq)
-         SELECT e.org_id, r->>'decision_id', r->'request'->>'agent_id',
-                r->'evaluation'->>'decision', r->>'idempotency_key',
-                (r->>'evaluated_at')::timestamptz, e.ledger_seq
-           FROM events e CROSS JOIN LATERAL (SELECT e.payload::jsonb->'Recorded' AS r) d
-          WHERE e.org_id = $1 AND e.ledger_seq > $2 AND e.ledger_seq <= $3
-            AND e.aggregate_type = $4
-         ON CONFLICT (org_id, decision_id) DO NOTHING",
-    )
-    .bind(org.as_str())
-    .bind(after)
-    .bind(upto)
-    .bind(GuardDecision::TYPE)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 fn decode<T: DeserializeOwned>(
@@ -400,6 +412,25 @@ async fn write_batch(
     org: &OrgId,
     batch: Batch,
 ) -> Result<(), ProjectionError> {
+    let d = batch.decisions;
+    if !d.id.is_empty() {
+        sqlx::query(
+            "INSERT INTO guard_decisions
+               (org_id, decision_id, agent_id, decision, idempotency_key, created_at, ledger_seq)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[],
+                                      $6::timestamptz[], $7::int8[])
+             ON CONFLICT (org_id, decision_id) DO NOTHING",
+        )
+        .bind(org.as_str())
+        .bind(&d.id)
+        .bind(&d.agent_id)
+        .bind(&d.decision)
+        .bind(&d.idempotency_key)
+        .bind(&d.created_at)
+        .bind(&d.ledger_seq)
+        .execute(&mut **tx)
+        .await?;
+    }
     write_actions(tx, org, batch.actions).await?;
     for (_, (assumption, seq)) in batch.assumptions {
         let Some(r) = assumption.record else { continue };
