@@ -2,7 +2,7 @@
 //! ledger), the rate-limit counters (kept current by the ledger tail), and evaluating +
 //! recording a guard decision.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -76,27 +76,83 @@ impl OrgViews {
 
 /// The longest window a rate_limit policy may use (7 days).
 const MAX_WINDOW: chrono::Duration = chrono::Duration::minutes(10_080);
-/// Per agent, at most this many timestamps are remembered.
+/// Per agent, at most this many decisions are remembered.
 const MAX_REMEMBERED: usize = 100_000;
 
-/// Guard decisions per (org, agent), fed by the ledger tail from every node.
+/// Guard decisions per (org, agent), fed by the ledger tail from every node and, the first
+/// time an agent meets a `rate_limit` policy on this node, seeded from the decision log. Keyed
+/// by `ledger_seq`, so a decision seen both ways counts once.
 #[derive(Clone, Default)]
-pub struct Counters(Arc<Mutex<HashMap<(OrgId, String), Times>>>);
+pub struct Counters(Arc<Mutex<HashMap<(OrgId, String), AgentDecisions>>>);
 
-/// When an agent's decisions were made, oldest first.
-type Times = VecDeque<DateTime<Utc>>;
+#[derive(Default)]
+struct AgentDecisions {
+    /// `ledger_seq` -> when.
+    times: BTreeMap<u64, DateTime<Utc>>,
+    seeded: bool,
+}
+
+impl AgentDecisions {
+    fn insert(&mut self, seq: u64, at: DateTime<Utc>) {
+        self.times.insert(seq, at);
+        let cutoff = at - MAX_WINDOW;
+        while self.times.len() > MAX_REMEMBERED
+            || self
+                .times
+                .first_key_value()
+                .is_some_and(|(_, t)| *t < cutoff)
+        {
+            self.times.pop_first();
+        }
+    }
+}
 
 impl Counters {
-    pub fn record(&self, org: &OrgId, agent: &str, at: DateTime<Utc>) {
-        let Ok(mut map) = self.0.lock() else { return };
-        let times = map.entry((org.clone(), agent.to_owned())).or_default();
-        while times
-            .front()
-            .is_some_and(|t| *t < at - MAX_WINDOW || times.len() >= MAX_REMEMBERED)
-        {
-            times.pop_front();
+    pub fn record(&self, org: &OrgId, agent: &str, seq: u64, at: DateTime<Utc>) {
+        if let Ok(mut map) = self.0.lock() {
+            map.entry((org.clone(), agent.to_owned()))
+                .or_default()
+                .insert(seq, at);
         }
-        times.push_back(at);
+    }
+
+    fn seeded(&self, org: &OrgId, agent: &str) -> bool {
+        self.0.lock().is_ok_and(|map| {
+            map.get(&(org.clone(), agent.to_owned()))
+                .is_some_and(|a| a.seeded)
+        })
+    }
+
+    /// Loads the agent's recent decisions from the decision log once, so that a restarted
+    /// node enforces rate limits over the whole window, not only over what it has seen since.
+    pub async fn seed(
+        &self,
+        pool: &sqlx::PgPool,
+        org: &OrgId,
+        agent: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        if self.seeded(org, agent) {
+            return Ok(());
+        }
+        let rows: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT ledger_seq, created_at FROM guard_decisions
+              WHERE org_id = $1 AND agent_id = $2 AND created_at > $3
+              ORDER BY ledger_seq DESC LIMIT $4",
+        )
+        .bind(org.as_str())
+        .bind(agent)
+        .bind(now - MAX_WINDOW)
+        .bind(MAX_REMEMBERED as i64)
+        .fetch_all(pool)
+        .await?;
+        let mut map = self.0.lock().map_err(ApiError::internal)?;
+        let decisions = map.entry((org.clone(), agent.to_owned())).or_default();
+        for (seq, at) in rows {
+            decisions.insert(seq as u64, at);
+        }
+        decisions.seeded = true;
+        Ok(())
     }
 
     pub fn for_org<'a>(&'a self, org: &'a OrgId) -> OrgCounter<'a> {
@@ -118,7 +174,7 @@ impl DecisionCounter for OrgCounter<'_> {
             return 0;
         };
         map.get(&(self.org.clone(), agent_id.to_owned()))
-            .map(|times| times.iter().rev().take_while(|t| **t >= since).count() as u32)
+            .map(|a| a.times.values().rev().take_while(|t| **t >= since).count() as u32)
             .unwrap_or(0)
     }
 }
@@ -143,6 +199,7 @@ pub struct Ask<'a> {
 /// Evaluates `ask` under the org's current policies and records the decision in the ledger.
 /// The decision is only returned once it is durably recorded.
 pub async fn decide(
+    pool: &sqlx::PgPool,
     ledger: &Ledger,
     views: &OrgViews,
     counters: &Counters,
@@ -150,6 +207,15 @@ pub async fn decide(
     ask: Ask<'_>,
 ) -> Result<GuardDecisionRecord, ApiError> {
     let view = views.get(ledger, &caller.org).await?;
+    if let Some(agent) = ask.request.agent_id.as_deref() {
+        let limited = view
+            .policies
+            .iter()
+            .any(|p| p.active && p.policy_type == "rate_limit" && p.applies_to(Some(agent)));
+        if limited {
+            counters.seed(pool, &caller.org, agent, ask.now).await?;
+        }
+    }
     let counter = counters.for_org(&caller.org);
     let halt = view.halt.as_ref().map(|h| Halt {
         actor: &h.actor,

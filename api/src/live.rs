@@ -324,14 +324,15 @@ impl Tail {
     }
 
     /// Side effects of an event on this node's caches.
-    fn observe(&self, org: &OrgId, (_, aggregate_type, _, _, payload): &Row) {
+    fn observe(&self, org: &OrgId, (seq, aggregate_type, _, _, payload): &Row) {
         match aggregate_type.as_str() {
             PolicySet::TYPE | OrgSettings::TYPE => self.views.invalidate(org),
             ApiKey::TYPE => self.keys.clear(),
             GuardDecision::TYPE => {
                 if let Ok(GuardDecisionEvent::Recorded(d)) = serde_json::from_str(payload) {
                     if let Some(agent) = &d.request.agent_id {
-                        self.counters.record(org, agent, d.evaluated_at);
+                        self.counters
+                            .record(org, agent, *seq as u64, d.evaluated_at);
                     }
                 }
             }

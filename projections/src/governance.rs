@@ -94,7 +94,6 @@ struct Batch {
     decisions: Decisions,
 }
 
-
 impl Governance {
     pub fn new(pool: PgPool) -> Self {
         Self { pool, batch: BATCH }

@@ -455,3 +455,33 @@ async fn guard_replays_a_keyed_decision_for_ten_minutes(pool: PgPool) {
     assert_ne!(third["decision_id"], first["decision_id"]);
     assert_eq!(count(&api, "GuardDecision").await, 2);
 }
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn rate_limits_count_decisions_made_before_a_restart(pool: PgPool) {
+    let api = Api::start(pool.clone()).await;
+    policy(
+        &api,
+        "rate_limit",
+        json!({"max_actions": 3, "window_minutes": 60, "action": "warn"}),
+    )
+    .await;
+    let ask = json!({"action_type": "research", "agent_id": "chatty"});
+    for _ in 0..3 {
+        let (_, d) = api.post("/api/guard", &api.member, ask.clone()).await;
+        assert_eq!(d["decision"], "allow", "{d}");
+    }
+    api.state.projector.catch_up_all().await.unwrap();
+    drop(api);
+
+    // A new server process on the same database has seen none of them.
+    let restarted = Api::start(pool).await;
+    let (_, d) = restarted.post("/api/guard", &restarted.member, ask).await;
+    assert_eq!(d["decision"], "warn", "{d}");
+    assert!(
+        d["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("Agent made 3 guard evaluations in 60min"),
+        "{d}"
+    );
+}

@@ -214,6 +214,7 @@ async fn create(
     request.declared_goal = declared_goal.clone();
     let now = state.clock.now();
     let decision = decide(
+        &state.pool,
         &state.ledger,
         state.live.views(),
         state.live.counters(),
@@ -627,6 +628,7 @@ async fn claim(
         approved_by: who,
     });
     let decision = decide(
+        &state.pool,
         &state.ledger,
         state.live.views(),
         state.live.counters(),

@@ -244,6 +244,7 @@ async fn guard(
     };
     let can_record = input.request.agent_id.is_some() && input.request.declared_goal.is_some();
     let decision = decide(
+        &state.pool,
         &state.ledger,
         state.live.views(),
         state.live.counters(),
