@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::{genesis_hash, Checkpoint, Envelope, EventHash, OrgId};
+use crate::{genesis_hash, Checkpoint, Envelope, EnvelopeRef, EventHash, OrgId};
 
 /// Why a chain failed verification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,6 +146,8 @@ pub struct ChainVerifier {
     org_id: OrgId,
     len: u64,
     head: EventHash,
+    /// Reused for every event's hashed bytes.
+    scratch: Vec<u8>,
 }
 
 impl ChainVerifier {
@@ -155,6 +157,7 @@ impl ChainVerifier {
             org_id,
             len: 0,
             head,
+            scratch: Vec::new(),
         }
     }
 
@@ -162,7 +165,12 @@ impl ChainVerifier {
     /// and end in `head`: lets one chain be checked in ranges, in parallel, when the caller
     /// then checks that consecutive ranges meet (each range's `head` is the next one's start).
     pub fn resume(org_id: OrgId, len: u64, head: EventHash) -> Self {
-        Self { org_id, len, head }
+        Self {
+            org_id,
+            len,
+            head,
+            scratch: Vec::new(),
+        }
     }
 
     /// Number of events verified so far (= the last good `ledger_seq`).
@@ -181,10 +189,15 @@ impl ChainVerifier {
 
     /// Checks the next event. On failure the verifier is unchanged; stop and diagnose.
     pub fn push(&mut self, event: &Envelope) -> Result<(), Box<Anomaly>> {
+        self.push_ref(&event.as_ref())
+    }
+
+    /// [`Self::push`] for a borrowed envelope.
+    pub fn push_ref(&mut self, event: &EnvelopeRef<'_>) -> Result<(), Box<Anomaly>> {
         let expected_seq = self.len + 1;
-        let computed_hash = event.compute_hash();
+        let computed_hash = event.compute_hash_with(&mut self.scratch);
         let ok = event.ledger_seq == expected_seq
-            && event.org_id == self.org_id
+            && *event.org_id == self.org_id
             && event.prev_hash == self.head
             && computed_hash == event.hash;
         if ok {
@@ -200,7 +213,7 @@ impl ChainVerifier {
             stored_prev: event.prev_hash,
             stored_hash: event.hash,
             // An event carrying another org's id cannot hash to its stored value here.
-            computed_hash: if event.org_id == self.org_id {
+            computed_hash: if *event.org_id == self.org_id {
                 computed_hash
             } else {
                 EventHash([0; 32])

@@ -41,33 +41,102 @@ pub struct Envelope {
     pub hash: EventHash,
 }
 
-impl Envelope {
-    /// The exact bytes that are hashed: RFC 8785 JSON of every field but `hash`.
-    pub fn hash_input(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(200 + self.payload.as_str().len() + self.metadata.as_str().len());
+/// An envelope borrowed from wherever it is stored: verification reads every event of the
+/// ledger, and borrowing spares an allocation per field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnvelopeRef<'a> {
+    pub org_id: &'a OrgId,
+    pub ledger_seq: u64,
+    pub stream_type: &'a str,
+    pub stream_id: &'a str,
+    pub stream_seq: u64,
+    pub event_type: &'a str,
+    pub event_version: &'a str,
+    /// Canonical JSON text, as stored.
+    pub payload: &'a str,
+    /// Canonical JSON text, as stored.
+    pub metadata: &'a str,
+    pub prev_hash: EventHash,
+    pub hash: EventHash,
+}
+
+impl EnvelopeRef<'_> {
+    /// Appends the exact bytes that are hashed (RFC 8785 JSON of every field but `hash`) to
+    /// `out`.
+    pub fn write_hash_input(&self, out: &mut Vec<u8>) {
+        let mut number = itoa_buffer();
+        out.reserve(200 + self.payload.len() + self.metadata.len());
         // Keys in RFC 8785 order (all ASCII, so byte order is UTF-16 order).
         out.extend_from_slice(b"{\"event_type\":");
-        push_string(&mut out, &self.event_type);
+        push_string(out, self.event_type);
         out.extend_from_slice(b",\"event_version\":");
-        push_string(&mut out, &self.event_version);
+        push_string(out, self.event_version);
         out.extend_from_slice(b",\"ledger_seq\":");
-        out.extend_from_slice(self.ledger_seq.to_string().as_bytes());
+        out.extend_from_slice(format_u64(&mut number, self.ledger_seq));
         out.extend_from_slice(b",\"metadata\":");
-        out.extend_from_slice(self.metadata.as_str().as_bytes());
+        out.extend_from_slice(self.metadata.as_bytes());
         out.extend_from_slice(b",\"org_id\":");
-        push_string(&mut out, self.org_id.as_str());
+        push_string(out, self.org_id.as_str());
         out.extend_from_slice(b",\"payload\":");
-        out.extend_from_slice(self.payload.as_str().as_bytes());
+        out.extend_from_slice(self.payload.as_bytes());
         out.extend_from_slice(b",\"prev_hash\":\"");
         out.extend_from_slice(&self.prev_hash.hex_bytes());
         out.extend_from_slice(b"\",\"stream_id\":");
-        push_string(&mut out, &self.stream_id);
+        push_string(out, self.stream_id);
         out.extend_from_slice(b",\"stream_seq\":");
-        out.extend_from_slice(self.stream_seq.to_string().as_bytes());
+        out.extend_from_slice(format_u64(&mut number, self.stream_seq));
         out.extend_from_slice(b",\"stream_type\":");
-        push_string(&mut out, &self.stream_type);
+        push_string(out, self.stream_type);
         out.push(b'}');
+    }
+
+    /// Recomputes the hash, using `scratch` for the hashed bytes (cleared first).
+    pub fn compute_hash_with(&self, scratch: &mut Vec<u8>) -> EventHash {
+        scratch.clear();
+        self.write_hash_input(scratch);
+        EventHash(Sha256::digest(scratch.as_slice()).into())
+    }
+}
+
+fn itoa_buffer() -> [u8; 20] {
+    [0; 20]
+}
+
+/// Decimal digits of `n` (JS formatting of an integer below 2^53 is the same), in `buf`.
+fn format_u64(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+impl Envelope {
+    /// The envelope's fields, borrowed.
+    pub fn as_ref(&self) -> EnvelopeRef<'_> {
+        EnvelopeRef {
+            org_id: &self.org_id,
+            ledger_seq: self.ledger_seq,
+            stream_type: &self.stream_type,
+            stream_id: &self.stream_id,
+            stream_seq: self.stream_seq,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            payload: self.payload.as_str(),
+            metadata: self.metadata.as_str(),
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        }
+    }
+
+    /// The exact bytes that are hashed: RFC 8785 JSON of every field but `hash`.
+    pub fn hash_input(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.as_ref().write_hash_input(&mut out);
         out
     }
 

@@ -19,7 +19,7 @@ mod golden;
 pub use canonical::CanonicalJson;
 pub use chain::{Anomaly, ChainBreak, ChainVerifier, TamperKind};
 pub use checkpoint::{Checkpoint, SignedCheckpoint, CHECKPOINT_TYPE};
-pub use envelope::{genesis_hash, Envelope};
+pub use envelope::{genesis_hash, Envelope, EnvelopeRef};
 pub use error::Error;
 pub use ids::{EventHash, OrgId};
 pub use keys::{jwk_thumbprint, Jwk, Jwks, LedgerKey};

@@ -1,8 +1,9 @@
 //! Reading chains back: heads, events in `ledger_seq` order, and where a hash is stored.
 
-use dashclaw_events::{genesis_hash, CanonicalJson, Envelope, EventHash, OrgId};
+use dashclaw_events::{genesis_hash, CanonicalJson, Envelope, EnvelopeRef, EventHash, OrgId};
 use futures_util::{Stream, StreamExt};
-use sqlx::PgPool;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
 
 use crate::StoreError;
 
@@ -135,6 +136,56 @@ pub fn events_between<'a>(
             prev_hash: prev.parse().unwrap_or(EventHash([0; 32])),
             hash: hash.parse().unwrap_or(EventHash([0; 32])),
         })
+    })
+}
+
+const ROWS_BETWEEN: &str = "SELECT ledger_seq, aggregate_type, sequence, aggregate_id, event_type,
+        event_version, payload::text, metadata::text, prev_hash, hash
+   FROM events WHERE org_id = $1 AND ledger_seq > $2 AND ledger_seq <= $3
+  ORDER BY ledger_seq";
+
+/// The org's stored rows with `after < ledger_seq <= upto`, in order, undecoded: read them
+/// with [`envelope_ref`] to borrow instead of copying (verification's hot loop).
+pub fn rows_between<'a>(
+    pool: &'a PgPool,
+    org: &'a OrgId,
+    after: u64,
+    upto: u64,
+) -> impl Stream<Item = Result<PgRow, StoreError>> + Send + 'a {
+    sqlx::query(ROWS_BETWEEN)
+        .bind(org.as_str())
+        .bind(after as i64)
+        .bind(upto.min(i64::MAX as u64) as i64)
+        .fetch(pool)
+        .map(|row| row.map_err(StoreError::from))
+}
+
+/// A row of [`rows_between`] as a borrowed envelope of `org` (selected by org, so a row whose
+/// `org_id` was altered leaves this chain). A stored hash that is not even hex cannot match
+/// anything: all zeros says so.
+///
+/// The column types are fixed by [`rows_between`]'s query (two `int8`, the rest `text`), so
+/// per-row type checks are skipped.
+pub fn envelope_ref<'r>(org: &'r OrgId, row: &'r PgRow) -> Result<EnvelopeRef<'r>, StoreError> {
+    let text = |i: usize| -> Result<&'r str, StoreError> { Ok(row.try_get_unchecked(i)?) };
+    let int = |i: usize| -> Result<u64, StoreError> {
+        Ok(row.try_get_unchecked::<i64, _>(i)? as u64)
+    };
+    let hash = |i: usize| -> Result<EventHash, StoreError> {
+        Ok(text(i)?.parse().unwrap_or(EventHash([0; 32])))
+    };
+    Ok(EnvelopeRef {
+        org_id: org,
+        ledger_seq: int(0)?,
+        stream_type: text(1)?,
+        stream_seq: int(2)?,
+        stream_id: text(3)?,
+        event_type: text(4)?,
+        event_version: text(5)?,
+        payload: text(6)?,
+        metadata: text(7)?,
+        prev_hash: hash(8)?,
+        hash: hash(9)?,
     })
 }
 

@@ -161,23 +161,23 @@ async fn walk_range(
     checkpoint_sizes: &[u64],
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Option<RangeWalk>, StoreError> {
-    let mut events = std::pin::pin!(chain::events_between(
+    let mut rows = std::pin::pin!(chain::rows_between(
         pool,
         org,
         after,
         upto.unwrap_or(u64::MAX)
     ));
-    let Some(first) = events.next().await else {
+    let Some(first) = rows.next().await else {
         return Ok(None);
     };
     let first = first?;
-    let start_prev = first.prev_hash;
+    let start_prev = chain::envelope_ref(org, &first)?.prev_hash;
     let mut verifier = ChainVerifier::resume(org.clone(), after, start_prev);
     let mut at_checkpoints = HashMap::new();
     let mut next = Some(first);
     let mut unreported = 0;
-    while let Some(event) = next.take() {
-        if verifier.push(&event).is_err() {
+    while let Some(row) = next.take() {
+        if verifier.push_ref(&chain::envelope_ref(org, &row)?).is_err() {
             return Ok(None);
         }
         if checkpoint_sizes.contains(&verifier.len()) {
@@ -188,7 +188,7 @@ async fn walk_range(
             progress(unreported);
             unreported = 0;
         }
-        next = events.next().await.transpose()?;
+        next = rows.next().await.transpose()?;
     }
     progress(unreported);
     if upto.is_some_and(|upto| verifier.len() != upto) {
@@ -223,17 +223,18 @@ async fn verify_in_order(
     let mut pending = checkpoints.iter().peekable();
     let mut verifier = ChainVerifier::new(org.clone());
     let mut unreported = 0;
-    let mut events = std::pin::pin!(chain::events(pool, org, 0));
+    let mut rows = std::pin::pin!(chain::rows_between(pool, org, 0, u64::MAX));
     loop {
         while let Some(c) = pending.next_if(|c| c.checkpoint.size == verifier.len()) {
             if let Err(b) = verifier.check_checkpoint(&c.checkpoint) {
                 return Ok(Err(b));
             }
         }
-        let Some(event) = events.next().await else {
+        let Some(row) = rows.next().await else {
             break;
         };
-        if let Err(anomaly) = verifier.push(&event?) {
+        let row = row?;
+        if let Err(anomaly) = verifier.push_ref(&chain::envelope_ref(org, &row)?) {
             let found = chain::locate(pool, org, &anomaly.stored_prev).await?;
             return Ok(Err(anomaly.diagnose(|_| found)));
         }
