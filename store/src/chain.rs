@@ -168,9 +168,8 @@ pub fn rows_between<'a>(
 /// per-row type checks are skipped.
 pub fn envelope_ref<'r>(org: &'r OrgId, row: &'r PgRow) -> Result<EnvelopeRef<'r>, StoreError> {
     let text = |i: usize| -> Result<&'r str, StoreError> { Ok(row.try_get_unchecked(i)?) };
-    let int = |i: usize| -> Result<u64, StoreError> {
-        Ok(row.try_get_unchecked::<i64, _>(i)? as u64)
-    };
+    let int =
+        |i: usize| -> Result<u64, StoreError> { Ok(row.try_get_unchecked::<i64, _>(i)? as u64) };
     let hash = |i: usize| -> Result<EventHash, StoreError> {
         Ok(text(i)?.parse().unwrap_or(EventHash([0; 32])))
     };
