@@ -127,6 +127,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::actions::router())
         .merge(routes::assumptions::router())
         .merge(routes::policies::router())
+        .merge(routes::policy_tools::router())
         .merge(routes::org::router())
         .merge(routes::stream::router())
         .fallback(|| async { ApiError::not_found() })

@@ -392,3 +392,18 @@ def test_bad_key_is_unauthorized(server, agent_id):
     with pytest.raises(DashClawError) as caught:
         server.client(agent_id, key="oc_live_nope").guard({"action_type": "research"})
     assert caught.value.status == 401
+
+
+def test_policy_recipes_through_the_sdk(server, agent_id, policy):
+    policy(
+        "block_action_type",
+        {
+            "action_types": ["rm_rf"],
+            "tests": [
+                {"name": "rm is blocked", "input": {"action_type": "rm_rf"}, "expect": {"decision": "block"}},
+                {"name": "ls is fine", "input": {"action_type": "ls"}, "expect": {"decision": "allow"}},
+            ],
+        },
+    )
+    results = server.client(agent_id).test_policies()["results"]
+    assert results["total_tests"] == 2 and results["passed"] == 2 and results["success"] is True

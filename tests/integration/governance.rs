@@ -485,3 +485,92 @@ async fn rate_limits_count_decisions_made_before_a_restart(pool: PgPool) {
         "{d}"
     );
 }
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn policy_recipes_run_against_their_policy(pool: PgPool) {
+    let api = Api::start(pool).await;
+    let rules = json!({
+        "action_types": ["deploy"],
+        "tests": [
+            {"name": "deploy is held", "input": {"action_type": "deploy"}, "expect": {"decision": "require_approval"}},
+            {"name": "build passes", "input": {"action_type": "build"}, "expect": {"decision": "allow"}},
+            {"name": "a wrong expectation", "input": {"action_type": "deploy"}, "expect": {"decision": "allow"}}
+        ]
+    });
+    let (status, recipe) = api
+        .post(
+            "/api/policies/test",
+            &api.member,
+            json!({"policy_type": "require_approval", "rules": rules}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{recipe}");
+    assert_eq!(recipe["mode"], "recipe");
+    let r = &recipe["results"];
+    assert_eq!(
+        (
+            r["total_tests"].as_u64(),
+            r["passed"].as_u64(),
+            r["failed"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1))
+    );
+    assert_eq!(r["success"], false);
+    assert_eq!(r["details"][0]["tests"][2]["actual"], "require_approval");
+
+    // Legacy mode (what the SDK sends): every active policy's own recipes.
+    policy(&api, "require_approval", rules).await;
+    let (_, legacy) = api
+        .post("/api/policies/test", &api.member, json!({"agent_id": "a"}))
+        .await;
+    assert_eq!(legacy["results"]["total_policies"], 1);
+    assert_eq!(legacy["results"]["passed"], 2);
+    assert!(legacy.get("mode").is_none());
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn simulation_replays_recorded_requests_without_side_effects(pool: PgPool) {
+    let api = Api::start(pool).await;
+    for (kind, n) in [("deploy", 3), ("build", 5)] {
+        for i in 0..n {
+            api.post(
+                "/api/guard",
+                &api.member,
+                json!({"action_type": kind, "agent_id": "a", "declared_goal": format!("{kind} {i}")}),
+            )
+            .await;
+        }
+    }
+    let events = api.events().await;
+    let (status, fires) = api
+        .post(
+            "/api/policies/simulate",
+            &api.admin,
+            json!({"policy_type": "block_action_type", "rules": {"action_types": ["deploy"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{fires}");
+    assert_eq!(
+        fires["summary"],
+        json!({"total": 8, "matches": 3, "block": 3, "warn": 0, "require_approval": 0, "allow": 5})
+    );
+    assert_eq!(fires["matches"].as_array().unwrap().len(), 3);
+    assert_eq!(fires["matches"][0]["original_status"], "allow");
+    let (_, never) = api
+        .post(
+            "/api/policies/simulate",
+            &api.admin,
+            json!({"policy_type": "block_action_type", "rules": {"action_types": ["launch_missiles"]}}),
+        )
+        .await;
+    assert_eq!(never["summary"]["matches"], 0);
+    assert_eq!(api.events().await, events, "a simulation writes nothing");
+    let (status, bad) = api
+        .post(
+            "/api/policies/simulate",
+            &api.admin,
+            json!({"policy_type": "risk_threshold", "rules": {"threshold": 150}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+}

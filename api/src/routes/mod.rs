@@ -7,6 +7,7 @@ pub mod health;
 pub mod jwks;
 pub mod org;
 pub mod policies;
+pub mod policy_tools;
 pub mod stream;
 
 use crate::error::ApiError;
