@@ -57,8 +57,14 @@ fn decide_alone(policy: &Policy, request: &GuardRequest, now: DateTime<Utc>) -> 
     (evaluation.decision, reason)
 }
 
-/// Runs one recipe `{name, input, expect: {decision}}` against `policy`.
+/// Runs one recipe `{name, input, expect: {decision}}` against `policy`'s rules (its agent
+/// scope is not what a recipe tests, so it is lifted).
 fn run_recipe(policy: &Policy, recipe: &Value, index: usize, now: DateTime<Utc>) -> Value {
+    let unscoped = Policy {
+        agent_ids: None,
+        ..policy.clone()
+    };
+    let policy = &unscoped;
     let name = recipe["name"]
         .as_str()
         .map_or_else(|| format!("test {}", index + 1), str::to_owned);
