@@ -12,6 +12,7 @@ pub mod database;
 pub mod error;
 pub mod extract;
 pub mod governance;
+pub mod graphql;
 pub mod live;
 pub mod local_pg;
 pub mod routes;

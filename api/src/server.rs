@@ -130,6 +130,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::policy_tools::router())
         .merge(routes::org::router())
         .merge(routes::stream::router())
+        .merge(crate::graphql::router(&state))
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -8,6 +8,7 @@ mod api;
 mod architecture;
 mod bad_input;
 mod governance;
+mod graphql;
 mod ledger;
 mod projections;
 mod server;

@@ -1,0 +1,540 @@
+//! GraphQL at `/graphql` (async-graphql 7.2): queries over the read models and the ledger for
+//! dashboards and auditors, with GraphiQL on GET from a browser. Authenticated with the same
+//! API keys as REST (readonly keys may query). Depth and complexity are limited. The SDL is
+//! committed as `api/schema.graphql`; a test fails when it drifts.
+
+use async_graphql::connection::{query, Connection, Edge};
+use async_graphql::http::GraphiQLSource;
+use async_graphql::{
+    ComplexObject, Context, EmptyMutation, EmptySubscription, Enum, InputObject, Json, Object,
+    Schema, SimpleObject,
+};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use dashclaw_domain::action::{Action, ActionRecord};
+use dashclaw_domain::guard_decision::{GuardDecision, GuardDecisionRecord};
+use dashclaw_domain::ids::ActionId;
+use dashclaw_domain::policy_set::{PolicySet, POLICY_SET_ID};
+use serde_json::Value;
+
+use crate::auth::{authenticate, Caller};
+use crate::error::ApiError;
+use crate::server::AppState;
+use crate::wire;
+
+/// The schema type.
+pub type DashclawSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+/// Deepest query accepted.
+const MAX_DEPTH: usize = 10;
+/// Costliest query accepted (one point per field; connections multiply by `first`).
+const MAX_COMPLEXITY: usize = 2_000;
+/// Largest page.
+const MAX_PAGE: usize = 200;
+
+/// The schema, without per-request data (the caller is added per request).
+pub fn schema(state: AppState) -> DashclawSchema {
+    Schema::build(Query, EmptyMutation, EmptySubscription)
+        .data(state)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .finish()
+}
+
+/// The SDL of the schema (what `api/schema.graphql` must contain).
+pub fn sdl() -> String {
+    Schema::build(Query, EmptyMutation, EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    let schema = schema(state.clone());
+    Router::new().route(
+        "/graphql",
+        get(graphiql)
+            .post(move |state, headers, request| execute(state, headers, request, schema.clone())),
+    )
+}
+
+async fn graphiql() -> impl IntoResponse {
+    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+}
+
+async fn execute(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+    schema: DashclawSchema,
+) -> Response {
+    // Any valid key may query (readonly keys included); mutations will check roles.
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let caller = match authenticate(&state, key).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    GraphQLResponse::from(schema.execute(request.into_inner().data(caller)).await).into_response()
+}
+
+fn parts<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a AppState, &'a Caller)> {
+    Ok((ctx.data::<AppState>()?, ctx.data::<Caller>()?))
+}
+
+fn gql(e: ApiError) -> async_graphql::Error {
+    async_graphql::Error::new(e.error)
+}
+
+/// Lifecycle status of an action.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(rename_items = "snake_case")]
+pub enum DecisionStatus {
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    Pending,
+    PendingApproval,
+    Blocked,
+    Expired,
+    Unknown,
+}
+
+impl DecisionStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Pending => "pending",
+            Self::PendingApproval => "pending_approval",
+            Self::Blocked => "blocked",
+            Self::Expired => "expired",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// Filters of the decisions ledger; all optional, combined with AND.
+#[derive(InputObject, Default)]
+pub struct DecisionFilter {
+    pub agent_id: Option<String>,
+    pub action_type: Option<String>,
+    pub status: Option<DecisionStatus>,
+    /// completed, partial, failed, lost_confirmation or pending.
+    pub outcome: Option<String>,
+    pub risk_min: Option<i32>,
+    pub risk_max: Option<i32>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// One action record of the decisions ledger.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Decision {
+    pub action_id: String,
+    pub agent_id: String,
+    pub agent_name: Option<String>,
+    pub action_type: String,
+    pub declared_goal: String,
+    pub status: String,
+    pub outcome_status: String,
+    pub risk_score: i32,
+    pub approved_by: Option<String>,
+    pub timestamp_start: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub guard_decision_id: String,
+    /// The whole row, as `GET /api/actions/:id` shows it.
+    pub record: Json<Value>,
+    #[graphql(skip)]
+    org: dashclaw_domain::OrgId,
+}
+
+impl Decision {
+    fn new(org: &dashclaw_domain::OrgId, r: &ActionRecord) -> Self {
+        Self {
+            action_id: r.action_id.to_string(),
+            agent_id: r.agent_id.clone(),
+            agent_name: r.agent_name.clone(),
+            action_type: r.action_type.clone(),
+            declared_goal: r.declared_goal.clone(),
+            status: r.status.as_str().to_owned(),
+            outcome_status: r.outcome_status.as_str().to_owned(),
+            risk_score: i32::from(r.risk_score),
+            approved_by: r.approved_by.clone(),
+            timestamp_start: r.timestamp_start,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            guard_decision_id: r.guard_decision_id.to_string(),
+            record: Json(wire::action_row(org, r)),
+            org: org.clone(),
+        }
+    }
+}
+
+#[ComplexObject]
+impl Decision {
+    /// Every ledger event of this action, in order.
+    async fn history(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<LedgerEvent>> {
+        let (state, _) = parts(ctx)?;
+        let rows: Vec<EventRow> = sqlx::query_as(EVENT_COLUMNS_OF_STREAM)
+            .bind(Action::TYPE)
+            .bind(self.org.stream_id(&self.action_id))
+            .fetch_all(&state.pool)
+            .await?;
+        Ok(rows.into_iter().map(LedgerEvent::from).collect())
+    }
+
+    /// The guard decision the action was recorded under, with what a replay needs.
+    async fn guard_decision(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<GuardDecisionObject>> {
+        let (state, _) = parts(ctx)?;
+        let d: GuardDecision = state
+            .ledger
+            .load(&self.org, &self.guard_decision_id)
+            .await
+            .map_err(gql)?;
+        Ok(d.record.map(GuardDecisionObject::from))
+    }
+}
+
+/// One guard evaluation.
+#[derive(SimpleObject)]
+pub struct GuardDecisionObject {
+    pub decision_id: String,
+    pub decision: String,
+    pub risk_score: i32,
+    pub reasons: Vec<String>,
+    pub warnings: Vec<String>,
+    pub matched_policies: Vec<String>,
+    pub agent_id: Option<String>,
+    pub action_type: String,
+    /// SHA-256 of the policy set in force.
+    pub policy_set_version: String,
+    pub evaluated_at: DateTime<Utc>,
+    /// The recorded inputs (replay data).
+    pub request: Json<Value>,
+    pub risk_breakdown: Json<Value>,
+}
+
+impl From<GuardDecisionRecord> for GuardDecisionObject {
+    fn from(d: GuardDecisionRecord) -> Self {
+        Self {
+            decision_id: d.decision_id.to_string(),
+            decision: d.evaluation.decision.as_str().to_owned(),
+            risk_score: i32::from(d.evaluation.risk_score),
+            reasons: d.evaluation.reasons.clone(),
+            warnings: d.evaluation.warnings.clone(),
+            matched_policies: d.evaluation.matched_policies.clone(),
+            agent_id: d.request.agent_id.clone(),
+            action_type: d.request.action_type.clone(),
+            policy_set_version: d.policy_set_version.clone(),
+            evaluated_at: d.evaluated_at,
+            request: Json(serde_json::to_value(&d.request).unwrap_or_default()),
+            risk_breakdown: Json(
+                serde_json::to_value(&d.evaluation.risk_breakdown).unwrap_or_default(),
+            ),
+        }
+    }
+}
+
+/// One event of an org's chain, as stored.
+#[derive(SimpleObject)]
+pub struct LedgerEvent {
+    pub ledger_seq: i64,
+    pub stream_type: String,
+    pub stream_id: String,
+    pub stream_seq: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Json<Value>,
+    pub metadata: Json<Value>,
+    pub prev_hash: String,
+    pub hash: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+type EventRow = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    Value,
+    Value,
+    String,
+    String,
+    DateTime<Utc>,
+);
+
+const EVENT_COLUMNS_OF_STREAM: &str = "SELECT ledger_seq, aggregate_type, aggregate_id, sequence,
+        event_type, event_version, payload::jsonb, metadata::jsonb, prev_hash, hash, recorded_at
+   FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence";
+
+impl From<EventRow> for LedgerEvent {
+    fn from(
+        (
+            ledger_seq,
+            stream_type,
+            stream_id,
+            stream_seq,
+            event_type,
+            event_version,
+            payload,
+            metadata,
+            prev_hash,
+            hash,
+            recorded_at,
+        ): EventRow,
+    ) -> Self {
+        Self {
+            ledger_seq,
+            stream_type,
+            stream_id,
+            stream_seq,
+            event_type,
+            event_version,
+            payload: Json(payload),
+            metadata: Json(metadata),
+            prev_hash,
+            hash,
+            recorded_at,
+        }
+    }
+}
+
+/// A guard policy of the org.
+#[derive(SimpleObject)]
+pub struct PolicyObject {
+    pub id: String,
+    pub name: String,
+    pub policy_type: String,
+    pub rules: Json<Value>,
+    pub active: bool,
+    pub agent_ids: Option<Vec<String>>,
+    /// Set when the policy is active but its type is not enforced.
+    pub inert_warning: Option<String>,
+}
+
+/// A signed checkpoint of the org's chain.
+#[derive(SimpleObject)]
+pub struct CheckpointObject {
+    pub size: i64,
+    pub head_hash: String,
+    pub signed_at: String,
+    pub kid: String,
+    pub signature: String,
+}
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The decisions ledger (action records), newest first, as a Relay connection.
+    async fn decisions(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        first: Option<i32>,
+        filter: Option<DecisionFilter>,
+    ) -> async_graphql::Result<Connection<usize, Decision>> {
+        let (state, caller) = parts(ctx)?;
+        let filter = filter.unwrap_or_default();
+        state
+            .projector
+            .catch_up(&caller.org)
+            .await
+            .map_err(|e| gql(e.into()))?;
+        query(after, None, first, None, |after, _, first, _| async move {
+            let start = after.map_or(0, |a: usize| a + 1);
+            let size = first.unwrap_or(50).min(MAX_PAGE);
+            let docs: Vec<Value> = sqlx::query_scalar(
+                "SELECT doc FROM action_records
+                  WHERE org_id = $1 AND ($2::text IS NULL OR agent_id = $2)
+                    AND ($3::text IS NULL OR action_type = $3) AND ($4::text IS NULL OR status = $4)
+                    AND ($5::text IS NULL OR outcome_status = $5)
+                    AND ($6::int IS NULL OR risk_score >= $6) AND ($7::int IS NULL OR risk_score <= $7)
+                    AND ($8::timestamptz IS NULL OR timestamp_start >= $8)
+                    AND ($9::timestamptz IS NULL OR timestamp_start < $9)
+                  ORDER BY timestamp_start DESC, ledger_seq DESC LIMIT $10 OFFSET $11",
+            )
+            .bind(caller.org.as_str())
+            .bind(&filter.agent_id)
+            .bind(&filter.action_type)
+            .bind(filter.status.map(DecisionStatus::as_str))
+            .bind(&filter.outcome)
+            .bind(filter.risk_min)
+            .bind(filter.risk_max)
+            .bind(filter.since)
+            .bind(filter.until)
+            .bind(size as i64 + 1)
+            .bind(start as i64)
+            .fetch_all(&state.pool)
+            .await?;
+            let has_next = docs.len() > size;
+            let mut connection = Connection::new(start > 0, has_next);
+            connection.edges.extend(
+                docs.into_iter()
+                    .take(size)
+                    .filter_map(|d| serde_json::from_value::<ActionRecord>(d).ok())
+                    .enumerate()
+                    .map(|(i, r)| Edge::new(start + i, Decision::new(&caller.org, &r))),
+            );
+            Ok::<_, async_graphql::Error>(connection)
+        })
+        .await
+    }
+
+    /// One action record, read from the ledger (exact even before projections catch up).
+    async fn decision(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<Decision>> {
+        let (state, caller) = parts(ctx)?;
+        let Ok(id) = ActionId::parse(&id) else {
+            return Ok(None);
+        };
+        let action: Action = state
+            .ledger
+            .load(&caller.org, id.as_str())
+            .await
+            .map_err(gql)?;
+        Ok(action.record.map(|r| Decision::new(&caller.org, &r)))
+    }
+
+    /// The approvals queue: actions waiting for a human, oldest first.
+    async fn approvals(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Decision>> {
+        let (state, caller) = parts(ctx)?;
+        state
+            .projector
+            .catch_up(&caller.org)
+            .await
+            .map_err(|e| gql(e.into()))?;
+        let docs: Vec<Value> = sqlx::query_scalar(
+            "SELECT doc FROM action_records WHERE org_id = $1 AND status = 'pending_approval'
+              ORDER BY timestamp_start LIMIT 500",
+        )
+        .bind(caller.org.as_str())
+        .fetch_all(&state.pool)
+        .await?;
+        Ok(docs
+            .into_iter()
+            .filter_map(|d| serde_json::from_value::<ActionRecord>(d).ok())
+            .map(|r| Decision::new(&caller.org, &r))
+            .collect())
+    }
+
+    /// Guard decisions, newest first.
+    async fn guard_decisions(
+        &self,
+        ctx: &Context<'_>,
+        agent_id: Option<String>,
+        decision: Option<String>,
+        first: Option<i32>,
+    ) -> async_graphql::Result<Vec<GuardDecisionObject>> {
+        let (state, caller) = parts(ctx)?;
+        state
+            .projector
+            .catch_up(&caller.org)
+            .await
+            .map_err(|e| gql(e.into()))?;
+        let limit = first.unwrap_or(50).clamp(1, MAX_PAGE as i32);
+        let records: Vec<Value> = sqlx::query_scalar(
+            "SELECT e.payload::jsonb->'Recorded'
+               FROM (SELECT org_id, ledger_seq, created_at FROM guard_decisions
+                      WHERE org_id = $1 AND ($2::text IS NULL OR agent_id = $2)
+                        AND ($3::text IS NULL OR decision = $3)
+                      ORDER BY created_at DESC, ledger_seq DESC LIMIT $4) g
+               JOIN events e ON e.org_id = g.org_id AND e.ledger_seq = g.ledger_seq
+              ORDER BY g.created_at DESC, g.ledger_seq DESC",
+        )
+        .bind(caller.org.as_str())
+        .bind(&agent_id)
+        .bind(&decision)
+        .bind(i64::from(limit))
+        .fetch_all(&state.pool)
+        .await?;
+        Ok(records
+            .into_iter()
+            .filter_map(|r| serde_json::from_value::<GuardDecisionRecord>(r).ok())
+            .map(GuardDecisionObject::from)
+            .collect())
+    }
+
+    /// The org's policy set.
+    async fn policies(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PolicyObject>> {
+        let (state, caller) = parts(ctx)?;
+        let set: PolicySet = state
+            .ledger
+            .load(&caller.org, POLICY_SET_ID)
+            .await
+            .map_err(gql)?;
+        Ok(set
+            .policies
+            .into_iter()
+            .map(|p| PolicyObject {
+                inert_warning: p.policy.inert_warning(),
+                id: p.policy.id,
+                name: p.policy.name,
+                policy_type: p.policy.policy_type,
+                rules: Json(p.policy.rules),
+                active: p.policy.active,
+                agent_ids: p.policy.agent_ids,
+            })
+            .collect())
+    }
+
+    /// Events of the org's chain after `after` (a `ledgerSeq`), in order.
+    async fn ledger_events(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<i64>,
+        first: Option<i32>,
+    ) -> async_graphql::Result<Vec<LedgerEvent>> {
+        let (state, caller) = parts(ctx)?;
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT ledger_seq, aggregate_type, aggregate_id, sequence, event_type, event_version,
+                    payload::jsonb, metadata::jsonb, prev_hash, hash, recorded_at
+               FROM events WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT $3",
+        )
+        .bind(caller.org.as_str())
+        .bind(after.unwrap_or(0))
+        .bind(i64::from(first.unwrap_or(50).clamp(1, MAX_PAGE as i32)))
+        .fetch_all(&state.pool)
+        .await?;
+        Ok(rows.into_iter().map(LedgerEvent::from).collect())
+    }
+
+    /// The org's signed checkpoints, oldest first.
+    async fn checkpoints(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CheckpointObject>> {
+        let (state, caller) = parts(ctx)?;
+        let signed = dashclaw_store::checkpoints::list(&state.pool, &caller.org)
+            .await
+            .map_err(|e| gql(e.into()))?;
+        Ok(signed
+            .into_iter()
+            .map(|c| CheckpointObject {
+                size: c.checkpoint.size as i64,
+                head_hash: c.checkpoint.head_hash.to_hex(),
+                signed_at: c.checkpoint.signed_at.clone(),
+                kid: c.kid.clone(),
+                signature: c.signature.clone(),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,161 @@
+//! GraphQL over the real router and a real database: queries, auth, limits, GraphiQL, and the
+//! committed SDL (`api/schema.graphql`; regenerate with `UPDATE_SCHEMA=1 tests/run graphql`).
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+use crate::api::Api;
+
+async fn graphql(api: &Api, key: &str, query: &str, variables: Value) -> (StatusCode, Value) {
+    api.post(
+        "/graphql",
+        key,
+        json!({"query": query, "variables": variables}),
+    )
+    .await
+}
+
+#[test]
+fn the_committed_sdl_matches_the_schema() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.graphql");
+    let sdl = dashclaw::graphql::sdl();
+    if std::env::var_os("UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &sdl).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == sdl,
+        "api/schema.graphql is out of date: run `UPDATE_SCHEMA=1 tests/run graphql` and commit it"
+    );
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn decisions_are_queried_with_filters_history_and_their_guard_decision(pool: PgPool) {
+    let api = Api::start(pool).await;
+    api.post(
+        "/api/policies",
+        &api.admin,
+        json!({"name": "hold deploys", "policy_type": "require_approval", "rules": {"action_types": ["deploy"]}}),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for (agent, kind) in [("a", "deploy"), ("a", "build"), ("b", "build")] {
+        let (_, created) = api
+            .post(
+                "/api/actions",
+                &api.member,
+                json!({"agent_id": agent, "action_type": kind, "declared_goal": format!("{kind} by {agent}")}),
+            )
+            .await;
+        ids.push(created["action_id"].as_str().unwrap().to_owned());
+    }
+    api.post(
+        &format!("/api/actions/{}/approve", ids[0]),
+        &api.admin,
+        json!({"decision": "allow"}),
+    )
+    .await;
+
+    let query = "query($f: DecisionFilter) { decisions(first: 10, filter: $f) {
+        edges { cursor node { actionId agentId status riskScore
+          history { ledgerSeq eventType hash }
+          guardDecision { decision policySetVersion matchedPolicies request } } }
+        pageInfo { hasNextPage } } }";
+    let (status, body) = graphql(&api, &api.readonly, query, json!({"f": {"agentId": "a"}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    let edges = body["data"]["decisions"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 2);
+    let deploy = edges
+        .iter()
+        .find(|e| e["node"]["actionId"] == ids[0])
+        .unwrap();
+    assert_eq!(deploy["node"]["status"], "running");
+    let history: Vec<_> = deploy["node"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["eventType"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(history, ["ActionRecorded", "ActionApprovalGranted"]);
+    assert_eq!(
+        deploy["node"]["guardDecision"]["decision"],
+        "require_approval"
+    );
+    assert_eq!(
+        deploy["node"]["guardDecision"]["request"]["action_type"],
+        "deploy"
+    );
+
+    // Paging: one at a time, then after the first cursor.
+    let page = "query($a: String) { decisions(first: 1, after: $a) { edges { cursor node { actionId } } pageInfo { hasNextPage } } }";
+    let (_, first) = graphql(&api, &api.member, page, json!({"a": null})).await;
+    assert_eq!(first["data"]["decisions"]["pageInfo"]["hasNextPage"], true);
+    let cursor = first["data"]["decisions"]["edges"][0]["cursor"].clone();
+    let (_, second) = graphql(&api, &api.member, page, json!({"a": cursor})).await;
+    assert_ne!(
+        second["data"]["decisions"]["edges"][0]["node"]["actionId"],
+        first["data"]["decisions"]["edges"][0]["node"]["actionId"]
+    );
+
+    let (_, more) = graphql(
+        &api,
+        &api.member,
+        "{ approvals { actionId } policies { name policyType } guardDecisions(first: 10) { decision }
+           ledgerEvents(first: 3) { ledgerSeq prevHash hash } checkpoints { size } }",
+        json!({}),
+    )
+    .await;
+    assert!(more.get("errors").is_none(), "{more}");
+    assert_eq!(
+        more["data"]["policies"][0]["policyType"],
+        "require_approval"
+    );
+    assert_eq!(more["data"]["guardDecisions"].as_array().unwrap().len(), 3);
+    assert_eq!(more["data"]["ledgerEvents"][0]["ledgerSeq"], 1);
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn graphql_needs_a_key_limits_depth_and_serves_graphiql(pool: PgPool) {
+    let api = Api::start(pool).await;
+    let (status, body) = graphql(&api, "oc_live_nope", "{ policies { id } }", json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "UNAUTHORIZED");
+
+    let (_, other) = graphql(
+        &api,
+        &api.other_org,
+        "{ decisions(first: 5) { edges { node { actionId } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(other["data"]["decisions"]["edges"], json!([]));
+
+    let deep = "{ decisions { edges { node { history { payload } guardDecision { request } } } } }";
+    let (_, ok) = graphql(&api, &api.member, deep, json!({})).await;
+    assert!(ok.get("errors").is_none(), "{ok}");
+    let too_deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } }";
+    let (_, refused) = graphql(&api, &api.member, too_deep, json!({})).await;
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nested too deep"),
+        "{refused}"
+    );
+
+    let page = api
+        .router
+        .clone()
+        .oneshot(Request::get("/graphql").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = axum::body::to_bytes(page.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&html).contains("graphiql"));
+}
