@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
-use dashclaw_domain::action::{Action, ActionRecord};
+use dashclaw_domain::action::{Action, ActionRecord, ActionStatus};
 use dashclaw_domain::guard_decision::{GuardDecision, GuardDecisionRecord};
 use dashclaw_domain::ids::ActionId;
 use dashclaw_domain::policy_set::{PolicySet, POLICY_SET_ID};
@@ -108,18 +108,18 @@ pub enum DecisionStatus {
     Unknown,
 }
 
-impl DecisionStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-            Self::Pending => "pending",
-            Self::PendingApproval => "pending_approval",
-            Self::Blocked => "blocked",
-            Self::Expired => "expired",
-            Self::Unknown => "unknown",
+impl From<DecisionStatus> for ActionStatus {
+    fn from(s: DecisionStatus) -> Self {
+        match s {
+            DecisionStatus::Running => Self::Running,
+            DecisionStatus::Completed => Self::Completed,
+            DecisionStatus::Failed => Self::Failed,
+            DecisionStatus::Cancelled => Self::Cancelled,
+            DecisionStatus::Pending => Self::Pending,
+            DecisionStatus::PendingApproval => Self::PendingApproval,
+            DecisionStatus::Blocked => Self::Blocked,
+            DecisionStatus::Expired => Self::Expired,
+            DecisionStatus::Unknown => Self::Unknown,
         }
     }
 }
@@ -375,7 +375,7 @@ impl Query {
             .bind(caller.org.as_str())
             .bind(&filter.agent_id)
             .bind(&filter.action_type)
-            .bind(filter.status.map(DecisionStatus::as_str))
+            .bind(filter.status.map(|s| ActionStatus::from(s).as_str()))
             .bind(&filter.outcome)
             .bind(filter.risk_min)
             .bind(filter.risk_max)

@@ -90,6 +90,19 @@ async fn decisions_are_queried_with_filters_history_and_their_guard_decision(poo
         "deploy"
     );
 
+    let (_, held) = graphql(
+        &api,
+        &api.member,
+        query,
+        json!({"f": {"status": "running", "actionType": "deploy", "riskMin": 0, "riskMax": 100}}),
+    )
+    .await;
+    assert_eq!(
+        held["data"]["decisions"]["edges"].as_array().unwrap().len(),
+        1,
+        "{held}"
+    );
+
     // Paging: one at a time, then after the first cursor.
     let page = "query($a: String) { decisions(first: 1, after: $a) { edges { cursor node { actionId } } pageInfo { hasNextPage } } }";
     let (_, first) = graphql(&api, &api.member, page, json!({"a": null})).await;
