@@ -6,7 +6,7 @@
 use async_graphql::connection::{query, Connection, Edge};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{
-    ComplexObject, Context, EmptyMutation, EmptySubscription, Enum, InputObject, Json, Object,
+    ComplexObject, Context, EmptySubscription, Enum, ErrorExtensions, InputObject, Json, Object,
     Schema, SimpleObject,
 };
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
@@ -29,7 +29,7 @@ use crate::server::AppState;
 use crate::wire;
 
 /// The schema type.
-pub type DashclawSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type DashclawSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Deepest query accepted.
 const MAX_DEPTH: usize = 10;
@@ -40,7 +40,7 @@ const MAX_PAGE: usize = 200;
 
 /// The schema, without per-request data (the caller is added per request).
 pub fn schema(state: AppState) -> DashclawSchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    Schema::build(Query, Mutation, EmptySubscription)
         .data(state)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
@@ -49,7 +49,7 @@ pub fn schema(state: AppState) -> DashclawSchema {
 
 /// The SDL of the schema (what `api/schema.graphql` must contain).
 pub fn sdl() -> String {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    Schema::build(Query, Mutation, EmptySubscription)
         .finish()
         .sdl()
 }
@@ -73,7 +73,7 @@ async fn execute(
     request: GraphQLRequest,
     schema: DashclawSchema,
 ) -> Response {
-    // Any valid key may query (readonly keys included); mutations will check roles.
+    // Any valid key may query (readonly keys included); mutations check the role.
     let key = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
@@ -89,8 +89,21 @@ fn parts<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a AppState, &'a Call
     Ok((ctx.data::<AppState>()?, ctx.data::<Caller>()?))
 }
 
+/// An API error as a GraphQL error, its code in `extensions.code` (the same closed set as
+/// REST's `code`).
 fn gql(e: ApiError) -> async_graphql::Error {
-    async_graphql::Error::new(e.error)
+    let code = serde_json::to_value(e.code)
+        .ok()
+        .and_then(|c| c.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    async_graphql::Error::new(e.error).extend_with(|_, ext| ext.set("code", code))
+}
+
+/// Operators' writes need an admin key (readonly and member keys get no mutations).
+fn admin<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a AppState, &'a Caller)> {
+    let (state, caller) = parts(ctx)?;
+    caller.require_admin("Admin access required").map_err(gql)?;
+    Ok((state, caller))
 }
 
 /// Lifecycle status of an action.
@@ -330,6 +343,182 @@ pub struct PolicyObject {
     pub inert_warning: Option<String>,
 }
 
+/// The org's kill switch.
+#[derive(SimpleObject)]
+pub struct HaltObject {
+    pub halted: bool,
+    pub actor: Option<String>,
+    pub reason: Option<String>,
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// A new policy.
+#[derive(InputObject)]
+pub struct PolicyInput {
+    pub name: String,
+    pub policy_type: String,
+    /// A JSON object; its shape depends on the policy type.
+    pub rules: Json<Value>,
+    pub active: Option<bool>,
+    /// Agents the policy applies to (all when absent).
+    pub agent_ids: Option<Vec<String>>,
+}
+
+/// Changes to a policy; absent fields stay as they are.
+#[derive(InputObject)]
+pub struct PolicyPatch {
+    pub name: Option<String>,
+    pub policy_type: Option<String>,
+    pub rules: Option<Json<Value>>,
+    pub active: Option<bool>,
+    pub agent_ids: Option<Vec<String>>,
+}
+
+fn policy_object(p: dashclaw_domain::policy_set::StoredPolicy) -> PolicyObject {
+    PolicyObject {
+        inert_warning: p.policy.inert_warning(),
+        id: p.policy.id,
+        name: p.policy.name,
+        policy_type: p.policy.policy_type,
+        rules: Json(p.policy.rules),
+        active: p.policy.active,
+        agent_ids: p.policy.agent_ids,
+    }
+}
+
+fn rules_of(v: &Value) -> async_graphql::Result<Value> {
+    let mut errors = Vec::new();
+    crate::routes::policies::parse_rules(v, &mut errors)
+        .ok_or_else(|| gql(ApiError::validation(errors)))
+}
+
+/// Operators' commands: the same commands as REST, so the same rules and the same events.
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Releases a held action (admin; nobody approves their own action).
+    async fn approve(
+        &self,
+        ctx: &Context<'_>,
+        action_id: String,
+        reasoning: Option<String>,
+    ) -> async_graphql::Result<Decision> {
+        let (state, caller) = admin(ctx)?;
+        let r = crate::routes::actions::decide_approval(state, caller, &action_id, true, reasoning)
+            .await
+            .map_err(gql)?;
+        Ok(Decision::new(&caller.org, &r))
+    }
+
+    /// Refuses a held action (admin).
+    async fn deny(
+        &self,
+        ctx: &Context<'_>,
+        action_id: String,
+        reasoning: Option<String>,
+    ) -> async_graphql::Result<Decision> {
+        let (state, caller) = admin(ctx)?;
+        let r =
+            crate::routes::actions::decide_approval(state, caller, &action_id, false, reasoning)
+                .await
+                .map_err(gql)?;
+        Ok(Decision::new(&caller.org, &r))
+    }
+
+    /// Halts (every guard call then blocks) or resumes the org (admin).
+    async fn set_halt(
+        &self,
+        ctx: &Context<'_>,
+        halted: bool,
+        reason: Option<String>,
+    ) -> async_graphql::Result<HaltObject> {
+        let (state, caller) = admin(ctx)?;
+        let settings = crate::routes::org::change_halt(state, caller, halted, reason)
+            .await
+            .map_err(gql)?;
+        Ok(match settings.halt {
+            Some(h) => HaltObject {
+                halted: h.halted,
+                actor: Some(h.actor),
+                reason: h.reason,
+                at: Some(h.at),
+            },
+            None => HaltObject {
+                halted: false,
+                actor: None,
+                reason: None,
+                at: None,
+            },
+        })
+    }
+
+    /// Adds a policy (admin).
+    async fn create_policy(
+        &self,
+        ctx: &Context<'_>,
+        input: PolicyInput,
+    ) -> async_graphql::Result<PolicyObject> {
+        let (state, caller) = admin(ctx)?;
+        let rules = rules_of(&input.rules.0)?;
+        let stored = crate::routes::policies::create_policy(
+            state,
+            caller,
+            input.name,
+            input.policy_type,
+            rules,
+            input.active.unwrap_or(true),
+            input.agent_ids.filter(|ids| !ids.is_empty()),
+        )
+        .await
+        .map_err(gql)?;
+        Ok(policy_object(stored))
+    }
+
+    /// Changes a policy (admin).
+    async fn update_policy(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        patch: PolicyPatch,
+    ) -> async_graphql::Result<PolicyObject> {
+        let (state, caller) = admin(ctx)?;
+        let rules = patch.rules.map(|r| rules_of(&r.0)).transpose()?;
+        let changes = dashclaw_domain::policy_set::PolicyChanges {
+            name: patch.name,
+            policy_type: patch.policy_type,
+            rules,
+            active: patch.active,
+            agent_ids: patch.agent_ids.map(|ids| (!ids.is_empty()).then_some(ids)),
+        };
+        let command = dashclaw_domain::policy_set::PolicySetCommand::Update {
+            id: id.clone(),
+            changes,
+            now: state.clock.now(),
+        };
+        let set = crate::routes::policies::change_policies(state, caller, command)
+            .await
+            .map_err(gql)?;
+        set.get(&id)
+            .cloned()
+            .map(policy_object)
+            .ok_or_else(|| gql(ApiError::not_found()))
+    }
+
+    /// Removes a policy (admin).
+    async fn delete_policy(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<bool> {
+        let (state, caller) = admin(ctx)?;
+        let command = dashclaw_domain::policy_set::PolicySetCommand::Delete {
+            ids: vec![id],
+            now: state.clock.now(),
+        };
+        crate::routes::policies::change_policies(state, caller, command)
+            .await
+            .map_err(gql)?;
+        Ok(true)
+    }
+}
+
 /// A signed checkpoint of the org's chain.
 #[derive(SimpleObject)]
 pub struct CheckpointObject {
@@ -484,19 +673,7 @@ impl Query {
             .load(&caller.org, POLICY_SET_ID)
             .await
             .map_err(gql)?;
-        Ok(set
-            .policies
-            .into_iter()
-            .map(|p| PolicyObject {
-                inert_warning: p.policy.inert_warning(),
-                id: p.policy.id,
-                name: p.policy.name,
-                policy_type: p.policy.policy_type,
-                rules: Json(p.policy.rules),
-                active: p.policy.active,
-                agent_ids: p.policy.agent_ids,
-            })
-            .collect())
+        Ok(set.policies.into_iter().map(policy_object).collect())
     }
 
     /// Events of the org's chain after `after` (a `ledgerSeq`), in order.

@@ -172,3 +172,86 @@ async fn graphql_needs_a_key_limits_depth_and_serves_graphiql(pool: PgPool) {
         .unwrap();
     assert!(String::from_utf8_lossy(&html).contains("graphiql"));
 }
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn operators_mutate_through_the_same_commands_as_rest(pool: PgPool) {
+    let api = Api::start(pool).await;
+    let create =
+        "mutation($i: PolicyInput!) { createPolicy(input: $i) { id name policyType active } }";
+    let input = json!({"i": {"name": "hold deploys", "policyType": "require_approval", "rules": {"action_types": ["deploy"]}}});
+    let (_, refused) = graphql(&api, &api.readonly, create, input.clone()).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+    let (_, refused) = graphql(&api, &api.member, create, input.clone()).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+    let (_, created) = graphql(&api, &api.admin, create, input.clone()).await;
+    let policy_id = created["data"]["createPolicy"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, duplicate) = graphql(&api, &api.admin, create, input).await;
+    assert_eq!(
+        duplicate["errors"][0]["extensions"]["code"], "CONFLICT",
+        "{duplicate}"
+    );
+
+    let (_, held) = api
+        .post(
+            "/api/actions",
+            &api.member,
+            json!({"agent_id": "a", "action_type": "deploy", "declared_goal": "ship"}),
+        )
+        .await;
+    let id = held["action_id"].as_str().unwrap().to_owned();
+    let approve = "mutation($id: String!) { approve(actionId: $id, reasoning: \"ok\") { status approvedBy history { eventType } } }";
+    let (_, approved) = graphql(&api, &api.admin, approve, json!({"id": id})).await;
+    assert!(approved.get("errors").is_none(), "{approved}");
+    assert_eq!(approved["data"]["approve"]["status"], "running");
+    assert_eq!(
+        approved["data"]["approve"]["history"][1]["eventType"],
+        "ActionApprovalGranted"
+    );
+    let (_, again) = graphql(&api, &api.admin, approve, json!({"id": id})).await;
+    assert_eq!(
+        again["errors"][0]["extensions"]["code"], "NOT_PENDING_APPROVAL",
+        "{again}"
+    );
+
+    let update =
+        "mutation($id: String!) { updatePolicy(id: $id, patch: {active: false}) { active } }";
+    let (_, updated) = graphql(&api, &api.admin, update, json!({"id": policy_id})).await;
+    assert_eq!(
+        updated["data"]["updatePolicy"]["active"], false,
+        "{updated}"
+    );
+    let (_, deleted) = graphql(
+        &api,
+        &api.admin,
+        "mutation($id: String!) { deletePolicy(id: $id) }",
+        json!({"id": policy_id}),
+    )
+    .await;
+    assert_eq!(deleted["data"]["deletePolicy"], true, "{deleted}");
+
+    let (_, halted) = graphql(
+        &api,
+        &api.admin,
+        "mutation { setHalt(halted: true, reason: \"drill\") { halted reason } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(halted["data"]["setHalt"]["halted"], true, "{halted}");
+    let (_, blocked) = api
+        .post(
+            "/api/guard",
+            &api.member,
+            json!({"action_type": "research", "agent_id": "a"}),
+        )
+        .await;
+    assert_eq!(blocked["decision"], "block", "{blocked}");
+}

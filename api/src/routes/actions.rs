@@ -866,7 +866,24 @@ async fn approve(
             ]))
         }
     };
-    let record = load(&state, &caller, &id).await?;
+    let decided = decide_approval(&state, &caller, &id, allow, reasoning).await?;
+    Ok(Json(json!({
+        "success": true,
+        "action": wire::action_row(&caller.org, &decided),
+        "security": security(),
+    })))
+}
+
+/// An admin's approval or denial of a held action; shared by REST and GraphQL. The caller
+/// has checked the role.
+pub async fn decide_approval(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    allow: bool,
+    reasoning: Option<String>,
+) -> Result<ActionRecord, ApiError> {
+    let record = load(state, caller, id).await?;
     let now = state.clock.now();
     let command = if allow {
         ActionCommand::Approve {
@@ -882,14 +899,10 @@ async fn approve(
         }
     };
     let expired_message = "Approval expired: the requesting agent stopped waiting for this decision, so approving it can no longer release anything. If the action is still wanted, have the agent retry it — a fresh approval request will be created.";
-    match run(&state, &caller, &record.action_id, command).await? {
-        Ok(decided) => Ok(Json(json!({
-            "success": true,
-            "action": wire::action_row(&caller.org, &decided),
-            "security": security(),
-        }))),
+    match run(state, caller, &record.action_id, command).await? {
+        Ok(decided) => Ok(decided),
         Err(ActionError::ApprovalOverdue) => {
-            let expired = expire_if_overdue(&state, &caller, record).await?;
+            let expired = expire_if_overdue(state, caller, record).await?;
             Err(ApiError::new(ErrorCode::ApprovalExpired, expired_message)
                 .with("action", wire::action_row(&caller.org, &expired)))
         }

@@ -54,8 +54,20 @@ async fn set_halt(
         f.errors.push("halted is required".into());
     }
     f.finish()?;
+    let settings = change_halt(&state, &caller, halted.unwrap_or(false), reason).await?;
+    Ok(Json(halt_body(&settings)))
+}
+
+/// Halts or resumes the caller's org; shared by REST and GraphQL. The caller has checked the
+/// role. Every node applies it when its ledger tail sees the event; this one at once.
+pub async fn change_halt(
+    state: &AppState,
+    caller: &Caller,
+    halted: bool,
+    reason: Option<String>,
+) -> Result<OrgSettings, ApiError> {
     let command = OrgSettingsCommand::SetHalt {
-        halted: halted.unwrap_or(false),
+        halted,
         actor: caller.principal.clone(),
         reason,
         now: state.clock.now(),
@@ -67,7 +79,7 @@ async fn set_halt(
         .await;
     state.live.views().invalidate(&caller.org);
     match result {
-        Ok(settings) => Ok(Json(halt_body(&settings))),
+        Ok(settings) => Ok(settings),
         Err(CommandError::Failed(e)) => Err(e),
         Err(CommandError::Rejected(e)) => match e {},
     }

@@ -60,7 +60,7 @@ fn problem(errors: &mut Vec<String>, message: impl Into<String>) {
 }
 
 /// `rules`: an object, or a string holding one; at most 4000 characters once stringified.
-fn parse_rules(v: &Value, errors: &mut Vec<String>) -> Option<Value> {
+pub fn parse_rules(v: &Value, errors: &mut Vec<String>) -> Option<Value> {
     let rules = match v {
         Value::Object(_) => v.clone(),
         Value::String(s) => match serde_json::from_str::<Value>(s) {
@@ -150,7 +150,9 @@ fn stamp_grant(policy_type: &str, rules: &mut Value, now: chrono::DateTime<chron
     }
 }
 
-async fn execute(
+/// Runs a command on the org's policy set; shared by REST and GraphQL (the caller has
+/// checked the role).
+pub async fn change_policies(
     state: &AppState,
     caller: &Caller,
     command: PolicySetCommand,
@@ -224,12 +226,31 @@ async fn create(
             errors.push(format!("{key} is required"));
         }
     }
-    let (Some(name), Some(policy_type), Some(mut rules)) = (name, policy_type, rules) else {
+    let (Some(name), Some(policy_type), Some(rules)) = (name, policy_type, rules) else {
         return Err(ApiError::validation(errors));
     };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
+    let stored =
+        create_policy(&state, &caller, name, policy_type, rules, active, agent_ids).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"policy": row(&caller.org, &stored), "policy_id": stored.policy.id})),
+    ))
+}
+
+/// Adds a policy to the caller's org (an `allow_grant` without `expires_at` gets the default
+/// lifetime); shared by REST and GraphQL.
+pub async fn create_policy(
+    state: &AppState,
+    caller: &Caller,
+    name: String,
+    policy_type: String,
+    mut rules: Value,
+    active: bool,
+    agent_ids: Option<Vec<String>>,
+) -> Result<StoredPolicy, ApiError> {
     stamp_grant(&policy_type, &mut rules, state.clock.now());
     let policy = Policy {
         id: PolicyId::random(random()?).to_string(),
@@ -240,9 +261,9 @@ async fn create(
         agent_ids,
     };
     let id = policy.id.clone();
-    let set = execute(
-        &state,
-        &caller,
+    let set = change_policies(
+        state,
+        caller,
         PolicySetCommand::Create {
             policy,
             by: caller.principal.clone(),
@@ -250,13 +271,9 @@ async fn create(
         },
     )
     .await?;
-    let stored = set
-        .get(&id)
-        .ok_or_else(|| ApiError::internal("created policy missing"))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"policy": row(&caller.org, stored), "policy_id": id})),
-    ))
+    set.get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::internal("created policy missing"))
 }
 
 async fn update(
@@ -283,7 +300,7 @@ async fn update(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let set = execute(
+    let set = change_policies(
         &state,
         &caller,
         PolicySetCommand::Update {
@@ -326,7 +343,7 @@ async fn remove(
     if ids.is_empty() {
         return Err(ApiError::validation(vec!["id is required".into()]));
     }
-    execute(
+    change_policies(
         &state,
         &caller,
         PolicySetCommand::Delete {
