@@ -6,10 +6,11 @@
 use async_graphql::connection::{query, Connection, Edge};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{
-    ComplexObject, Context, EmptySubscription, Enum, ErrorExtensions, InputObject, Json, Object,
-    Schema, SimpleObject,
+    ComplexObject, Context, Data, Enum, ErrorExtensions, InputObject, Json, Object, Schema,
+    SimpleObject,
 };
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
@@ -21,6 +22,7 @@ use dashclaw_domain::action::{Action, ActionRecord, ActionStatus};
 use dashclaw_domain::guard_decision::{GuardDecision, GuardDecisionRecord};
 use dashclaw_domain::ids::ActionId;
 use dashclaw_domain::policy_set::{PolicySet, POLICY_SET_ID};
+use futures_util::Stream;
 use serde_json::Value;
 
 use crate::auth::{authenticate, Caller};
@@ -29,7 +31,7 @@ use crate::server::AppState;
 use crate::wire;
 
 /// The schema type.
-pub type DashclawSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type DashclawSchema = Schema<Query, Mutation, Subscription>;
 
 /// Deepest query accepted.
 const MAX_DEPTH: usize = 10;
@@ -40,7 +42,7 @@ const MAX_PAGE: usize = 200;
 
 /// The schema, without per-request data (the caller is added per request).
 pub fn schema(state: AppState) -> DashclawSchema {
-    Schema::build(Query, Mutation, EmptySubscription)
+    Schema::build(Query, Mutation, Subscription)
         .data(state)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
@@ -49,18 +51,65 @@ pub fn schema(state: AppState) -> DashclawSchema {
 
 /// The SDL of the schema (what `api/schema.graphql` must contain).
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, EmptySubscription)
-        .finish()
-        .sdl()
+    Schema::build(Query, Mutation, Subscription).finish().sdl()
 }
 
 pub fn router(state: &AppState) -> Router<AppState> {
     let schema = schema(state.clone());
-    Router::new().route(
-        "/graphql",
-        get(graphiql)
-            .post(move |state, headers, request| execute(state, headers, request, schema.clone())),
-    )
+    let for_ws = schema.clone();
+    Router::new()
+        .route(
+            "/graphql",
+            get(graphiql).post(move |state, headers, request| {
+                execute(state, headers, request, schema.clone())
+            }),
+        )
+        .route(
+            "/graphql/ws",
+            get(move |state, headers, protocol, upgrade| {
+                subscribe(state, headers, protocol, upgrade, for_ws.clone())
+            }),
+        )
+}
+
+/// Subscriptions over WebSocket (graphql-ws and the older subscriptions-transport-ws). The
+/// API key comes in the upgrade request's `x-api-key` header, or in the `connection_init`
+/// payload (`{"x-api-key": "..."}`) for browsers, which cannot set headers on WebSockets.
+async fn subscribe(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+    schema: DashclawSchema,
+) -> Response {
+    let from_header = match headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        Some(key) => match authenticate(&state, key).await {
+            Ok(caller) => Some(caller),
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let caller = match from_header {
+                        Some(caller) => caller,
+                        None => {
+                            let key = payload
+                                .get("x-api-key")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default();
+                            authenticate(&state, key).await.map_err(gql)?
+                        }
+                    };
+                    let mut data = Data::default();
+                    data.insert(caller);
+                    Ok(data)
+                })
+                .serve()
+        })
 }
 
 async fn graphiql() -> impl IntoResponse {
@@ -527,6 +576,102 @@ pub struct CheckpointObject {
     pub signed_at: String,
     pub kid: String,
     pub signature: String,
+}
+
+/// One live event of the org's ledger, as SSE shows it.
+#[derive(SimpleObject, Clone)]
+pub struct LiveEventObject {
+    pub ledger_seq: i64,
+    /// `action.created`, `action.updated`, `guard.decision.created`, `signal.detected`,
+    /// `policy.updated`.
+    pub name: String,
+    pub data: Json<Value>,
+}
+
+/// The caller's org's live events, from the ledger tail (so from every node).
+fn org_events(state: &AppState, caller: &Caller) -> impl Stream<Item = LiveEventObject> + use<> {
+    let subscription = state.live.subscribe();
+    let org = caller.org.clone();
+    futures_util::stream::unfold((subscription, org), |(mut sub, org)| async move {
+        loop {
+            match sub.receiver.recv().await {
+                Ok(e) if e.org == org => {
+                    let item = LiveEventObject {
+                        ledger_seq: e.ledger_seq as i64,
+                        name: e.name.to_owned(),
+                        data: Json(e.data.clone()),
+                    };
+                    return Some((item, (sub, org)));
+                }
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+/// The approvals queue of the caller's org, oldest first.
+async fn pending_approvals(
+    state: &AppState,
+    caller: &Caller,
+) -> async_graphql::Result<Vec<Decision>> {
+    state
+        .projector
+        .catch_up(&caller.org)
+        .await
+        .map_err(|e| gql(e.into()))?;
+    let docs: Vec<Value> = sqlx::query_scalar(
+        "SELECT doc FROM action_records WHERE org_id = $1 AND status = 'pending_approval'
+          ORDER BY timestamp_start LIMIT 500",
+    )
+    .bind(caller.org.as_str())
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(docs
+        .into_iter()
+        .filter_map(|d| serde_json::from_value::<ActionRecord>(d).ok())
+        .map(|r| Decision::new(&caller.org, &r))
+        .collect())
+}
+
+pub struct Subscription;
+
+#[async_graphql::Subscription]
+impl Subscription {
+    /// Every new event of the org's ledger, committed on any node.
+    async fn ledger(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = LiveEventObject>> {
+        let (state, caller) = parts(ctx)?;
+        Ok(org_events(state, caller))
+    }
+
+    /// The approvals queue: sent at once, then again whenever an action of the org changes.
+    async fn approvals_queue(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = Vec<Decision>>> {
+        let (state, caller) = parts(ctx)?;
+        let (state, caller) = (state.clone(), caller.clone());
+        let changes = org_events(&state, &caller);
+        let first = pending_approvals(&state, &caller).await?;
+        let rest = futures_util::StreamExt::filter_map(changes, move |e| {
+            let (state, caller) = (state.clone(), caller.clone());
+            async move {
+                if e.name.starts_with("action.") {
+                    pending_approvals(&state, &caller).await.ok()
+                } else {
+                    None
+                }
+            }
+        });
+        Ok(futures_util::StreamExt::chain(
+            futures_util::stream::iter([first]),
+            rest,
+        ))
+    }
 }
 
 pub struct Query;

@@ -255,3 +255,123 @@ async fn operators_mutate_through_the_same_commands_as_rest(pool: PgPool) {
         .await;
     assert_eq!(blocked["decision"], "block", "{blocked}");
 }
+
+/// The next JSON message of a WebSocket (failing the test after 10 s).
+async fn next_message<S>(ws: &mut S) -> Value
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("no message within 10 s")
+            .expect("the socket closed")
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if value["type"] != "ping" && value["type"] != "ka" {
+                return value;
+            }
+        }
+    }
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn subscriptions_push_ledger_events_and_the_approvals_queue_over_websocket(pool: PgPool) {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let api = Api::start(pool).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(dashclaw::server::serve(
+        listener,
+        api.state.clone(),
+        std::future::pending(),
+    ));
+    api.post(
+        "/api/policies",
+        &api.admin,
+        json!({"name": "hold deploys", "policy_type": "require_approval", "rules": {"action_types": ["deploy"]}}),
+    )
+    .await;
+
+    let mut request = format!("ws://{address}/graphql/ws")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    request
+        .headers_mut()
+        .insert("x-api-key", api.readonly.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let send = |v: Value| Message::Text(v.to_string().into());
+    ws.send(send(json!({"type": "connection_init", "payload": {}})))
+        .await
+        .unwrap();
+    assert_eq!(next_message(&mut ws).await["type"], "connection_ack");
+    ws.send(send(json!({"id": "q", "type": "subscribe",
+        "payload": {"query": "subscription { approvalsQueue { actionId status } }"}})))
+        .await
+        .unwrap();
+    let first = next_message(&mut ws).await;
+    assert_eq!(
+        first["payload"]["data"]["approvalsQueue"],
+        json!([]),
+        "{first}"
+    );
+    ws.send(send(json!({"id": "l", "type": "subscribe",
+        "payload": {"query": "subscription { ledger { ledgerSeq name data } }"}})))
+        .await
+        .unwrap();
+    // Both subscriptions listen to the ledger tail once they run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while api.state.live.subscribers() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subscriptions never started"
+        );
+        tokio::task::yield_now().await;
+    }
+
+    let (_, held) = api
+        .post(
+            "/api/actions",
+            &api.member,
+            json!({"agent_id": "a", "action_type": "deploy", "declared_goal": "ship"}),
+        )
+        .await;
+    let id = held["action_id"].as_str().unwrap().to_owned();
+    let mut queue = None;
+    let mut created = None;
+    while queue.is_none() || created.is_none() {
+        let message = next_message(&mut ws).await;
+        assert_eq!(message["type"], "next", "{message}");
+        let data = &message["payload"]["data"];
+        if message["id"] == "q" {
+            if data["approvalsQueue"]
+                .as_array()
+                .is_some_and(|q| !q.is_empty())
+            {
+                queue = Some(data["approvalsQueue"].clone());
+            }
+        } else if data["ledger"]["name"] == "action.created" {
+            created = Some(data["ledger"].clone());
+        }
+    }
+    assert_eq!(
+        queue.unwrap(),
+        json!([{"actionId": id, "status": "pending_approval"}])
+    );
+    assert_eq!(created.unwrap()["data"]["action_id"], id);
+    server.abort();
+}
