@@ -129,6 +129,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::policies::router())
         .merge(routes::policy_tools::router())
         .merge(routes::org::router())
+        .merge(routes::analytics::router())
         .merge(routes::stream::router())
         .merge(crate::graphql::router(&state))
         .fallback(|| async { ApiError::not_found() })

@@ -13,5 +13,6 @@ pub mod guard_decision;
 pub mod ids;
 pub mod org_settings;
 pub mod policy_set;
+pub mod pricing;
 
 pub use dashclaw_events::OrgId;

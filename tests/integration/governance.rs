@@ -574,3 +574,118 @@ async fn simulation_replays_recorded_requests_without_side_effects(pool: PgPool)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
 }
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn analytics_count_volume_cost_enforcement_and_approvals(pool: PgPool) {
+    let api = Api::start(pool).await;
+    policy(
+        &api,
+        "require_approval",
+        json!({"action_types": ["deploy"]}),
+    )
+    .await;
+    let (status, _) = api
+        .post(
+            "/api/policies",
+            &api.admin,
+            json!({"name": "no drops", "policy_type": "block_action_type", "rules": {"action_types": ["drop"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Priced from the table: 1M in + 100k out of gpt-4o = $3.50; reported cost kept: $1.25.
+    create(
+        &api,
+        &api.member,
+        json!({"agent_id": "a", "action_type": "build", "declared_goal": "b1",
+        "tokens_in": 1_000_000, "tokens_out": 100_000, "model": "gpt-4o-2024-08-06"}),
+    )
+    .await;
+    create(
+        &api,
+        &api.member,
+        json!({"agent_id": "a", "action_type": "build", "declared_goal": "b2",
+        "tokens_in": 10, "model": "gpt-4o", "cost_estimate": 1.25}),
+    )
+    .await;
+    let (status, _) = api
+        .post(
+            "/api/actions",
+            &api.member,
+            json!({"agent_id": "b", "action_type": "drop", "declared_goal": "d"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let c = create(
+            &api,
+            &api.member,
+            json!({"agent_id": "b", "action_type": "deploy",
+            "declared_goal": format!("deploy {i}"), "approval_wait_seconds": 5}),
+        )
+        .await;
+        held.push(c["action_id"].as_str().unwrap().to_owned());
+    }
+    api.post(
+        "/api/guard",
+        &api.member,
+        json!({"action_type": "research", "agent_id": "a"}),
+    )
+    .await;
+    api.state.clock.advance(chrono::Duration::seconds(60));
+    api.post(
+        &format!("/api/actions/{}/approve", held[0]),
+        &api.admin,
+        json!({"decision": "allow"}),
+    )
+    .await;
+    api.state.clock.advance(chrono::Duration::seconds(60));
+    api.post(
+        &format!("/api/actions/{}/approve", held[1]),
+        &api.admin,
+        json!({"decision": "deny"}),
+    )
+    .await;
+    api.state.clock.advance(chrono::Duration::minutes(30));
+    api.get("/api/actions?status=pending_approval", &api.admin)
+        .await;
+
+    let (status, a) = api.get("/api/analytics?days=7", &api.readonly).await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    assert_eq!(a["totals"]["actions"], 6, "{a}");
+    assert_eq!(a["totals"]["blocked"], 1);
+    assert_eq!(a["totals"]["approvals_requested"], 3);
+    assert_eq!(a["totals"]["tokens_in"], 1_000_010);
+    assert!(
+        (a["totals"]["cost_usd"].as_f64().unwrap() - 4.75).abs() < 1e-6,
+        "{a}"
+    );
+    assert_eq!(
+        a["enforcement"],
+        json!({"decisions": 7, "allowed": 3, "warnings": 0, "approvals_required": 3, "blocked": 1})
+    );
+    let ap = &a["approvals"];
+    assert_eq!(
+        (
+            ap["requested"].as_i64(),
+            ap["approved"].as_i64(),
+            ap["denied"].as_i64(),
+            ap["expired"].as_i64()
+        ),
+        (Some(3), Some(1), Some(1), Some(1)),
+        "{ap}"
+    );
+    assert_eq!(ap["approve_rate"], 0.3333);
+    let p50 = ap["time_to_decision_seconds"]["p50"].as_f64().unwrap();
+    assert!((p50 - 90.0).abs() < 2.0, "{ap}");
+    let agents: Vec<_> = a["by_agent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["agent_id"].clone())
+        .collect();
+    assert_eq!(agents, vec![json!("a"), json!("b")]);
+    assert!(!a["series"].as_array().unwrap().is_empty());
+    let (_, only_a) = api.get("/api/analytics?agent_id=a", &api.member).await;
+    assert_eq!(only_a["totals"]["actions"], 2);
+}

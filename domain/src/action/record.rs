@@ -222,6 +222,9 @@ pub struct ActionRecord {
     pub approved_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub approval_grant_used_at: Option<DateTime<Utc>>,
+    /// When a held action was approved, denied or expired (for time-to-decision analytics).
+    #[serde(default)]
+    pub approval_decided_at: Option<DateTime<Utc>>,
     pub outcome_status: OutcomeStatus,
     #[serde(default)]
     pub outcome_at: Option<DateTime<Utc>>,
@@ -318,6 +321,7 @@ impl ActionRecord {
             approved_by: None,
             approved_at: None,
             approval_grant_used_at: None,
+            approval_decided_at: None,
             outcome_status: OutcomeStatus::Pending,
             outcome_at: None,
             outcome_summary: None,
@@ -351,6 +355,7 @@ impl ActionRecord {
                 at,
             } => {
                 self.append_decision("ALLOW", &approved_by, reasoning.as_deref());
+                self.approval_decided_at = Some(at);
                 self.status = ActionStatus::Running;
                 self.approved_by = Some(approved_by);
                 self.approved_at = Some(at);
@@ -362,6 +367,7 @@ impl ActionRecord {
                 at,
             } => {
                 self.append_decision("DENY", &denied_by, reasoning.as_deref());
+                self.approval_decided_at = Some(at);
                 self.status = ActionStatus::Failed;
                 self.error_message =
                     Some(reasoning.unwrap_or_else(|| "Denied by human operator".to_owned()));
@@ -369,6 +375,7 @@ impl ActionRecord {
                 self.updated_at = at;
             }
             ActionEvent::ApprovalExpired { at } => {
+                self.approval_decided_at = Some(at);
                 self.status = ActionStatus::Expired;
                 self.error_message = Some(
                     "Approval expired: the requesting client stopped waiting before a decision \

@@ -1,0 +1,259 @@
+//! `GET /api/analytics`: volume, tokens and cost (from the model pricing table when an
+//! action reported none), enforcement counts, and approval rates and time-to-decision, per
+//! day, agent and action type, over the governance read models.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::NaiveDate;
+use dashclaw_domain::pricing;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::Params;
+use crate::routes::clamp_param;
+use crate::server::AppState;
+use crate::wire;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/analytics", get(analytics))
+}
+
+#[derive(Deserialize)]
+struct AnalyticsQuery {
+    days: Option<String>,
+    agent_id: Option<String>,
+    action_type: Option<String>,
+}
+
+/// One (day, agent, action type, model) group of actions.
+type Group = (
+    NaiveDate,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<f64>,
+    i64,
+    i64,
+);
+
+#[derive(Default, Clone, Copy)]
+struct Totals {
+    actions: i64,
+    completed: i64,
+    failed: i64,
+    blocked: i64,
+    held: i64,
+    tokens_in: i64,
+    tokens_out: i64,
+    cost_usd: f64,
+    unpriced_tokens: i64,
+}
+
+impl Totals {
+    fn add(&mut self, o: &Totals) {
+        self.actions += o.actions;
+        self.completed += o.completed;
+        self.failed += o.failed;
+        self.blocked += o.blocked;
+        self.held += o.held;
+        self.tokens_in += o.tokens_in;
+        self.tokens_out += o.tokens_out;
+        self.cost_usd += o.cost_usd;
+        self.unpriced_tokens += o.unpriced_tokens;
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "actions": self.actions, "completed": self.completed, "failed": self.failed,
+            "blocked": self.blocked, "approvals_requested": self.held,
+            "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
+            "cost_usd": (self.cost_usd * 1e6).round() / 1e6,
+            "unpriced_tokens": self.unpriced_tokens,
+        })
+    }
+}
+
+fn rate(part: i64, whole: i64) -> Value {
+    if whole == 0 {
+        Value::Null
+    } else {
+        json!((part as f64 / whole as f64 * 1e4).round() / 1e4)
+    }
+}
+
+async fn analytics(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<AnalyticsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let days = clamp_param(q.days.as_deref(), 30, 1, 365, "days")?;
+    let since = state.clock.now() - chrono::Duration::days(days);
+    state.projector.catch_up(&caller.org).await?;
+    let org = caller.org.as_str();
+
+    let groups: Vec<Group> = sqlx::query_as(
+        "SELECT timestamp_start::date, agent_id, action_type, doc->>'model',
+                count(*), count(*) FILTER (WHERE status = 'completed'),
+                count(*) FILTER (WHERE status = 'failed'),
+                count(*) FILTER (WHERE status = 'blocked'),
+                count(*) FILTER (WHERE doc->>'guard_verdict' = 'require_approval'),
+                COALESCE(sum((doc->>'tokens_in')::int8), 0)::int8,
+                COALESCE(sum((doc->>'tokens_out')::int8), 0)::int8,
+                sum(cost_estimate)::float8,
+                COALESCE(sum((doc->>'tokens_in')::int8) FILTER (WHERE cost_estimate IS NULL), 0)::int8,
+                COALESCE(sum((doc->>'tokens_out')::int8) FILTER (WHERE cost_estimate IS NULL), 0)::int8
+           FROM action_records
+          WHERE org_id = $1 AND timestamp_start > $2
+            AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR action_type = $4)
+          GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3",
+    )
+    .bind(org)
+    .bind(since)
+    .bind(&q.agent_id)
+    .bind(&q.action_type)
+    .fetch_all(&state.pool)
+    .await?;
+
+    let mut total = Totals::default();
+    let mut by_day: BTreeMap<(NaiveDate, String, String), Totals> = BTreeMap::new();
+    let mut by_agent: BTreeMap<String, Totals> = BTreeMap::new();
+    let mut by_type: BTreeMap<String, Totals> = BTreeMap::new();
+    for (
+        day,
+        agent,
+        kind,
+        model,
+        n,
+        completed,
+        failed,
+        blocked,
+        held,
+        tin,
+        tout,
+        cost,
+        uin,
+        uout,
+    ) in groups
+    {
+        // Actions that reported no cost are priced from their tokens and model.
+        let priced = model
+            .as_deref()
+            .and_then(|m| pricing::cost(m, uin.max(0) as u64, uout.max(0) as u64));
+        let t = Totals {
+            actions: n,
+            completed,
+            failed,
+            blocked,
+            held,
+            tokens_in: tin,
+            tokens_out: tout,
+            cost_usd: cost.unwrap_or(0.0) + priced.unwrap_or(0.0),
+            unpriced_tokens: if priced.is_some() { 0 } else { uin + uout },
+        };
+        total.add(&t);
+        by_day
+            .entry((day, agent.clone(), kind.clone()))
+            .or_default()
+            .add(&t);
+        by_agent.entry(agent).or_default().add(&t);
+        by_type.entry(kind).or_default().add(&t);
+    }
+
+    let enforcement: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT decision, count(*) FROM guard_decisions
+          WHERE org_id = $1 AND created_at > $2 AND ($3::text IS NULL OR agent_id = $3)
+          GROUP BY 1",
+    )
+    .bind(org)
+    .bind(since)
+    .bind(&q.agent_id)
+    .fetch_all(&state.pool)
+    .await?;
+    let count = |d: &str| {
+        enforcement
+            .iter()
+            .find(|(k, _)| k == d)
+            .map_or(0, |(_, n)| *n)
+    };
+
+    type Approvals = (i64, i64, i64, i64, Option<f64>, Option<f64>, Option<f64>);
+    let (requested, approved, denied, expired, p50, p90, p99): Approvals = sqlx::query_as(
+        "WITH held AS (
+           SELECT doc, (doc->>'approval_decided_at')::timestamptz - timestamp_start AS took
+             FROM action_records
+            WHERE org_id = $1 AND timestamp_start > $2 AND doc->>'guard_verdict' = 'require_approval'
+              AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR action_type = $4))
+         SELECT count(*),
+                count(*) FILTER (WHERE doc->>'approved_by' IS NOT NULL),
+                count(*) FILTER (WHERE doc->>'approval_decided_at' IS NOT NULL
+                                   AND doc->>'approved_by' IS NULL AND doc->>'status' <> 'expired'),
+                count(*) FILTER (WHERE doc->>'status' = 'expired'),
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM took))
+                  FILTER (WHERE doc->>'status' <> 'expired'),
+                percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM took))
+                  FILTER (WHERE doc->>'status' <> 'expired'),
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM took))
+                  FILTER (WHERE doc->>'status' <> 'expired')
+           FROM held",
+    )
+    .bind(org)
+    .bind(since)
+    .bind(&q.agent_id)
+    .bind(&q.action_type)
+    .fetch_one(&state.pool)
+    .await?;
+    let decided = approved + denied + expired;
+
+    let series: Vec<Value> = by_day
+        .iter()
+        .map(|((day, agent, kind), t)| {
+            let mut v = t.json();
+            v["day"] = json!(day.to_string());
+            v["agent_id"] = json!(agent);
+            v["action_type"] = json!(kind);
+            v
+        })
+        .collect();
+    let keyed = |m: &BTreeMap<String, Totals>, key: &str| -> Vec<Value> {
+        m.iter()
+            .map(|(k, t)| {
+                let mut v = t.json();
+                v[key] = json!(k);
+                v
+            })
+            .collect()
+    };
+    Ok(Json(json!({
+        "window_days": days,
+        "totals": total.json(),
+        "enforcement": {
+            "decisions": enforcement.iter().map(|(_, n)| n).sum::<i64>(),
+            "allowed": count("allow"), "warnings": count("warn"),
+            "approvals_required": count("require_approval"), "blocked": count("block"),
+        },
+        "approvals": {
+            "requested": requested, "approved": approved, "denied": denied, "expired": expired,
+            "pending": requested - decided,
+            "approve_rate": rate(approved, decided), "deny_rate": rate(denied, decided),
+            "expiry_rate": rate(expired, decided),
+            "time_to_decision_seconds": {"p50": p50, "p90": p90, "p99": p99},
+        },
+        "series": series,
+        "by_agent": keyed(&by_agent, "agent_id"),
+        "by_action_type": keyed(&by_type, "action_type"),
+        "pricing": "USD list prices per model (domain/src/pricing.rs); actions that report cost_estimate keep it",
+        "generated_at": wire::ts(state.clock.now()),
+    })))
+}
