@@ -568,6 +568,15 @@ impl Mutation {
     }
 }
 
+/// An agent seen in the org's actions.
+#[derive(SimpleObject)]
+pub struct AgentObject {
+    pub agent_id: String,
+    pub actions: i64,
+    pub last_action_at: Option<DateTime<Utc>>,
+    pub avg_risk: f64,
+}
+
 /// A signed checkpoint of the org's chain.
 #[derive(SimpleObject)]
 pub struct CheckpointObject {
@@ -840,6 +849,69 @@ impl Query {
         .fetch_all(&state.pool)
         .await?;
         Ok(rows.into_iter().map(LedgerEvent::from).collect())
+    }
+
+    /// The posture score of the org's real traffic under its current policies, with findings
+    /// (worst first) and the daily trend (same shape as `GET /api/posture`).
+    async fn posture(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<Value>> {
+        let (state, caller) = parts(ctx)?;
+        Ok(Json(
+            crate::routes::posture::posture_of(state, caller)
+                .await
+                .map_err(gql)?,
+        ))
+    }
+
+    /// Volume, cost, enforcement and approval analytics with per-day series (same shape as
+    /// `GET /api/analytics`).
+    async fn analytics(
+        &self,
+        ctx: &Context<'_>,
+        days: Option<i32>,
+        agent_id: Option<String>,
+        action_type: Option<String>,
+    ) -> async_graphql::Result<Json<Value>> {
+        let (state, caller) = parts(ctx)?;
+        let q = crate::routes::analytics::AnalyticsQuery {
+            days: days.map(|d| d.to_string()),
+            agent_id,
+            action_type,
+        };
+        Ok(Json(
+            crate::routes::analytics::analytics_of(state, caller, &q)
+                .await
+                .map_err(gql)?,
+        ))
+    }
+
+    /// The agents that have recorded actions, most active first.
+    async fn agents(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<AgentObject>> {
+        let (state, caller) = parts(ctx)?;
+        state
+            .projector
+            .catch_up(&caller.org)
+            .await
+            .map_err(|e| gql(e.into()))?;
+        type AgentRow = (String, i64, Option<DateTime<Utc>>, Option<f64>);
+        let rows: Vec<AgentRow> = sqlx::query_as(
+            "SELECT agent_id, count(*), max(timestamp_start), avg(risk_score)::float8
+               FROM action_records WHERE org_id = $1 GROUP BY agent_id
+              ORDER BY count(*) DESC, agent_id LIMIT 500",
+        )
+        .bind(caller.org.as_str())
+        .fetch_all(&state.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(agent_id, actions, last_action_at, avg_risk)| AgentObject {
+                    agent_id,
+                    actions,
+                    last_action_at,
+                    avg_risk: avg_risk.unwrap_or(0.0),
+                },
+            )
+            .collect())
     }
 
     /// The org's signed checkpoints, oldest first.

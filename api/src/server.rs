@@ -130,6 +130,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::policy_tools::router())
         .merge(routes::org::router())
         .merge(routes::analytics::router())
+        .merge(routes::posture::router())
         .merge(routes::stream::router())
         .merge(crate::graphql::router(&state))
         .fallback(|| async { ApiError::not_found() })

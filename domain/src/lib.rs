@@ -13,6 +13,7 @@ pub mod guard_decision;
 pub mod ids;
 pub mod org_settings;
 pub mod policy_set;
+pub mod posture;
 pub mod pricing;
 
 pub use dashclaw_events::OrgId;

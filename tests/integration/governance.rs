@@ -689,3 +689,59 @@ async fn analytics_count_volume_cost_enforcement_and_approvals(pool: PgPool) {
     let (_, only_a) = api.get("/api/analytics?agent_id=a", &api.member).await;
     assert_eq!(only_a["totals"]["actions"], 2);
 }
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn posture_rises_only_for_policies_that_fire_on_real_traffic(pool: PgPool) {
+    let api = Api::start(pool).await;
+    let (_, empty) = api.get("/api/posture", &api.readonly).await;
+    assert_eq!(empty["score"], 100, "no traffic: nothing ungoverned");
+    for i in 0..6 {
+        let kind = if i % 2 == 0 { "deploy" } else { "research" };
+        api.post(
+            "/api/guard",
+            &api.member,
+            json!({"action_type": kind, "agent_id": "a", "reversible": i % 3 != 0, "systems_touched": ["production"]}),
+        )
+        .await;
+    }
+    let (_, bare) = api.get("/api/posture", &api.readonly).await;
+    assert_eq!(bare["score"], 0, "{bare}");
+    assert_eq!(bare["status"], "at_risk");
+    assert_eq!(
+        bare["findings"][0]["key"], "action_type:deploy",
+        "worst first: {bare}"
+    );
+    assert_eq!(bare["summary"]["totalUnits"], 2);
+
+    let (status, _) = api
+        .post(
+            "/api/policies",
+            &api.admin,
+            json!({"name": "never", "policy_type": "block_action_type", "rules": {"action_types": ["launch_missiles"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, drafted) = api.get("/api/posture", &api.readonly).await;
+    assert_eq!(
+        drafted["score"], bare["score"],
+        "a policy that never fires changes nothing"
+    );
+
+    policy(
+        &api,
+        "require_approval",
+        json!({"action_types": ["deploy"]}),
+    )
+    .await;
+    let (_, governed) = api.get("/api/posture", &api.readonly).await;
+    let score = governed["score"].as_i64().unwrap();
+    assert!(score > 50, "{governed}");
+    assert_eq!(governed["findings"].as_array().unwrap().len(), 1);
+    assert_eq!(governed["findings"][0]["key"], "action_type:research");
+    assert_eq!(
+        governed["snapshots"].as_array().unwrap().len(),
+        1,
+        "one snapshot per day"
+    );
+    assert_eq!(governed["snapshots"][0]["score"], score);
+}

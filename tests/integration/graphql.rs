@@ -118,7 +118,8 @@ async fn decisions_are_queried_with_filters_history_and_their_guard_decision(poo
         &api,
         &api.member,
         "{ approvals { actionId } policies { name policyType } guardDecisions(first: 10) { decision }
-           ledgerEvents(first: 3) { ledgerSeq prevHash hash } checkpoints { size } }",
+           ledgerEvents(first: 3) { ledgerSeq prevHash hash } checkpoints { size }
+           agents { agentId actions } posture analytics(days: 7) }",
         json!({}),
     )
     .await;
@@ -129,6 +130,12 @@ async fn decisions_are_queried_with_filters_history_and_their_guard_decision(poo
     );
     assert_eq!(more["data"]["guardDecisions"].as_array().unwrap().len(), 3);
     assert_eq!(more["data"]["ledgerEvents"][0]["ledgerSeq"], 1);
+    assert_eq!(
+        more["data"]["agents"][0],
+        json!({"agentId": "a", "actions": 2})
+    );
+    assert_eq!(more["data"]["posture"]["summary"]["totalUnits"], 2);
+    assert_eq!(more["data"]["analytics"]["totals"]["actions"], 3);
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]

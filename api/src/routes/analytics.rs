@@ -23,11 +23,11 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/analytics", get(analytics))
 }
 
-#[derive(Deserialize)]
-struct AnalyticsQuery {
-    days: Option<String>,
-    agent_id: Option<String>,
-    action_type: Option<String>,
+#[derive(Deserialize, Default)]
+pub struct AnalyticsQuery {
+    pub days: Option<String>,
+    pub agent_id: Option<String>,
+    pub action_type: Option<String>,
 }
 
 /// One (day, agent, action type, model) group of actions.
@@ -98,6 +98,15 @@ async fn analytics(
     caller: Caller,
     Params(q): Params<AnalyticsQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    Ok(Json(analytics_of(&state, &caller, &q).await?))
+}
+
+/// The org's analytics (REST and GraphQL).
+pub async fn analytics_of(
+    state: &AppState,
+    caller: &Caller,
+    q: &AnalyticsQuery,
+) -> Result<Value, ApiError> {
     let days = clamp_param(q.days.as_deref(), 30, 1, 365, "days")?;
     let since = state.clock.now() - chrono::Duration::days(days);
     state.projector.catch_up(&caller.org).await?;
@@ -235,7 +244,7 @@ async fn analytics(
             })
             .collect()
     };
-    Ok(Json(json!({
+    Ok(json!({
         "window_days": days,
         "totals": total.json(),
         "enforcement": {
@@ -255,5 +264,5 @@ async fn analytics(
         "by_action_type": keyed(&by_type, "action_type"),
         "pricing": "USD list prices per model (domain/src/pricing.rs); actions that report cost_estimate keep it",
         "generated_at": wire::ts(state.clock.now()),
-    })))
+    }))
 }

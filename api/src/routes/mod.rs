@@ -9,6 +9,7 @@ pub mod jwks;
 pub mod org;
 pub mod policies;
 pub mod policy_tools;
+pub mod posture;
 pub mod stream;
 
 use crate::error::ApiError;
