@@ -94,6 +94,47 @@ fn request(c: usize, i: usize) -> String {
     .to_string()
 }
 
+fn decision_id(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value["decision_id"].as_str().map(str::to_owned)
+}
+
+/// Until `until`: takes the latest decision client 0 was answered and polls the decision log
+/// (the governance read model) until it is there; the lag is from the answer (after the
+/// commit) to the row being readable.
+async fn sample_projection_lag(
+    pool: PgPool,
+    answered: Arc<std::sync::Mutex<Option<(String, Instant)>>>,
+    until: Instant,
+) -> Result<Vec<Duration>> {
+    let mut lags = Vec::new();
+    let mut last = String::new();
+    while Instant::now() < until {
+        let latest = answered.lock().ok().and_then(|slot| slot.clone());
+        let Some((id, at)) = latest.filter(|(id, _)| *id != last) else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        loop {
+            let there: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM guard_decisions WHERE org_id = 'org_default' AND decision_id = $1)",
+            )
+            .bind(&id)
+            .fetch_one(&pool)
+            .await?;
+            if there {
+                lags.push(at.elapsed());
+                break;
+            }
+            if at.elapsed() > Duration::from_secs(10) {
+                bail!("decision {id} never reached the read model");
+            }
+        }
+        last = id;
+    }
+    Ok(lags)
+}
+
 async fn setup(
     pool: &PgPool,
 ) -> Result<(
@@ -181,55 +222,94 @@ pub async fn run(args: &BenchArgs, pool: &PgPool, baseline: f64) -> Result<()> {
     let clients = args.guard_clients.max(1);
     let seconds = args.guard_seconds.max(1);
 
-    // Phase 1: fixed offered rate, open loop.
+    // Phase 1: fixed offered rate, open loop; then the same load again while the projection
+    // lag is sampled (its polling would otherwise weigh on the latencies measured).
     let rate = f64::from(args.guard_rate.max(1));
     let total = (rate * seconds as f64) as usize;
     let interval = Duration::from_secs_f64(clients as f64 / rate);
-    let start = Instant::now() + Duration::from_millis(200);
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let (address, key) = (address.to_owned(), key.to_owned());
-            let count = total / clients + usize::from(c < total % clients);
-            let offset = Duration::from_secs_f64(c as f64 / rate);
-            tokio::spawn(async move {
-                let mut client = Client::connect(&address, &key).await?;
-                let mut latencies = Vec::with_capacity(count);
-                for i in 0..count {
-                    let due = start + offset + interval * i as u32;
-                    tokio::time::sleep_until(due.into()).await;
-                    let (status, body) = client.post("/api/guard", &request(c, i)).await?;
-                    if status != 200 {
-                        bail!(
-                            "guard answered {status}: {}",
-                            String::from_utf8_lossy(&body)
-                        );
+    for measure_lag in [false, true] {
+        let start = Instant::now() + Duration::from_millis(200);
+        // Client 0 publishes each decision it was answered, for the projection-lag sampler.
+        let answered: Arc<std::sync::Mutex<Option<(String, Instant)>>> = Arc::default();
+        let sampler = measure_lag.then(|| {
+            tokio::spawn(sample_projection_lag(
+                pool.clone(),
+                answered.clone(),
+                start + Duration::from_secs(seconds),
+            ))
+        });
+        let tasks: Vec<_> = (0..clients)
+            .map(|c| {
+                let (address, key) = (address.to_owned(), key.to_owned());
+                let answered = answered.clone();
+                let count = total / clients + usize::from(c < total % clients);
+                let offset = Duration::from_secs_f64(c as f64 / rate);
+                tokio::spawn(async move {
+                    let mut client = Client::connect(&address, &key).await?;
+                    let mut latencies = Vec::with_capacity(count);
+                    for i in 0..count {
+                        let due = start + offset + interval * i as u32;
+                        tokio::time::sleep_until(due.into()).await;
+                        let n = i + usize::from(measure_lag) * count;
+                        let (status, body) = client.post("/api/guard", &request(c, n)).await?;
+                        if status != 200 {
+                            bail!(
+                                "guard answered {status}: {}",
+                                String::from_utf8_lossy(&body)
+                            );
+                        }
+                        latencies.push(due.elapsed());
+                        if c == 0 && measure_lag {
+                            let at = Instant::now();
+                            if let Some(id) = decision_id(&body) {
+                                if let Ok(mut slot) = answered.lock() {
+                                    *slot = Some((id, at));
+                                }
+                            }
+                        }
                     }
-                    latencies.push(due.elapsed());
-                }
-                Ok(latencies)
+                    Ok(latencies)
+                })
             })
-        })
-        .collect();
-    let mut latencies = Vec::with_capacity(total);
-    for task in tasks {
-        latencies.extend(task.await??);
-    }
-    let mut offered = Phase {
-        name: format!("guard @ {rate:.0}/s offered, {clients} clients"),
-        ops: total,
-        elapsed: start.elapsed(),
-        latencies,
-    };
-    offered.print(None);
-    let (p90, p999) = (offered.percentile(0.90), offered.percentile(0.999));
-    let max = offered.latencies.last().copied().unwrap_or_default();
-    println!(
+            .collect();
+        let mut latencies = Vec::with_capacity(total);
+        for task in tasks {
+            latencies.extend(task.await??);
+        }
+        if let Some(sampler) = sampler {
+            let mut lags = sampler.await??;
+            let samples = lags.len();
+            lags.sort_unstable();
+            let at = |p: f64| {
+                lags.get(((samples as f64 * p).ceil() as usize).clamp(1, samples.max(1)) - 1)
+                    .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+            };
+            println!(
+            "{:<34} projection lag (answer -> read model) at {rate:.0}/s over {samples} samples: p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+            "",
+            at(0.5),
+            at(0.99),
+            lags.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        );
+            continue;
+        }
+        let mut offered = Phase {
+            name: format!("guard @ {rate:.0}/s offered, {clients} clients"),
+            ops: total,
+            elapsed: start.elapsed(),
+            latencies,
+        };
+        offered.print(None);
+        let (p90, p999) = (offered.percentile(0.90), offered.percentile(0.999));
+        let max = offered.latencies.last().copied().unwrap_or_default();
+        println!(
         "{:<34} p90 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms (latency from the scheduled send time)",
         "",
         p90.as_secs_f64() * 1e3,
         p999.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3
     );
+    }
 
     // Phase 2: as fast as the clients can go, closed loop.
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -280,7 +360,7 @@ pub async fn run(args: &BenchArgs, pool: &PgPool, baseline: f64) -> Result<()> {
     println!(
         "{:<34} {decisions} guard decisions in the ledger ({} answered)",
         "",
-        total + max_rate.ops
+        2 * total + max_rate.ops
     );
     served.abort();
     let _ = served.await;

@@ -204,19 +204,15 @@ impl Governance {
         // Read models can always be rebuilt from the ledger, so their commits need not wait
         // for a WAL flush (which the ledger's own commits then do not have to share). A crash
         // can lose a recent fold and its checkpoint together, never one without the other.
-        sqlx::query(
+        // One statement creates the checkpoint row if needed, locks it (batches of one org
+        // serialize here, across nodes too) and reads it.
+        let position: i64 = sqlx::query_scalar(
             "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true))
              INSERT INTO projection_checkpoints (projection, org_id, ledger_seq)
              SELECT $1, $2, 0 FROM quick
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(NAME)
-        .bind(org.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let position: i64 = sqlx::query_scalar(
-            "SELECT ledger_seq FROM projection_checkpoints
-              WHERE projection = $1 AND org_id = $2 FOR UPDATE",
+             ON CONFLICT (projection, org_id)
+               DO UPDATE SET ledger_seq = projection_checkpoints.ledger_seq
+             RETURNING ledger_seq",
         )
         .bind(NAME)
         .bind(org.as_str())
