@@ -763,23 +763,7 @@ impl Query {
     /// The approvals queue: actions waiting for a human, oldest first.
     async fn approvals(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Decision>> {
         let (state, caller) = parts(ctx)?;
-        state
-            .projector
-            .catch_up(&caller.org)
-            .await
-            .map_err(|e| gql(e.into()))?;
-        let docs: Vec<Value> = sqlx::query_scalar(
-            "SELECT doc FROM action_records WHERE org_id = $1 AND status = 'pending_approval'
-              ORDER BY timestamp_start LIMIT 500",
-        )
-        .bind(caller.org.as_str())
-        .fetch_all(&state.pool)
-        .await?;
-        Ok(docs
-            .into_iter()
-            .filter_map(|d| serde_json::from_value::<ActionRecord>(d).ok())
-            .map(|r| Decision::new(&caller.org, &r))
-            .collect())
+        pending_approvals(state, caller).await
     }
 
     /// Guard decisions, newest first.

@@ -414,3 +414,33 @@ async fn history(
         "offset": offset,
     })))
 }
+
+/// The org's recorded requests since `since`, newest first, at most `limit` (claims left out:
+/// a claim re-evaluates a request already counted). Caught up first, so a caller sees its
+/// own decisions. Used to replay real traffic (simulation, posture).
+pub async fn recorded_requests(
+    state: &AppState,
+    org: &dashclaw_domain::OrgId,
+    since: chrono::DateTime<chrono::Utc>,
+    limit: i64,
+) -> Result<Vec<GuardDecisionRecord>, ApiError> {
+    state.projector.catch_up(org).await?;
+    let records: Vec<Value> = sqlx::query_scalar(
+        "SELECT e.payload::jsonb->'Recorded'
+           FROM (SELECT org_id, ledger_seq FROM guard_decisions
+                  WHERE org_id = $1 AND created_at > $2
+                  ORDER BY ledger_seq DESC LIMIT $3) g
+           JOIN events e ON e.org_id = g.org_id AND e.ledger_seq = g.ledger_seq
+          ORDER BY g.ledger_seq DESC",
+    )
+    .bind(org.as_str())
+    .bind(since)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(records
+        .into_iter()
+        .filter_map(|r| serde_json::from_value::<GuardDecisionRecord>(r).ok())
+        .filter(|r| r.purpose != DecisionPurpose::Claim)
+        .collect())
+}

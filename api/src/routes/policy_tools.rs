@@ -9,13 +9,12 @@ use chrono::{DateTime, Utc};
 use dashclaw_domain::guard::{
     evaluate, validate_policy, DecisionCounter, GuardContext, GuardRequest, Policy, Verdict,
 };
-use dashclaw_domain::guard_decision::{DecisionPurpose, GuardDecisionRecord};
 use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::Body;
-use crate::routes::guard::guard_fields;
+use crate::routes::guard::{guard_fields, recorded_requests};
 use crate::server::AppState;
 use crate::validate::{object, Fields};
 use crate::wire;
@@ -206,30 +205,12 @@ async fn simulate(
         active: true,
         agent_ids: None,
     };
-    state.projector.catch_up(&caller.org).await?;
-    let now = state.clock.now();
-    let records: Vec<Value> = sqlx::query_scalar(
-        "SELECT e.payload::jsonb->'Recorded'
-           FROM (SELECT org_id, ledger_seq FROM guard_decisions
-                  WHERE org_id = $1 AND created_at > $2
-                  ORDER BY ledger_seq DESC LIMIT $3) g
-           JOIN events e ON e.org_id = g.org_id AND e.ledger_seq = g.ledger_seq
-          ORDER BY g.ledger_seq DESC",
-    )
-    .bind(caller.org.as_str())
-    .bind(now - chrono::Duration::days(days))
-    .bind(SIMULATION_SAMPLE)
-    .fetch_all(&state.pool)
-    .await?;
+    let since = state.clock.now() - chrono::Duration::days(days);
+    let records = recorded_requests(&state, &caller.org, since, SIMULATION_SAMPLE).await?;
     let mut counts = [0usize; 4];
     let mut matches = Vec::new();
     let mut total = 0;
-    for record in records
-        .into_iter()
-        .filter_map(|r| serde_json::from_value::<GuardDecisionRecord>(r).ok())
-        // Claims re-evaluate requests already counted.
-        .filter(|r| r.purpose != DecisionPurpose::Claim)
-    {
+    for record in records {
         total += 1;
         let (verdict, reason) = decide_alone(&policy, &record.request, record.evaluated_at);
         counts[verdict as usize] += 1;

@@ -5,12 +5,12 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use dashclaw_domain::guard_decision::{DecisionPurpose, GuardDecisionRecord};
 use dashclaw_domain::posture::{assess, Sample};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::routes::guard::recorded_requests;
 use crate::server::AppState;
 use crate::wire;
 
@@ -30,24 +30,8 @@ async fn posture(State(state): State<AppState>, caller: Caller) -> Result<Json<V
 /// The org's posture (REST and GraphQL); records today's snapshot.
 pub async fn posture_of(state: &AppState, caller: &Caller) -> Result<Value, ApiError> {
     let now = state.clock.now();
-    state.projector.catch_up(&caller.org).await?;
-    let records: Vec<Value> = sqlx::query_scalar(
-        "SELECT e.payload::jsonb->'Recorded'
-           FROM (SELECT org_id, ledger_seq FROM guard_decisions
-                  WHERE org_id = $1 AND created_at > $2 ORDER BY ledger_seq DESC LIMIT $3) g
-           JOIN events e ON e.org_id = g.org_id AND e.ledger_seq = g.ledger_seq",
-    )
-    .bind(caller.org.as_str())
-    .bind(now - chrono::Duration::days(WINDOW_DAYS))
-    .bind(SAMPLE)
-    .fetch_all(&state.pool)
-    .await?;
-    let records: Vec<GuardDecisionRecord> = records
-        .into_iter()
-        .filter_map(|r| serde_json::from_value(r).ok())
-        // A claim re-evaluates a request already counted.
-        .filter(|r: &GuardDecisionRecord| r.purpose != DecisionPurpose::Claim)
-        .collect();
+    let since = now - chrono::Duration::days(WINDOW_DAYS);
+    let records = recorded_requests(state, &caller.org, since, SAMPLE).await?;
     let samples: Vec<Sample<'_>> = records
         .iter()
         .map(|r| Sample {
