@@ -28,8 +28,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub keep: bool,
     /// Which measurements: `ledger` (append + verify), `guard` (POST /api/guard latency and
-    /// throughput over HTTP), or `all`.
-    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "guard"])]
+    /// throughput over HTTP), `replay` (rebuilding the read models from a ledger of
+    /// `--replay-events` events of governance traffic), or `all` (ledger and guard).
+    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "guard", "replay"])]
     pub suite: String,
     /// Offered load of the guard latency phase, requests per second.
     #[arg(long, default_value_t = 1000)]
@@ -40,6 +41,9 @@ pub struct BenchArgs {
     /// Length of each guard phase, seconds.
     #[arg(long, default_value_t = 20)]
     pub guard_seconds: u64,
+    /// Events of the ledger the replay suite builds (through the HTTP API) and then replays.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub replay_events: usize,
 }
 
 /// One measured phase.
@@ -126,6 +130,9 @@ async fn measure(args: &BenchArgs, pool: &PgPool, options: &PgConnectOptions) ->
             .join(" ")
     );
 
+    if args.suite == "replay" {
+        return crate::bench_replay::run(args, pool, options).await;
+    }
     sqlx::query("CREATE TABLE raw_inserts (id bigserial PRIMARY KEY, payload json NOT NULL)")
         .execute(pool)
         .await?;

@@ -19,14 +19,14 @@ use crate::bench::{BenchArgs, Phase};
 use crate::server::{self, AppState, Config, RateLimit};
 
 /// A minimal keep-alive HTTP/1.1 client for one connection (enough for JSON POSTs).
-struct Client {
+pub(crate) struct Client {
     stream: BufReader<TcpStream>,
     host: String,
     key: String,
 }
 
 impl Client {
-    async fn connect(address: &str, key: &str) -> Result<Self> {
+    pub(crate) async fn connect(address: &str, key: &str) -> Result<Self> {
         let stream = TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
         Ok(Self {
@@ -37,7 +37,7 @@ impl Client {
     }
 
     /// POSTs `body` to `path`; returns the status and the response body.
-    async fn post(&mut self, path: &str, body: &str) -> Result<(u16, Vec<u8>)> {
+    pub(crate) async fn post(&mut self, path: &str, body: &str) -> Result<(u16, Vec<u8>)> {
         let request = format!(
             "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\nx-api-key: {}\r\ncontent-length: {}\r\n\r\n{body}",
             self.host,
@@ -135,7 +135,7 @@ async fn sample_projection_lag(
     Ok(lags)
 }
 
-async fn setup(
+pub(crate) async fn setup(
     pool: &PgPool,
 ) -> Result<(
     AppState,

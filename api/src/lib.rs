@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod bench;
 pub mod bench_guard;
+pub mod bench_replay;
 pub mod cli;
 pub mod commands;
 pub mod database;
