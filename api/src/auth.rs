@@ -226,7 +226,7 @@ pub async fn limit_requests(
 /// so the key works at once.
 pub async fn issue_key(
     ledger: &crate::commands::Ledger,
-    projector: &dashclaw_projections::Governance,
+    projector: &dashclaw_projections::Projections,
     org: &OrgId,
     role: Role,
     name: &str,

@@ -17,7 +17,7 @@ use crate::commands::Ledger;
 use crate::database::Database;
 use crate::server::{self, AppState, Config, RateLimit};
 use dashclaw_domain::api_key::Role;
-use dashclaw_projections::Governance;
+use dashclaw_projections::Projections;
 use dashclaw_store::LedgerRepository;
 
 #[derive(Parser)]
@@ -90,8 +90,9 @@ enum Command {
     Replay {
         #[command(flatten)]
         db: DbArgs,
-        /// Which projection (today there is one: governance).
-        #[arg(long, default_value = "governance", value_parser = ["governance"])]
+        /// Which projection: `all` (side by side), `governance` (actions, assumptions, API
+        /// keys) or `decisions` (the guard decision log).
+        #[arg(long, default_value = "all", value_parser = ["all", "governance", "decisions"])]
         projection: String,
         /// Continue from the projection's checkpoints instead of starting from zero.
         #[arg(long)]
@@ -346,7 +347,7 @@ async fn signing_key(pool: &PgPool, key: &KeyArgs) -> Result<LedgerKey> {
 /// Mints an API key through the ledger (an `ApiKeyIssued` event) and returns it.
 async fn issue(pool: &PgPool, org: &OrgId, role: Role, name: &str) -> Result<String> {
     let ledger = Ledger::new(LedgerRepository::new(pool.clone()));
-    let projector = Governance::new(pool.clone());
+    let projector = Projections::new(pool.clone());
     crate::auth::issue_key(&ledger, &projector, org, role, name, "cli")
         .await
         .map_err(|e| anyhow::anyhow!(e.error))
@@ -360,7 +361,7 @@ async fn mint_first_admin_key(pool: &PgPool) -> Result<Option<String>> {
         .execute(&mut *lock)
         .await?;
     let minted = async {
-        Governance::new(pool.clone())
+        Projections::new(pool.clone())
             .catch_up_all()
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -385,36 +386,53 @@ async fn mint_first_admin_key(pool: &PgPool) -> Result<Option<String>> {
 }
 
 async fn replay(pool: &PgPool, projection: &str, resume: bool) -> Result<()> {
-    let mut projector = Governance::new(pool.clone());
     // Undocumented knob for tests: fold in small transactions, so a kill lands mid-stream.
-    if let Some(batch) = std::env::var("DASHCLAW_REPLAY_BATCH")
+    let window: Option<i64> = std::env::var("DASHCLAW_REPLAY_BATCH")
         .ok()
-        .and_then(|b| b.parse().ok())
-    {
-        projector = projector.with_batch(batch);
-    }
+        .and_then(|b| b.parse().ok());
+    let trackers: Vec<_> = Projections::new(pool.clone())
+        .trackers()
+        .iter()
+        .filter(|t| projection == "all" || t.name() == projection)
+        .map(|t| match window {
+            Some(window) => t.clone().with_window(window),
+            None => t.clone(),
+        })
+        .collect();
     if !resume {
-        projector.reset().await?;
+        for tracker in &trackers {
+            tracker.reset().await?;
+        }
     }
-    let total = projector.behind().await?;
+    let mut behind = Vec::new();
+    for tracker in &trackers {
+        behind.push(tracker.behind().await?);
+    }
+    let names = trackers
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let events = behind.iter().copied().max().unwrap_or(0);
     eprintln!(
-        "replaying {total} events into the {projection} projection{}",
+        "replaying {events} ledger events into {names}{}",
         if resume { " (resuming)" } else { " from zero" }
     );
-    let bar = indicatif::ProgressBar::new(total);
+    // The bar counts each projection's passage over each event.
+    let bar = indicatif::ProgressBar::new(behind.iter().sum());
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template("{bar:40} {percent}% ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let folded = projector.catch_up_all_with(&|n| bar.inc(n)).await?;
+    let progress = |n| bar.inc(n);
+    futures_util::future::try_join_all(trackers.iter().map(|t| t.catch_up_all_with(&progress)))
+        .await?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "replayed {folded} events into {projection} in {seconds:.3} s ({:.0} events/s)",
-        folded as f64 / seconds.max(1e-9)
+        "replayed {events} events into {names} in {seconds:.3} s ({:.0} events/s)",
+        events as f64 / seconds.max(1e-9)
     );
     Ok(())
 }

@@ -16,7 +16,7 @@ use dashclaw_domain::guard_decision::{GuardDecision, GuardDecisionEvent};
 use dashclaw_domain::org_settings::OrgSettings;
 use dashclaw_domain::policy_set::PolicySet;
 use dashclaw_domain::OrgId;
-use dashclaw_projections::Governance;
+use dashclaw_projections::Projections;
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
@@ -118,7 +118,7 @@ struct Tail {
     pending: Pending,
     sender: broadcast::Sender<Arc<LiveEvent>>,
     pool: PgPool,
-    projector: Governance,
+    projector: Projections,
     keys: KeyCache,
     views: OrgViews,
     counters: Counters,
@@ -127,7 +127,7 @@ struct Tail {
 impl Live {
     pub async fn start(
         pool: PgPool,
-        projector: Governance,
+        projector: Projections,
         keys: KeyCache,
     ) -> Result<Self, ApiError> {
         let (sender, _) = broadcast::channel(4096);

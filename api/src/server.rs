@@ -10,7 +10,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use dashclaw_domain::OrgId;
 use dashclaw_events::LedgerKey;
-use dashclaw_projections::Governance;
+use dashclaw_projections::Projections;
 use dashclaw_store::LedgerRepository;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -90,7 +90,7 @@ pub struct AppState {
     pub clock: Clock,
     pub pool: PgPool,
     pub ledger: Ledger,
-    pub projector: Governance,
+    pub projector: Projections,
     pub live: Live,
     pub config: Arc<Config>,
     pub keys: KeyCache,
@@ -102,7 +102,7 @@ impl AppState {
     /// the projector. The tail stops when the last clone of the state is dropped.
     pub async fn start(pool: PgPool, config: Config) -> Result<Self, ApiError> {
         let repo = LedgerRepository::new(pool.clone());
-        let projector = Governance::new(pool.clone());
+        let projector = Projections::new(pool.clone());
         let keys = KeyCache::default();
         let live = Live::start(pool.clone(), projector.clone(), keys.clone()).await?;
         Ok(Self {

@@ -1,5 +1,5 @@
 //! The `governance` projection: action records (the decisions ledger and approvals queue),
-//! the guard decision log, assumptions and API keys.
+//! assumptions and API keys.
 //!
 //! Each row keeps the aggregate state exactly as the domain folds it (`doc`), so the read
 //! model is the aggregate by construction; the other columns are copies for filtering.
@@ -7,333 +7,105 @@
 use std::collections::HashMap;
 
 use cqrs_es::Aggregate;
-use dashclaw_domain::action::{Action, ActionEvent, ActionRecord};
-use dashclaw_domain::api_key::{ApiKey, ApiKeyEvent, ApiKeyRecord};
-use dashclaw_domain::assumption::{Assumption, AssumptionEvent, AssumptionRecord};
-use dashclaw_domain::guard_decision::GuardDecision;
+use dashclaw_domain::action::{Action, ActionRecord};
+use dashclaw_domain::api_key::{ApiKey, ApiKeyRecord};
+use dashclaw_domain::assumption::{Assumption, AssumptionRecord};
 use dashclaw_domain::OrgId;
-use serde::de::DeserializeOwned;
-use sqlx::{PgPool, Postgres, Transaction};
+use futures_util::future::BoxFuture;
+use sqlx::types::Json;
+use sqlx::PgConnection;
 
-/// The checkpoint name of this projection.
-pub const NAME: &str = "governance";
-/// Events folded per transaction.
-const BATCH: i64 = 2000;
+use crate::tracker::{Event, Fold, ProjectionError};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ProjectionError {
-    /// The database failed: the caller retries later; nothing was half-applied.
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// A stored event does not decode into its aggregate's event type. The projection stops
-    /// at it rather than skip it: fix the code (an upcaster) and restart.
-    #[error("event ({org}, {ledger_seq}) of {aggregate_type} does not decode: {detail}")]
-    Undecodable {
-        org: String,
-        ledger_seq: u64,
-        aggregate_type: String,
-        detail: String,
-    },
-}
+/// Folds actions, assumptions and API keys.
+pub struct Governance;
 
-/// Folds the ledger into the governance read models.
-#[derive(Clone)]
-pub struct Governance {
-    pool: PgPool,
-    batch: i64,
-}
-
-/// `(ledger_seq, aggregate_type, aggregate_id, payload)`.
-type Row = (i64, String, String, Option<String>);
-
-/// The fields of a stored `GuardDecisionRecorded` event that the decision log filters on
-/// (the rest of the record is read from the event itself when a decision is shown).
-#[derive(serde::Deserialize)]
-enum DecisionRecorded {
-    Recorded(DecisionFields),
-}
-
-#[derive(serde::Deserialize)]
-struct DecisionFields {
-    decision_id: String,
-    request: DecisionRequest,
-    evaluation: DecisionEvaluation,
-    #[serde(default)]
-    idempotency_key: Option<String>,
-    evaluated_at: chrono::DateTime<chrono::Utc>,
-}
-
-#[derive(serde::Deserialize)]
-struct DecisionRequest {
-    #[serde(default)]
-    agent_id: Option<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct DecisionEvaluation {
-    decision: String,
-}
-
-/// Guard decisions of a batch, column by column, inserted with one statement.
-#[derive(Default)]
-struct Decisions {
-    id: Vec<String>,
-    agent_id: Vec<Option<String>>,
-    decision: Vec<String>,
-    idempotency_key: Vec<Option<String>>,
-    created_at: Vec<chrono::DateTime<chrono::Utc>>,
-    ledger_seq: Vec<i64>,
-}
-
-/// Rows touched in one batch, written once at the end of it.
+/// Rows touched in one window, written once at the end of it.
 #[derive(Default)]
 struct Batch {
     actions: HashMap<String, (Action, i64)>,
     assumptions: HashMap<String, (Assumption, i64)>,
     keys: HashMap<String, (ApiKey, i64)>,
-    decisions: Decisions,
 }
 
-impl Governance {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool, batch: BATCH }
+impl Fold for Governance {
+    fn name(&self) -> &'static str {
+        "governance"
     }
 
-    /// Folds at most `events` per transaction (tests use small batches to stop mid-stream).
-    pub fn with_batch(mut self, events: i64) -> Self {
-        self.batch = events.max(1);
-        self
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &[Action::TYPE, Assumption::TYPE, ApiKey::TYPE]
     }
 
-    /// Folds every event of `org` after the checkpoint; returns the new checkpoint. Safe to
-    /// call from many tasks and nodes at once: batches serialize on the checkpoint row.
-    pub async fn catch_up(&self, org: &OrgId) -> Result<u64, ProjectionError> {
-        self.catch_up_with(org, &|_| {}).await
+    fn tables(&self) -> &'static [&'static str] {
+        &["action_records", "assumptions", "api_keys"]
     }
 
-    /// [`Self::catch_up`], calling `progress` with the number of events of each batch.
-    pub async fn catch_up_with(
-        &self,
-        org: &OrgId,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<u64, ProjectionError> {
-        loop {
-            let (position, folded) = self.fold_batch(org).await?;
-            progress(folded as u64);
-            if folded < self.batch as usize {
-                return Ok(position);
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        org: &'a OrgId,
+        events: &'a [Event<'a>],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let mut batch = Batch::default();
+            preload(conn, org, events, &mut batch).await?;
+            for event in events {
+                fold(conn, org, &mut batch, event).await?;
             }
-        }
-    }
-
-    /// Events of the ledger not yet folded in (for a progress bar).
-    pub async fn behind(&self) -> Result<u64, ProjectionError> {
-        let behind: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(sum(h.size - COALESCE(c.ledger_seq, 0)), 0)::int8
-               FROM ledger_heads h LEFT JOIN projection_checkpoints c
-                 ON c.org_id = h.org_id AND c.projection = $1",
-        )
-        .bind(NAME)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(behind.max(0) as u64)
-    }
-
-    /// Forgets everything this projection built, so that the next catch-up rebuilds it from
-    /// the first event. (API keys stop authenticating until their events are folded again.)
-    pub async fn reset(&self) -> Result<(), ProjectionError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("TRUNCATE action_records, guard_decisions, assumptions, api_keys")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM projection_checkpoints WHERE projection = $1")
-            .bind(NAME)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Catches every org up; returns how many events were folded.
-    pub async fn catch_up_all(&self) -> Result<u64, ProjectionError> {
-        self.catch_up_all_with(&|_| {}).await
-    }
-
-    /// [`Self::catch_up_all`] with progress.
-    pub async fn catch_up_all_with(
-        &self,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<u64, ProjectionError> {
-        let before = self.total_position().await?;
-        let orgs = dashclaw_store::chain::orgs(&self.pool)
-            .await
-            .map_err(|e| match e {
-                dashclaw_store::StoreError::Database(e) => ProjectionError::Database(e),
-                other => ProjectionError::Database(sqlx::Error::Protocol(other.to_string())),
-            })?;
-        for org in &orgs {
-            self.catch_up_with(org, progress).await?;
-        }
-        Ok(self.total_position().await?.saturating_sub(before))
-    }
-
-    async fn total_position(&self) -> Result<u64, ProjectionError> {
-        let sum: Option<i64> = sqlx::query_scalar(
-            "SELECT sum(ledger_seq)::bigint FROM projection_checkpoints WHERE projection = $1",
-        )
-        .bind(NAME)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(sum.unwrap_or(0) as u64)
-    }
-
-    /// The checkpoint of `org` (0 when nothing was folded yet).
-    pub async fn position(&self, org: &OrgId) -> Result<u64, ProjectionError> {
-        let pos: Option<i64> = sqlx::query_scalar(
-            "SELECT ledger_seq FROM projection_checkpoints WHERE projection = $1 AND org_id = $2",
-        )
-        .bind(NAME)
-        .bind(org.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(pos.unwrap_or(0) as u64)
-    }
-
-    async fn fold_batch(&self, org: &OrgId) -> Result<(u64, usize), ProjectionError> {
-        let mut tx = self.pool.begin().await?;
-        // Read models can always be rebuilt from the ledger, so their commits need not wait
-        // for a WAL flush (which the ledger's own commits then do not have to share). A crash
-        // can lose a recent fold and its checkpoint together, never one without the other.
-        // One statement creates the checkpoint row if needed, locks it (batches of one org
-        // serialize here, across nodes too) and reads it.
-        let position: i64 = sqlx::query_scalar(
-            "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true))
-             INSERT INTO projection_checkpoints (projection, org_id, ledger_seq)
-             SELECT $1, $2, 0 FROM quick
-             ON CONFLICT (projection, org_id)
-               DO UPDATE SET ledger_seq = projection_checkpoints.ledger_seq
-             RETURNING ledger_seq",
-        )
-        .bind(NAME)
-        .bind(org.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT ledger_seq, aggregate_type, aggregate_id, payload::text
-               FROM events WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT $3",
-        )
-        .bind(org.as_str())
-        .bind(position)
-        .bind(self.batch)
-        .fetch_all(&mut *tx)
-        .await?;
-        let Some(last) = rows.last().map(|r| r.0) else {
-            tx.commit().await?;
-            return Ok((position as u64, 0));
-        };
-        let mut batch = Batch::default();
-        preload(&mut tx, org, &rows, &mut batch).await?;
-        for row in &rows {
-            self.fold(&mut tx, org, &mut batch, row).await?;
-        }
-        write_batch(&mut tx, org, batch).await?;
-        sqlx::query(
-            "UPDATE projection_checkpoints SET ledger_seq = $3 WHERE projection = $1 AND org_id = $2",
-        )
-        .bind(NAME)
-        .bind(org.as_str())
-        .bind(last)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok((last as u64, rows.len()))
-    }
-
-    async fn fold(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        org: &OrgId,
-        batch: &mut Batch,
-        (seq, aggregate_type, aggregate_id, payload): &Row,
-    ) -> Result<(), ProjectionError> {
-        let entity = entity_of(aggregate_id).to_owned();
-        match aggregate_type.as_str() {
-            Action::TYPE => {
-                let event: ActionEvent = decode(org, *seq, aggregate_type, payload)?;
-                // Rows this batch touches were preloaded; an absent one is a new action.
-                let (mut state, _) = batch.actions.remove(&entity).unwrap_or_default();
-                state.apply(event);
-                batch.actions.insert(entity, (state, *seq));
-            }
-            Assumption::TYPE => {
-                let event: AssumptionEvent = decode(org, *seq, aggregate_type, payload)?;
-                let (mut state, _) = batch.assumptions.remove(&entity).unwrap_or_default();
-                state.apply(event);
-                batch.assumptions.insert(entity, (state, *seq));
-            }
-            ApiKey::TYPE => {
-                let event: ApiKeyEvent = decode(org, *seq, aggregate_type, payload)?;
-                let mut state = match batch.keys.remove(&entity) {
-                    Some((state, _)) => state,
-                    None => ApiKey {
-                        record: load_key(tx, &entity).await?,
-                    },
-                };
-                state.apply(event);
-                batch.keys.insert(entity, (state, *seq));
-            }
-            GuardDecision::TYPE => {
-                let DecisionRecorded::Recorded(d) = decode(org, *seq, aggregate_type, payload)?;
-                let c = &mut batch.decisions;
-                c.id.push(d.decision_id);
-                c.agent_id.push(d.request.agent_id);
-                c.decision.push(d.evaluation.decision);
-                c.idempotency_key.push(d.idempotency_key);
-                c.created_at.push(d.evaluated_at);
-                c.ledger_seq.push(*seq);
-            }
-            // Policy sets and org settings are read from their aggregates (one stream per org).
-            _ => {}
-        }
-        Ok(())
+            write_batch(conn, org, batch).await
+        })
     }
 }
 
-fn decode<T: DeserializeOwned>(
+async fn fold(
+    conn: &mut PgConnection,
     org: &OrgId,
-    seq: i64,
-    aggregate_type: &str,
-    payload: &Option<String>,
-) -> Result<T, ProjectionError> {
-    let payload = payload.as_deref().unwrap_or("null");
-    serde_json::from_str(payload).map_err(|e| ProjectionError::Undecodable {
-        org: org.to_string(),
-        ledger_seq: seq as u64,
-        aggregate_type: aggregate_type.to_owned(),
-        detail: e.to_string(),
-    })
+    batch: &mut Batch,
+    event: &Event<'_>,
+) -> Result<(), ProjectionError> {
+    let entity = event.entity.to_owned();
+    let seq = event.ledger_seq;
+    match event.aggregate_type {
+        Action::TYPE => {
+            // Rows this window touches were preloaded; an absent one is a new action.
+            let (mut state, _) = batch.actions.remove(&entity).unwrap_or_default();
+            state.apply(event.decode(org)?);
+            batch.actions.insert(entity, (state, seq));
+        }
+        Assumption::TYPE => {
+            let (mut state, _) = batch.assumptions.remove(&entity).unwrap_or_default();
+            state.apply(event.decode(org)?);
+            batch.assumptions.insert(entity, (state, seq));
+        }
+        ApiKey::TYPE => {
+            let mut state = match batch.keys.remove(&entity) {
+                Some((state, _)) => state,
+                None => ApiKey {
+                    record: load_key(conn, &entity).await?,
+                },
+            };
+            state.apply(event.decode(org)?);
+            batch.keys.insert(entity, (state, seq));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
-fn entity_of(aggregate_id: &str) -> &str {
-    aggregate_id
-        .split_once('/')
-        .map(|(_, e)| e)
-        .unwrap_or(aggregate_id)
-}
-
-/// Loads, with one query per table, the current rows of every action and assumption the batch
+/// Loads, with one query per table, the current rows of every action and assumption the window
 /// touches.
 async fn preload(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     org: &OrgId,
-    rows: &[Row],
+    events: &[Event<'_>],
     batch: &mut Batch,
 ) -> Result<(), ProjectionError> {
-    let ids = |kind: &str| -> Vec<String> {
-        let mut ids: Vec<String> = rows
+    let ids = |kind: &str| -> Vec<&str> {
+        let mut ids: Vec<&str> = events
             .iter()
-            .filter(|r| r.1 == kind)
-            .map(|r| entity_of(&r.2).to_owned())
+            .filter(|e| e.aggregate_type == kind)
+            .map(|e| e.entity)
             .collect();
         ids.sort_unstable();
         ids.dedup();
@@ -341,37 +113,41 @@ async fn preload(
     };
     let actions = ids(Action::TYPE);
     if !actions.is_empty() {
-        let docs: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        let docs: Vec<(String, Json<ActionRecord>)> = sqlx::query_as(
             "SELECT action_id, doc FROM action_records WHERE org_id = $1 AND action_id = ANY($2)",
         )
         .bind(org.as_str())
         .bind(&actions)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *conn)
         .await?;
-        for (id, doc) in docs {
-            let record: Option<ActionRecord> = serde_json::from_value(doc).ok();
-            batch.actions.insert(id, (Action { record }, 0));
+        for (id, Json(record)) in docs {
+            let action = Action {
+                record: Some(record),
+            };
+            batch.actions.insert(id, (action, 0));
         }
     }
     let assumptions = ids(Assumption::TYPE);
     if !assumptions.is_empty() {
-        let docs: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        let docs: Vec<(String, Json<AssumptionRecord>)> = sqlx::query_as(
             "SELECT assumption_id, doc FROM assumptions WHERE org_id = $1 AND assumption_id = ANY($2)",
         )
         .bind(org.as_str())
         .bind(&assumptions)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *conn)
         .await?;
-        for (id, doc) in docs {
-            let record: Option<AssumptionRecord> = serde_json::from_value(doc).ok();
-            batch.assumptions.insert(id, (Assumption { record }, 0));
+        for (id, Json(record)) in docs {
+            let assumption = Assumption {
+                record: Some(record),
+            };
+            batch.assumptions.insert(id, (assumption, 0));
         }
     }
     Ok(())
 }
 
 async fn load_key(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     id: &str,
 ) -> Result<Option<ApiKeyRecord>, ProjectionError> {
     type KeyRow = (
@@ -385,7 +161,7 @@ async fn load_key(
         "SELECT key_hash, role, name, created_at, revoked_at FROM api_keys WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(conn)
     .await?;
     Ok(
         row.and_then(|(key_hash, role, name, created_at, revoked_at)| {
@@ -403,33 +179,14 @@ async fn load_key(
 }
 
 async fn write_batch(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     org: &OrgId,
     batch: Batch,
 ) -> Result<(), ProjectionError> {
-    let d = batch.decisions;
-    if !d.id.is_empty() {
-        sqlx::query(
-            "INSERT INTO guard_decisions
-               (org_id, decision_id, agent_id, decision, idempotency_key, created_at, ledger_seq)
-             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[],
-                                      $6::timestamptz[], $7::int8[])
-             ON CONFLICT (org_id, decision_id) DO NOTHING",
-        )
-        .bind(org.as_str())
-        .bind(&d.id)
-        .bind(&d.agent_id)
-        .bind(&d.decision)
-        .bind(&d.idempotency_key)
-        .bind(&d.created_at)
-        .bind(&d.ledger_seq)
-        .execute(&mut **tx)
-        .await?;
-    }
-    write_actions(tx, org, batch.actions).await?;
+    write_actions(conn, org, batch.actions).await?;
     for (_, (assumption, seq)) in batch.assumptions {
         let Some(r) = assumption.record else { continue };
-        write_assumption(tx, org, &r, seq).await?;
+        write_assumption(conn, org, &r, seq).await?;
     }
     for (_, (key, seq)) in batch.keys {
         let Some(r) = key.record else { continue };
@@ -447,15 +204,16 @@ async fn write_batch(
         .bind(r.created_at)
         .bind(r.revoked_at)
         .bind(seq)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     }
     Ok(())
 }
 
-/// Upserts every action row of a batch with one statement.
+/// Upserts every action row of a window with one statement. Documents travel as JSON text
+/// (serialized straight from the record, without an intermediate `Value`).
 async fn write_actions(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     org: &OrgId,
     actions: HashMap<String, (Action, i64)>,
 ) -> Result<(), ProjectionError> {
@@ -463,7 +221,7 @@ async fn write_actions(
     for (_, (action, seq)) in actions {
         let Some(r) = action.record else { continue };
         c.id.push(r.action_id.to_string());
-        c.doc.push(serde_json::to_value(&r).unwrap_or_default());
+        c.doc.push(serde_json::to_string(&r).unwrap_or_default());
         c.agent_id.push(r.agent_id.clone());
         c.swarm_id.push(r.swarm_id.clone());
         c.action_type.push(r.action_type.clone());
@@ -482,9 +240,12 @@ async fn write_actions(
         "INSERT INTO action_records
            (org_id, action_id, doc, agent_id, swarm_id, action_type, status, outcome_status,
             risk_score, cost_estimate, timestamp_start, approval_expires_at, ledger_seq)
-         SELECT $1, * FROM UNNEST($2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[],
-                                  $7::text[], $8::text[], $9::int4[], $10::float8[],
-                                  $11::timestamptz[], $12::timestamptz[], $13::int8[])
+         SELECT $1, id, doc::json, agent, swarm, kind, status, outcome, risk, cost, started,
+                expires, seq
+           FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                       $7::text[], $8::text[], $9::int4[], $10::float8[],
+                       $11::timestamptz[], $12::timestamptz[], $13::int8[])
+             AS u(id, doc, agent, swarm, kind, status, outcome, risk, cost, started, expires, seq)
          ON CONFLICT (org_id, action_id) DO UPDATE SET
            doc = EXCLUDED.doc, status = EXCLUDED.status, outcome_status = EXCLUDED.outcome_status,
            cost_estimate = EXCLUDED.cost_estimate, approval_expires_at = EXCLUDED.approval_expires_at,
@@ -503,7 +264,7 @@ async fn write_actions(
     .bind(&c.timestamp_start)
     .bind(&c.approval_expires_at)
     .bind(&c.ledger_seq)
-    .execute(&mut **tx)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -511,7 +272,7 @@ async fn write_actions(
 #[derive(Default)]
 struct ActionColumns {
     id: Vec<String>,
-    doc: Vec<serde_json::Value>,
+    doc: Vec<String>,
     agent_id: Vec<String>,
     swarm_id: Vec<Option<String>>,
     action_type: Vec<String>,
@@ -525,12 +286,11 @@ struct ActionColumns {
 }
 
 async fn write_assumption(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     org: &OrgId,
     r: &AssumptionRecord,
     seq: i64,
 ) -> Result<(), ProjectionError> {
-    let doc = serde_json::to_value(r).unwrap_or_default();
     sqlx::query(
         "INSERT INTO assumptions (org_id, assumption_id, action_id, doc, created_at, ledger_seq)
          VALUES ($1, $2, $3, $4, $5, $6)
@@ -540,10 +300,10 @@ async fn write_assumption(
     .bind(org.as_str())
     .bind(r.assumption_id.as_str())
     .bind(r.action_id.as_str())
-    .bind(doc)
+    .bind(Json(r))
     .bind(r.created_at)
     .bind(seq)
-    .execute(&mut **tx)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -1,9 +1,68 @@
 //! Tracking projections: fold each org's ledger, in `ledger_seq` order, into read models
-//! (PostgreSQL tables), each batch in one transaction with the projection's checkpoint, so a
+//! (PostgreSQL tables), each window in one transaction with the projection's checkpoint, so a
 //! crash can neither skip nor double-count an event.
 //!
 //! Projections only read the ledger and write their own tables; they never write events.
+//! Each has its own checkpoints, so they fold (and rebuild) side by side.
 
+pub mod decisions;
 pub mod governance;
+pub mod tracker;
 
-pub use governance::{Governance, ProjectionError};
+use std::sync::Arc;
+
+use dashclaw_domain::OrgId;
+use sqlx::PgPool;
+
+pub use decisions::Decisions;
+pub use governance::Governance;
+pub use tracker::{Event, Fold, ProjectionError, Tracker};
+
+/// Every projection of the server.
+#[derive(Clone)]
+pub struct Projections {
+    trackers: Arc<[Tracker]>,
+}
+
+impl Projections {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            trackers: Arc::new([
+                Tracker::new(pool.clone(), Governance),
+                Tracker::new(pool, Decisions),
+            ]),
+        }
+    }
+
+    /// The names `dashclaw replay --projection` accepts.
+    pub const NAMES: [&'static str; 2] = ["governance", "decisions"];
+
+    pub fn trackers(&self) -> &[Tracker] {
+        &self.trackers
+    }
+
+    /// Folds every projection of `org` up to the ledger's head, side by side (a client that
+    /// wrote and then reads calls this first, so it sees its write).
+    pub async fn catch_up(&self, org: &OrgId) -> Result<(), ProjectionError> {
+        futures_util::future::try_join_all(self.trackers.iter().map(|t| t.catch_up(org)))
+            .await
+            .map(drop)
+    }
+
+    /// Forgets every read model, so that the next catch-up rebuilds them from the first event.
+    pub async fn reset(&self) -> Result<(), ProjectionError> {
+        for tracker in self.trackers.iter() {
+            tracker.reset().await?;
+        }
+        Ok(())
+    }
+
+    /// Catches every org of every projection up.
+    pub async fn catch_up_all(&self) -> Result<(), ProjectionError> {
+        futures_util::future::try_join_all(
+            self.trackers.iter().map(|t| t.catch_up_all_with(&|_| {})),
+        )
+        .await
+        .map(drop)
+    }
+}
