@@ -78,6 +78,12 @@ async fn read_models(pool: &PgPool) -> Result<Vec<(String, i64, String)>> {
         ("action_records", "org_id, action_id"),
         ("guard_decisions", "org_id, decision_id"),
         ("assumptions", "org_id, assumption_id"),
+        (
+            "analytics_actions",
+            "org_id, day, agent_id, action_type, model",
+        ),
+        ("analytics_approvals", "org_id, action_id"),
+        ("analytics_decisions", "org_id, day, agent_id, decision"),
         ("api_keys", "id"),
     ] {
         let (rows, digest): (i64, Option<String>) = sqlx::query_as(&format!(

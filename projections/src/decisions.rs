@@ -1,5 +1,8 @@
 //! The `decisions` projection: the guard decision log, one row of filter columns per
-//! `GuardDecision` event (the record itself is read from that event when a decision is shown).
+//! `GuardDecision` event (the record itself is read from that event when a decision is shown),
+//! and the decisions counted per day, agent and verdict for analytics.
+
+use std::collections::HashMap;
 
 use cqrs_es::Aggregate;
 use dashclaw_domain::guard_decision::GuardDecision;
@@ -60,7 +63,7 @@ impl Fold for Decisions {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["guard_decisions"]
+        &["guard_decisions", "analytics_decisions"]
     }
 
     fn apply<'a>(
@@ -71,8 +74,14 @@ impl Fold for Decisions {
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let mut c = Columns::default();
+            let mut counts = HashMap::new();
             for event in events {
                 let DecisionRecorded::Recorded(d) = event.decode(org)?;
+                let day = d.evaluated_at.date_naive();
+                let agent = d.request.agent_id.clone().unwrap_or_default();
+                *counts
+                    .entry((day, agent, d.evaluation.decision.clone()))
+                    .or_insert(0) += 1;
                 c.id.push(d.decision_id);
                 c.agent_id.push(d.request.agent_id);
                 c.decision.push(d.evaluation.decision);
@@ -93,8 +102,9 @@ impl Fold for Decisions {
             .bind(&c.idempotency_key)
             .bind(&c.created_at)
             .bind(&c.ledger_seq)
-            .execute(conn)
+            .execute(&mut *conn)
             .await?;
+            crate::analytics::write_decisions(conn, org, counts).await?;
             Ok(())
         })
     }

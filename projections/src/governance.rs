@@ -1,5 +1,5 @@
 //! The `governance` projection: action records (the decisions ledger and approvals queue),
-//! assumptions and API keys.
+//! the action analytics (see `analytics`), assumptions and API keys.
 //!
 //! Each row keeps the aggregate state exactly as the domain folds it (`doc`), so the read
 //! model is the aggregate by construction; the other columns are copies for filtering.
@@ -15,6 +15,7 @@ use futures_util::future::BoxFuture;
 use sqlx::types::Json;
 use sqlx::PgConnection;
 
+use crate::analytics::{self, Deltas};
 use crate::tracker::{Event, Fold, ProjectionError};
 
 /// Folds actions, assumptions and API keys.
@@ -24,6 +25,8 @@ pub struct Governance;
 #[derive(Default)]
 struct Batch {
     actions: HashMap<String, (Action, i64)>,
+    /// What each preloaded action counted in the analytics before this window.
+    counted: HashMap<String, (analytics::Key, analytics::Counters)>,
     assumptions: HashMap<String, (Assumption, i64)>,
     keys: HashMap<String, (ApiKey, i64)>,
 }
@@ -38,7 +41,13 @@ impl Fold for Governance {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["action_records", "assumptions", "api_keys"]
+        &[
+            "action_records",
+            "analytics_actions",
+            "analytics_approvals",
+            "assumptions",
+            "api_keys",
+        ]
     }
 
     fn apply<'a>(
@@ -121,6 +130,9 @@ async fn preload(
         .fetch_all(&mut *conn)
         .await?;
         for (id, Json(record)) in docs {
+            batch
+                .counted
+                .insert(id.clone(), analytics::contribution(&record));
             let action = Action {
                 record: Some(record),
             };
@@ -183,7 +195,7 @@ async fn write_batch(
     org: &OrgId,
     batch: Batch,
 ) -> Result<(), ProjectionError> {
-    write_actions(conn, org, batch.actions).await?;
+    write_actions(conn, org, batch.actions, &batch.counted).await?;
     for (_, (assumption, seq)) in batch.assumptions {
         let Some(r) = assumption.record else { continue };
         write_assumption(conn, org, &r, seq).await?;
@@ -210,18 +222,26 @@ async fn write_batch(
     Ok(())
 }
 
-/// Upserts every action row of a window with one statement. Documents travel as JSON text
-/// (serialized straight from the record, without an intermediate `Value`).
+/// Upserts every action row of a window with one statement (documents travel as JSON text,
+/// serialized straight from the record), and the analytics they change.
 async fn write_actions(
     conn: &mut PgConnection,
     org: &OrgId,
     actions: HashMap<String, (Action, i64)>,
+    counted: &HashMap<String, (analytics::Key, analytics::Counters)>,
 ) -> Result<(), ProjectionError> {
     let mut c = ActionColumns::default();
-    for (_, (action, seq)) in actions {
-        let Some(r) = action.record else { continue };
+    let mut deltas = Deltas::default();
+    let mut decided = Vec::new();
+    for (id, (action, seq)) in &actions {
+        let Some(r) = &action.record else { continue };
+        deltas.change(counted.get(id), r);
+        if let Some(seconds) = analytics::decided_approval(r) {
+            decided.push((r, seconds));
+        }
+        let seq = *seq;
         c.id.push(r.action_id.to_string());
-        c.doc.push(serde_json::to_string(&r).unwrap_or_default());
+        c.doc.push(serde_json::to_string(r).unwrap_or_default());
         c.agent_id.push(r.agent_id.clone());
         c.swarm_id.push(r.swarm_id.clone());
         c.action_type.push(r.action_type.clone());
@@ -264,8 +284,10 @@ async fn write_actions(
     .bind(&c.timestamp_start)
     .bind(&c.approval_expires_at)
     .bind(&c.ledger_seq)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    deltas.write(conn, org).await?;
+    analytics::write_approvals(conn, org, &decided).await?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! Projections only read the ledger and write their own tables; they never write events.
 //! Each has its own checkpoints, so they fold (and rebuild) side by side.
 
+pub mod analytics;
 pub mod decisions;
 pub mod governance;
 pub mod tracker;

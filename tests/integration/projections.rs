@@ -1,5 +1,6 @@
-//! The governance projection is exact: killed mid-stream and resumed, it ends identical to a
-//! rebuild from zero, and both equal what the live projector built while the traffic ran.
+//! The projections are exact: killed mid-stream and resumed, they end identical to a rebuild
+//! from zero, and both equal what the live projector built while the traffic ran (every read
+//! model: decisions ledger, guard decision log, analytics, assumptions, API keys).
 
 use std::process::Command;
 
@@ -21,8 +22,12 @@ async fn snapshot(pool: &PgPool) -> Vec<Value> {
           ORDER BY org_id, assumption_id",
         "SELECT jsonb_build_object('id', id, 'org', org_id, 'role', role, 'revoked', revoked_at)
            FROM api_keys ORDER BY id",
-        "SELECT jsonb_build_object('org', org_id, 'seq', ledger_seq) FROM projection_checkpoints
-          ORDER BY projection, org_id",
+        "SELECT to_jsonb(a) FROM analytics_actions a
+          ORDER BY org_id, day, agent_id, action_type, model",
+        "SELECT to_jsonb(a) FROM analytics_approvals a ORDER BY org_id, action_id",
+        "SELECT to_jsonb(a) FROM analytics_decisions a ORDER BY org_id, day, agent_id, decision",
+        "SELECT jsonb_build_object('projection', projection, 'org', org_id, 'seq', ledger_seq)
+           FROM projection_checkpoints ORDER BY projection, org_id",
     ] {
         out.extend(
             sqlx::query_scalar::<_, Value>(sql)
@@ -115,6 +120,17 @@ async fn a_projector_killed_mid_stream_resumes_to_the_same_state_as_a_rebuild(po
     traffic(&api).await;
     api.state.projector.catch_up_all().await.unwrap();
     let live = snapshot(&pool).await;
+    for table in [
+        "analytics_actions",
+        "analytics_approvals",
+        "analytics_decisions",
+    ] {
+        let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(rows > 0, "the traffic left {table} empty: nothing compared");
+    }
     drop(api);
     let url = url_of(&pool).await;
     let total: i64 = sqlx::query_scalar("SELECT sum(size)::int8 FROM ledger_heads")

@@ -1,6 +1,7 @@
 //! `GET /api/analytics`: volume, tokens and cost (from the model pricing table when an
 //! action reported none), enforcement counts, and approval rates and time-to-decision, per
-//! day, agent and action type, over the governance read models.
+//! day, agent and action type, from the analytics read models (projections/src/analytics.rs).
+//! Days are UTC calendar days: `days=N` covers the N days up to today.
 
 use std::collections::BTreeMap;
 
@@ -31,22 +32,26 @@ pub struct AnalyticsQuery {
 }
 
 /// One (day, agent, action type, model) group of actions.
-type Group = (
-    NaiveDate,
-    String,
-    String,
-    Option<String>,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    Option<f64>,
-    i64,
-    i64,
-);
+#[derive(sqlx::FromRow)]
+struct Group {
+    day: NaiveDate,
+    agent_id: String,
+    action_type: String,
+    model: Option<String>,
+    actions: i64,
+    completed: i64,
+    failed: i64,
+    blocked: i64,
+    held: i64,
+    approved: i64,
+    denied: i64,
+    expired: i64,
+    tokens_in: i64,
+    tokens_out: i64,
+    cost_reported: f64,
+    unpriced_tokens_in: i64,
+    unpriced_tokens_out: i64,
+}
 
 #[derive(Default, Clone, Copy)]
 struct Totals {
@@ -108,23 +113,22 @@ pub async fn analytics_of(
     q: &AnalyticsQuery,
 ) -> Result<Value, ApiError> {
     let days = clamp_param(q.days.as_deref(), 30, 1, 365, "days")?;
-    let since = state.clock.now() - chrono::Duration::days(days);
+    let since = (state.clock.now() - chrono::Duration::days(days - 1)).date_naive();
     state.projector.catch_up(&caller.org).await?;
     let org = caller.org.as_str();
 
     let groups: Vec<Group> = sqlx::query_as(
-        "SELECT timestamp_start::date, agent_id, action_type, doc->>'model',
-                count(*), count(*) FILTER (WHERE status = 'completed'),
-                count(*) FILTER (WHERE status = 'failed'),
-                count(*) FILTER (WHERE status = 'blocked'),
-                count(*) FILTER (WHERE doc->>'guard_verdict' = 'require_approval'),
-                COALESCE(sum((doc->>'tokens_in')::int8), 0)::int8,
-                COALESCE(sum((doc->>'tokens_out')::int8), 0)::int8,
-                sum(cost_estimate)::float8,
-                COALESCE(sum((doc->>'tokens_in')::int8) FILTER (WHERE cost_estimate IS NULL), 0)::int8,
-                COALESCE(sum((doc->>'tokens_out')::int8) FILTER (WHERE cost_estimate IS NULL), 0)::int8
-           FROM action_records
-          WHERE org_id = $1 AND timestamp_start > $2
+        "SELECT day, agent_id, action_type, NULLIF(model, '') AS model,
+                sum(actions)::int8 AS actions, sum(completed)::int8 AS completed,
+                sum(failed)::int8 AS failed, sum(blocked)::int8 AS blocked,
+                sum(held)::int8 AS held, sum(approved)::int8 AS approved,
+                sum(denied)::int8 AS denied, sum(expired)::int8 AS expired,
+                sum(tokens_in)::int8 AS tokens_in, sum(tokens_out)::int8 AS tokens_out,
+                (sum(cost_reported_micro_usd) / 1e6)::float8 AS cost_reported,
+                sum(unpriced_tokens_in)::int8 AS unpriced_tokens_in,
+                sum(unpriced_tokens_out)::int8 AS unpriced_tokens_out
+           FROM analytics_actions
+          WHERE org_id = $1 AND day >= $2
             AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR action_type = $4)
           GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3",
     )
@@ -139,38 +143,30 @@ pub async fn analytics_of(
     let mut by_day: BTreeMap<(NaiveDate, String, String), Totals> = BTreeMap::new();
     let mut by_agent: BTreeMap<String, Totals> = BTreeMap::new();
     let mut by_type: BTreeMap<String, Totals> = BTreeMap::new();
-    for (
-        day,
-        agent,
-        kind,
-        model,
-        n,
-        completed,
-        failed,
-        blocked,
-        held,
-        tin,
-        tout,
-        cost,
-        uin,
-        uout,
-    ) in groups
-    {
+    let (mut requested, mut approved, mut denied, mut expired) = (0, 0, 0, 0);
+    for g in groups {
+        requested += g.held;
+        approved += g.approved;
+        denied += g.denied;
+        expired += g.expired;
         // Actions that reported no cost are priced from their tokens and model.
-        let priced = model
+        let (uin, uout) = (g.unpriced_tokens_in, g.unpriced_tokens_out);
+        let priced = g
+            .model
             .as_deref()
             .and_then(|m| pricing::cost(m, uin.max(0) as u64, uout.max(0) as u64));
         let t = Totals {
-            actions: n,
-            completed,
-            failed,
-            blocked,
-            held,
-            tokens_in: tin,
-            tokens_out: tout,
-            cost_usd: cost.unwrap_or(0.0) + priced.unwrap_or(0.0),
+            actions: g.actions,
+            completed: g.completed,
+            failed: g.failed,
+            blocked: g.blocked,
+            held: g.held,
+            tokens_in: g.tokens_in,
+            tokens_out: g.tokens_out,
+            cost_usd: g.cost_reported + priced.unwrap_or(0.0),
             unpriced_tokens: if priced.is_some() { 0 } else { uin + uout },
         };
+        let (day, agent, kind) = (g.day, g.agent_id, g.action_type);
         total.add(&t);
         by_day
             .entry((day, agent.clone(), kind.clone()))
@@ -181,8 +177,8 @@ pub async fn analytics_of(
     }
 
     let enforcement: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT decision, count(*) FROM guard_decisions
-          WHERE org_id = $1 AND created_at > $2 AND ($3::text IS NULL OR agent_id = $3)
+        "SELECT decision, sum(decisions)::int8 FROM analytics_decisions
+          WHERE org_id = $1 AND day >= $2 AND ($3::text IS NULL OR agent_id = $3)
           GROUP BY 1",
     )
     .bind(org)
@@ -197,25 +193,14 @@ pub async fn analytics_of(
             .map_or(0, |(_, n)| *n)
     };
 
-    type Approvals = (i64, i64, i64, i64, Option<f64>, Option<f64>, Option<f64>);
-    let (requested, approved, denied, expired, p50, p90, p99): Approvals = sqlx::query_as(
-        "WITH held AS (
-           SELECT doc, (doc->>'approval_decided_at')::timestamptz - timestamp_start AS took
-             FROM action_records
-            WHERE org_id = $1 AND timestamp_start > $2 AND doc->>'guard_verdict' = 'require_approval'
-              AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR action_type = $4))
-         SELECT count(*),
-                count(*) FILTER (WHERE doc->>'approved_by' IS NOT NULL),
-                count(*) FILTER (WHERE doc->>'approval_decided_at' IS NOT NULL
-                                   AND doc->>'approved_by' IS NULL AND doc->>'status' <> 'expired'),
-                count(*) FILTER (WHERE doc->>'status' = 'expired'),
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM took))
-                  FILTER (WHERE doc->>'status' <> 'expired'),
-                percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM took))
-                  FILTER (WHERE doc->>'status' <> 'expired'),
-                percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM took))
-                  FILTER (WHERE doc->>'status' <> 'expired')
-           FROM held",
+    type Percentiles = (Option<f64>, Option<f64>, Option<f64>);
+    let (p50, p90, p99): Percentiles = sqlx::query_as(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds),
+                percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds),
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY seconds)
+           FROM analytics_approvals
+          WHERE org_id = $1 AND day >= $2
+            AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR action_type = $4)",
     )
     .bind(org)
     .bind(since)
