@@ -110,15 +110,17 @@ async fn preload(
     events: &[Event<'_>],
     batch: &mut Batch,
 ) -> Result<(), ProjectionError> {
+    // Entities created in this window (their first event here has sequence 1) have no row yet.
     let ids = |kind: &str| -> Vec<&str> {
-        let mut ids: Vec<&str> = events
-            .iter()
-            .filter(|e| e.aggregate_type == kind)
-            .map(|e| e.entity)
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+        let mut first: HashMap<&str, i64> = HashMap::new();
+        for e in events.iter().filter(|e| e.aggregate_type == kind) {
+            first.entry(e.entity).or_insert(e.sequence);
+        }
+        first
+            .into_iter()
+            .filter(|(_, sequence)| *sequence > 1)
+            .map(|(id, _)| id)
+            .collect()
     };
     let actions = ids(Action::TYPE);
     if !actions.is_empty() {

@@ -39,6 +39,8 @@ pub struct Event<'a> {
     pub aggregate_type: &'a str,
     /// The entity id inside the org (the stream id without its `org/` prefix).
     pub entity: &'a str,
+    /// The event's position in its entity's stream (1 for the event that created it).
+    pub sequence: i64,
     /// The stored payload, JSON text.
     pub payload: &'a str,
 }
@@ -285,7 +287,7 @@ async fn read(
     to: i64,
 ) -> Result<Vec<PgRow>, sqlx::Error> {
     sqlx::query(
-        "SELECT ledger_seq, aggregate_type, aggregate_id, payload FROM events
+        "SELECT ledger_seq, aggregate_type, aggregate_id, payload, sequence FROM events
           WHERE org_id = $1 AND ledger_seq > $2 AND ledger_seq <= $3 AND aggregate_type = ANY($4)
           ORDER BY ledger_seq",
     )
@@ -307,5 +309,6 @@ fn event(row: &PgRow) -> Result<Event<'_>, ProjectionError> {
             .split_once('/')
             .map_or(aggregate_id, |(_, entity)| entity),
         payload: row.try_get_unchecked(3)?,
+        sequence: row.try_get(4)?,
     })
 }
