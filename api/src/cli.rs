@@ -165,9 +165,6 @@ struct ServeArgs {
         default_value_t = 60_000
     )]
     org_rate_limit_window_ms: u64,
-    /// How often to sign checkpoints of orgs whose chains moved (e.g. 30s, 5m).
-    #[arg(long, env = "DASHCLAW_CHECKPOINT_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
-    checkpoint_interval: Duration,
     #[command(flatten)]
     key: KeyArgs,
 }
@@ -316,12 +313,10 @@ async fn run_server(database: Database, key: LedgerKey, serve: ServeArgs) -> Res
         database.location,
         key.kid()
     );
-    let signer = tokio::spawn(server::sign_checkpoints_every(
-        database.pool.clone(),
-        key,
-        serve.checkpoint_interval,
-    ));
     let mut config = Config::new(serve.api_key.as_deref());
+    // DASHCLAW_SWEEP_CADENCE, DASHCLAW_LOST_CONFIRMATION_TIMEOUT, DASHCLAW_APPROVAL_GRACE,
+    // DASHCLAW_CHECKPOINT_EVERY_EVENTS, DASHCLAW_CHECKPOINT_INTERVAL (README).
+    config.sweeps = dashclaw_sweeps::Settings::from_env()?;
     config.bootstrap_org = OrgId::new(serve.api_key_org.clone())?;
     config.ip_limit = RateLimit {
         max: serve.rate_limit_max,
@@ -334,8 +329,9 @@ async fn run_server(database: Database, key: LedgerKey, serve: ServeArgs) -> Res
     let state = AppState::start(database.pool.clone(), config)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start: {}", e.error))?;
+    let sweeps = server::start_sweeps(&state, key);
     let served = server::serve(listener, state, server::shutdown_signal()).await;
-    signer.abort();
+    sweeps.iter().for_each(tokio::task::JoinHandle::abort);
     database.close().await?;
     served.context("the HTTP server failed")
 }

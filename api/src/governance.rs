@@ -28,6 +28,8 @@ pub struct OrgView {
     pub policies: Vec<Policy>,
     pub version: String,
     pub halt: Option<HaltState>,
+    /// The org's overrides of the sweeps' settings.
+    pub sweeps: dashclaw_domain::org_settings::SweepOverrides,
 }
 
 /// Per-org views, dropped whenever the ledger shows a policy or settings change. A
@@ -64,6 +66,7 @@ impl OrgViews {
             policies: policy_set.policies(),
             version: policy_set.version_hash(),
             halt: settings.halted().cloned(),
+            sweeps: settings.sweeps.clone(),
             policy_set,
         });
         let mut inner = self.0.lock().map_err(ApiError::internal)?;
@@ -258,4 +261,17 @@ pub async fn decide(
         Err(CommandError::Failed(e)) => Err(e),
         Err(CommandError::Rejected(e)) => Err(ApiError::internal(e)),
     }
+}
+
+/// How long past its declared wait a pending approval of `org` lives: the org's override,
+/// else the server's setting.
+pub async fn approval_grace(
+    views: &OrgViews,
+    ledger: &Ledger,
+    config: &crate::server::Config,
+    org: &OrgId,
+) -> Result<chrono::Duration, ApiError> {
+    let view = views.get(ledger, org).await?;
+    let grace = config.sweeps.for_org(&view.sweeps).approval_grace;
+    chrono::Duration::from_std(grace).map_err(ApiError::internal)
 }

@@ -18,5 +18,6 @@ pub mod live;
 pub mod local_pg;
 pub mod routes;
 pub mod server;
+pub mod sweeping;
 pub mod validate;
 pub mod wire;

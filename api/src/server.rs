@@ -45,6 +45,8 @@ pub struct Config {
     pub org_limit: RateLimit,
     /// SSE heartbeat period (contract: 15 s).
     pub heartbeat: Duration,
+    /// The sweeps' timeouts and cadences (orgs may override them).
+    pub sweeps: dashclaw_sweeps::Settings,
 }
 
 impl Config {
@@ -61,6 +63,7 @@ impl Config {
                 window: Duration::from_secs(60),
             },
             heartbeat: Duration::from_secs(15),
+            sweeps: dashclaw_sweeps::Settings::default(),
         }
     }
 }
@@ -156,22 +159,22 @@ pub async fn serve(
     .await
 }
 
-/// Signs a checkpoint for every org whose chain moved, every `interval`, until the task is
-/// dropped. (Leader election across nodes arrives with the sweeps; until then each node may
-/// sign, which is harmless: checkpoints are idempotent per (org, size).)
-pub async fn sign_checkpoints_every(pool: PgPool, key: LedgerKey, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match dashclaw_store::checkpoints::sign_all(&pool, &key).await {
-            Ok(signed) if !signed.is_empty() => {
-                tracing::info!(orgs = signed.len(), "signed checkpoints")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "checkpoint signing failed; will retry"),
-        }
-    }
+/// Starts this node's sweeps (each runs while this node leads it); they stop when the
+/// returned handles are aborted.
+pub fn start_sweeps(state: &AppState, key: LedgerKey) -> Vec<tokio::task::JoinHandle<()>> {
+    let effects = crate::sweeping::LedgerEffects {
+        ledger: state.ledger.clone(),
+        pool: state.pool.clone(),
+        key,
+    };
+    let clock = state.clock.clone();
+    dashclaw_sweeps::Sweeps::new(
+        state.pool.clone(),
+        state.config.sweeps.clone(),
+        Arc::new(effects),
+        Arc::new(move || clock.now()),
+    )
+    .spawn()
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,4 +1,5 @@
-//! The OrgSettings aggregate: per-org switches, today the halt (kill switch).
+//! The OrgSettings aggregate: per-org switches: the halt (kill switch) and the timeouts and
+//! cadences of the sweeps (overriding the server's defaults).
 
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -16,10 +17,25 @@ pub struct HaltState {
     pub at: DateTime<Utc>,
 }
 
+/// Per-org overrides of the sweeps' settings, in seconds / events (absent: server default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepOverrides {
+    /// Running actions without an outcome after this long are reconciled as lost.
+    pub lost_confirmation_timeout_secs: Option<u64>,
+    /// Added to an approval's wait before it expires.
+    pub approval_grace_secs: Option<u64>,
+    /// Sign a checkpoint once this many events are unsigned...
+    pub checkpoint_every_events: Option<u64>,
+    /// ...or once the newest unsigned event is this old.
+    pub checkpoint_interval_secs: Option<u64>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OrgSettings {
     /// The last halt change, if any (`halted: false` after a resume).
     pub halt: Option<HaltState>,
+    #[serde(default)]
+    pub sweeps: SweepOverrides,
 }
 
 impl OrgSettings {
@@ -36,16 +52,30 @@ pub enum OrgSettingsCommand {
         reason: Option<String>,
         now: DateTime<Utc>,
     },
+    SetSweeps {
+        overrides: SweepOverrides,
+        actor: String,
+        now: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum OrgSettingsEvent {
     HaltChanged(HaltState),
+    SweepsChanged {
+        overrides: SweepOverrides,
+        actor: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for OrgSettingsEvent {
     fn event_type(&self) -> String {
-        "OrgHaltChanged".to_owned()
+        match self {
+            Self::HaltChanged(_) => "OrgHaltChanged",
+            Self::SweepsChanged { .. } => "OrgSweepsChanged",
+        }
+        .to_owned()
     }
 
     fn event_version(&self) -> String {
@@ -69,25 +99,37 @@ impl Aggregate for OrgSettings {
         _: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), OrgSettingsError> {
-        let OrgSettingsCommand::SetHalt {
-            halted,
-            actor,
-            reason,
-            now,
-        } = command;
-        let state = HaltState {
-            halted,
-            actor,
-            reason,
-            at: now,
+        let event = match command {
+            OrgSettingsCommand::SetHalt {
+                halted,
+                actor,
+                reason,
+                now,
+            } => OrgSettingsEvent::HaltChanged(HaltState {
+                halted,
+                actor,
+                reason,
+                at: now,
+            }),
+            OrgSettingsCommand::SetSweeps {
+                overrides,
+                actor,
+                now,
+            } => OrgSettingsEvent::SweepsChanged {
+                overrides,
+                actor,
+                at: now,
+            },
         };
-        sink.write(OrgSettingsEvent::HaltChanged(state), self).await;
+        sink.write(event, self).await;
         Ok(())
     }
 
     fn apply(&mut self, event: OrgSettingsEvent) {
-        let OrgSettingsEvent::HaltChanged(state) = event;
-        self.halt = Some(state);
+        match event {
+            OrgSettingsEvent::HaltChanged(state) => self.halt = Some(state),
+            OrgSettingsEvent::SweepsChanged { overrides, .. } => self.sweeps = overrides,
+        }
     }
 }
 

@@ -1,5 +1,246 @@
-//! Background sweeps (lost confirmation, approval expiry, work-order leases, checkpoint
-//! signing), each a pure decision function plus a loop that acts only by sending commands.
+//! Background sweeps: time-driven transitions, each a pure decision ([`decide`]) plus a loop
+//! that acts only by sending commands through [`Effects`], so a race with an agent's own
+//! report is settled by the aggregate (exactly one terminal outcome). Each sweep runs on one
+//! node at a time ([`leader`]).
 //!
-//! Empty until the sweeps work lands; today checkpoints are signed on demand by
-//! `dashclaw checkpoint` and by the server's periodic signer in `api`.
+//! - `lost_confirmation`: running actions whose outcome was not reported within the org's
+//!   timeout become `lost_confirmation` (pending approvals are left to expire by their rule).
+//! - `approval_expiry`: pending approvals past their wait + grace become `expired`.
+//! - `checkpoints`: every org's chain is signed every N events or T after its oldest unsigned
+//!   event.
+//!
+//! (Work-order lease timeouts join when work orders exist.)
+
+pub mod decide;
+pub mod leader;
+pub mod settings;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use dashclaw_domain::action::ActionRecord;
+use dashclaw_domain::ids::ActionId;
+use dashclaw_domain::org_settings::SweepOverrides;
+use dashclaw_domain::OrgId;
+use futures_util::future::BoxFuture;
+use sqlx::types::Json;
+use sqlx::PgPool;
+
+pub use settings::{OrgSweeps, Settings};
+
+/// A sweep's failure (logged; the sweep tries again at its next cadence).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SweepError(pub String);
+
+impl From<sqlx::Error> for SweepError {
+    fn from(e: sqlx::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// What the sweeps can do to the world: commands on aggregates and checkpoint signing. Each
+/// answers `true` when it changed something, `false` when the aggregate refused (someone else,
+/// an agent or another sweep, got there first).
+pub trait Effects: Send + Sync + 'static {
+    fn overrides<'a>(&'a self, org: &'a OrgId)
+        -> BoxFuture<'a, Result<SweepOverrides, SweepError>>;
+    fn mark_confirmation_lost<'a>(
+        &'a self,
+        org: &'a OrgId,
+        action: &'a ActionId,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, SweepError>>;
+    fn expire_approval<'a>(
+        &'a self,
+        org: &'a OrgId,
+        action: &'a ActionId,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, SweepError>>;
+    fn sign_checkpoint<'a>(&'a self, org: &'a OrgId) -> BoxFuture<'a, Result<bool, SweepError>>;
+}
+
+/// The clock the sweeps read (the server's, which tests can advance).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// Names of the sweeps (also their leader locks).
+pub const SWEEPS: [&str; 3] = ["lost_confirmation", "approval_expiry", "checkpoints"];
+
+/// The sweeps of one node.
+#[derive(Clone)]
+pub struct Sweeps {
+    pool: PgPool,
+    settings: Settings,
+    effects: Arc<dyn Effects>,
+    clock: Clock,
+}
+
+impl Sweeps {
+    pub fn new(pool: PgPool, settings: Settings, effects: Arc<dyn Effects>, clock: Clock) -> Self {
+        Self {
+            pool,
+            settings,
+            effects,
+            clock,
+        }
+    }
+
+    /// Starts one loop per sweep; each runs the sweep at every cadence while this node leads
+    /// it. The loops stop when the returned handles are aborted.
+    pub fn spawn(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        SWEEPS
+            .into_iter()
+            .map(|name| {
+                let sweeps = self.clone();
+                tokio::spawn(async move {
+                    let mut leader = leader::Leader::new(sweeps.pool.clone(), name);
+                    let mut tick = tokio::time::interval(sweeps.settings.cadence);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        if !leader.lead().await {
+                            continue;
+                        }
+                        match sweeps.run(name).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(sweep = name, transitions = n, "swept"),
+                            Err(e) => tracing::warn!(sweep = name, error = %e, "sweep failed"),
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Runs the sweep `name` once; returns how many transitions it made.
+    pub async fn run(&self, name: &str) -> Result<usize, SweepError> {
+        match name {
+            "lost_confirmation" => self.lost_confirmations().await,
+            "approval_expiry" => self.expired_approvals().await,
+            "checkpoints" => self.checkpoints().await,
+            other => Err(SweepError(format!("no sweep named {other}"))),
+        }
+    }
+
+    async fn org_settings(
+        &self,
+        cache: &mut std::collections::HashMap<OrgId, OrgSweeps>,
+        org: &OrgId,
+    ) -> Result<OrgSweeps, SweepError> {
+        if let Some(s) = cache.get(org) {
+            return Ok(*s);
+        }
+        let s = self.settings.for_org(&self.effects.overrides(org).await?);
+        cache.insert(org.clone(), s);
+        Ok(s)
+    }
+
+    /// Running actions without an outcome past their org's timeout -> lost confirmation.
+    pub async fn lost_confirmations(&self) -> Result<usize, SweepError> {
+        let candidates = candidates(
+            &self.pool,
+            "status IN ('running', 'pending') AND outcome_status = 'pending'",
+        )
+        .await?;
+        let now = (self.clock)();
+        let mut cache = std::collections::HashMap::new();
+        let mut changed = 0;
+        for (org, record) in candidates {
+            let timeout = self
+                .org_settings(&mut cache, &org)
+                .await?
+                .lost_confirmation_timeout;
+            if decide::confirmation_lost(&record, now, timeout)
+                && self
+                    .effects
+                    .mark_confirmation_lost(&org, &record.action_id, now)
+                    .await?
+            {
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Pending approvals past their deadline -> expired.
+    pub async fn expired_approvals(&self) -> Result<usize, SweepError> {
+        let candidates = candidates(&self.pool, "status = 'pending_approval'").await?;
+        let now = (self.clock)();
+        let mut changed = 0;
+        for (org, record) in candidates {
+            if decide::approval_expired(&record, now)
+                && self
+                    .effects
+                    .expire_approval(&org, &record.action_id, now)
+                    .await?
+            {
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Signs every org whose chain is due.
+    pub async fn checkpoints(&self) -> Result<usize, SweepError> {
+        type Row = (String, i64, i64, Option<DateTime<Utc>>);
+        let chains: Vec<Row> = sqlx::query_as(
+            "SELECT h.org_id, h.size, COALESCE(c.size, 0),
+                    (SELECT e.recorded_at FROM events e
+                      WHERE e.org_id = h.org_id AND e.ledger_seq = COALESCE(c.size, 0) + 1)
+               FROM ledger_heads h
+               LEFT JOIN LATERAL (SELECT max(size) AS size FROM checkpoints
+                                   WHERE org_id = h.org_id) c ON true
+              WHERE h.size > COALESCE(c.size, 0)
+              ORDER BY h.org_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let now = (self.clock)();
+        let mut cache = std::collections::HashMap::new();
+        let mut signed = 0;
+        for (org, size, signed_size, oldest_unsigned_at) in chains {
+            let Ok(org) = OrgId::new(org) else { continue };
+            let s = self.org_settings(&mut cache, &org).await?;
+            let chain = decide::ChainState {
+                size: size as u64,
+                signed_size: signed_size as u64,
+                oldest_unsigned_at,
+            };
+            if decide::checkpoint_due(chain, now, s.checkpoint_every_events, s.checkpoint_interval)
+                && self.effects.sign_checkpoint(&org).await?
+            {
+                signed += 1;
+            }
+        }
+        Ok(signed)
+    }
+}
+
+/// Action records matching `filter` (a fixed SQL condition), by org, read in pages.
+async fn candidates(pool: &PgPool, filter: &str) -> Result<Vec<(OrgId, ActionRecord)>, SweepError> {
+    const PAGE: i64 = 500;
+    let mut out = Vec::new();
+    let mut after = (String::new(), String::new());
+    loop {
+        let rows: Vec<(String, String, Json<ActionRecord>)> = sqlx::query_as(&format!(
+            "SELECT org_id, action_id, doc FROM action_records
+              WHERE {filter} AND (org_id, action_id) > ($1, $2)
+              ORDER BY org_id, action_id LIMIT $3"
+        ))
+        .bind(&after.0)
+        .bind(&after.1)
+        .bind(PAGE)
+        .fetch_all(pool)
+        .await?;
+        let done = (rows.len() as i64) < PAGE;
+        for (org, id, Json(record)) in rows {
+            after = (org.clone(), id);
+            if let Ok(org) = OrgId::new(org) {
+                out.push((org, record));
+            }
+        }
+        if done {
+            return Ok(out);
+        }
+    }
+}

@@ -97,6 +97,25 @@ def server():
     assert "intact:" in verified.stdout, verified.stdout
 
 
+@pytest.fixture(scope="session")
+def second_node(server):
+    """A second `dashclaw serve` on the same database (another node of the same deployment)."""
+    process = subprocess.Popen(
+        [os.environ["DASHCLAW_BIN"], "serve", "--bind", "127.0.0.1:0"],
+        env=server.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = process.stdout.readline()
+    assert "listening on http://" in line, line
+    address = line.split("http://", 1)[1].split()[0]
+    try:
+        yield Server(f"http://{address}", server.agent_key, server.admin_key, server.env)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 @pytest.fixture
 def agent_id():
     """A fresh agent id per test: policies are scoped to it, so tests never see each other."""

@@ -139,6 +139,28 @@ def test_pending_approval_is_released_in_under_a_second(server, agent_id, policy
     assert returned - timing["sent"] < 1.0, f"approval took {returned - timing['sent']:.3f} s to arrive"
 
 
+def test_an_approval_on_another_node_wakes_the_waiting_sdk(server, second_node, agent_id, policy):
+    """Node A serves the waiting agent; the operator approves on node B. B's ledger commit
+    reaches A's stream through PostgreSQL (LISTEN/NOTIFY), not through any shared memory."""
+    policy("require_approval", {"action_types": ["deploy"]})
+    claw = server.client(agent_id)
+    action_id = claw.create_action("deploy", "ship v3")["action_id"]
+    baseline = server.subscribers()
+    timing = {}
+
+    def approve_on_b():
+        server.wait_for_subscribers(baseline)
+        timing["sent"] = time.monotonic()
+        return second_node.admin().approve_action(action_id, "allow", "approved on node B")
+
+    approver = later(approve_on_b)
+    approved = claw.wait_for_approval(action_id, timeout=60)
+    returned = time.monotonic()
+    assert approver.join()["action"]["status"] == "running"
+    assert approved["action"]["status"] == "running"
+    assert returned - timing["sent"] < 1.0, f"took {returned - timing['sent']:.3f} s across nodes"
+
+
 def test_denied_approval_raises(server, agent_id, policy):
     policy("require_approval", {"action_types": ["deploy"]})
     claw = server.client(agent_id)

@@ -13,4 +13,5 @@ mod ledger;
 mod projections;
 mod server;
 mod support;
+mod sweeps;
 mod tamper;

@@ -1,11 +1,15 @@
-//! Org-wide surfaces: the halt switch (`/api/halt`), decision-integrity signals
-//! (`/api/signals`) and the prompt-injection scanner (`/api/security/prompt-injection`).
+//! Org-wide surfaces: the halt switch (`/api/halt`), the sweeps' per-org timeouts
+//! (`/api/settings/sweeps`), decision-integrity signals (`/api/signals`) and the
+//! prompt-injection scanner (`/api/security/prompt-injection`).
 
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dashclaw_domain::guard::scan_prompt_injection;
-use dashclaw_domain::org_settings::{OrgSettings, OrgSettingsCommand, ORG_SETTINGS_ID};
+use dashclaw_domain::org_settings::{
+    OrgSettings, OrgSettingsCommand, SweepOverrides, ORG_SETTINGS_ID,
+};
+use dashclaw_sweeps::settings::{format_duration, parse_duration};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -20,6 +24,7 @@ use crate::wire;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/halt", get(halt).post(set_halt))
+        .route("/api/settings/sweeps", get(sweeps).put(set_sweeps))
         .route("/api/signals", get(signals))
         .route("/api/actions/signals", get(signals))
         .route("/api/security/prompt-injection", post(scan))
@@ -80,6 +85,117 @@ pub async fn change_halt(
     state.live.views().invalidate(&caller.org);
     match result {
         Ok(settings) => Ok(settings),
+        Err(CommandError::Failed(e)) => Err(e),
+        Err(CommandError::Rejected(e)) => match e {},
+    }
+}
+
+/// The org's sweep overrides (null: the server's default) and the settings in effect.
+fn sweeps_body(state: &AppState, o: &SweepOverrides) -> Value {
+    let secs = |v: Option<u64>| v.map(|s| format_duration(std::time::Duration::from_secs(s)));
+    let e = state.config.sweeps.for_org(o);
+    json!({
+        "overrides": {
+            "lost_confirmation_timeout": secs(o.lost_confirmation_timeout_secs),
+            "approval_grace": secs(o.approval_grace_secs),
+            "checkpoint_every_events": o.checkpoint_every_events,
+            "checkpoint_interval": secs(o.checkpoint_interval_secs),
+        },
+        "effective": {
+            "lost_confirmation_timeout": format_duration(e.lost_confirmation_timeout),
+            "approval_grace": format_duration(e.approval_grace),
+            "checkpoint_every_events": e.checkpoint_every_events,
+            "checkpoint_interval": format_duration(e.checkpoint_interval),
+            "cadence": format_duration(state.config.sweeps.cadence),
+        },
+    })
+}
+
+async fn sweeps(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require_admin("Admin access required")?;
+    let settings: OrgSettings = state.ledger.load(&caller.org, ORG_SETTINGS_ID).await?;
+    Ok(Json(sweeps_body(&state, &settings.sweeps)))
+}
+
+/// Replaces the org's overrides: durations are human-readable (`"30m"`, `"90s"`); a field
+/// left out or null falls back to the server's setting.
+async fn set_sweeps(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin("Admin access required")?;
+    let body = object(&body)?;
+    let mut errors = Vec::new();
+    let mut duration = |name: &str| -> Option<u64> {
+        match body.get(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => match parse_duration(text) {
+                Ok(d) if d.as_secs() >= 1 && d.as_secs() <= 30 * 86_400 => Some(d.as_secs()),
+                Ok(_) => {
+                    errors.push(format!("{name} must be between 1s and 30 days"));
+                    None
+                }
+                Err(e) => {
+                    errors.push(format!("{name}: {e}"));
+                    None
+                }
+            },
+            Some(_) => {
+                errors.push(format!("{name} must be a duration string such as \"15m\""));
+                None
+            }
+        }
+    };
+    let overrides = SweepOverrides {
+        lost_confirmation_timeout_secs: duration("lost_confirmation_timeout"),
+        approval_grace_secs: duration("approval_grace"),
+        checkpoint_interval_secs: duration("checkpoint_interval"),
+        checkpoint_every_events: None,
+    };
+    let every = match body.get("checkpoint_every_events") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=1_000_000).contains(&n) => Some(n),
+            _ => {
+                errors.push("checkpoint_every_events must be an integer from 1 to 1000000".into());
+                None
+            }
+        },
+    };
+    const KNOWN: [&str; 4] = [
+        "lost_confirmation_timeout",
+        "approval_grace",
+        "checkpoint_every_events",
+        "checkpoint_interval",
+    ];
+    for key in body.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
+        errors.push(format!("unknown field {key} (known: {})", KNOWN.join(", ")));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let overrides = SweepOverrides {
+        checkpoint_every_events: every,
+        ..overrides
+    };
+    let command = OrgSettingsCommand::SetSweeps {
+        overrides,
+        actor: caller.principal.clone(),
+        now: state.clock.now(),
+    };
+    let result = state
+        .ledger
+        .execute::<OrgSettings>(
+            &caller.org,
+            ORG_SETTINGS_ID,
+            command,
+            &Actor::of(&caller.principal, None),
+        )
+        .await;
+    state.live.views().invalidate(&caller.org);
+    match result {
+        Ok(settings) => Ok(Json(sweeps_body(&state, &settings.sweeps))),
         Err(CommandError::Failed(e)) => Err(e),
         Err(CommandError::Rejected(e)) => match e {},
     }
@@ -152,6 +268,28 @@ async fn signals(
             format!("{agent_id} failed {n} actions in 24 h"),
             "Look at the failing actions before letting the agent retry.",
             json!({"agent_id": agent_id}),
+        ));
+    }
+
+    let lost: Vec<(String, String)> = sqlx::query_as(
+        "SELECT action_id, agent_id FROM action_records
+          WHERE org_id = $1 AND ($2::text IS NULL OR agent_id = $2)
+            AND outcome_status = 'lost_confirmation'
+            AND timestamp_start > now() - interval '7 days'
+          ORDER BY timestamp_start DESC LIMIT 50",
+    )
+    .bind(org)
+    .bind(agent)
+    .fetch_all(&state.pool)
+    .await?;
+    for (action_id, agent_id) in lost {
+        out.push(signal(
+            "lost_confirmation",
+            true,
+            "Lost confirmation",
+            format!("{action_id} never reported its outcome; it was reconciled to unknown"),
+            "Find out whether it ran before retrying it: a retry could run it twice.",
+            json!({"agent_id": agent_id, "action_id": action_id}),
         ));
     }
 

@@ -83,6 +83,8 @@ pub struct NewAction {
     pub guard_reason: Option<String>,
     pub matched_policies: Vec<String>,
     pub approval_wait_seconds: u32,
+    /// Added to the wait before a pending approval expires (the org's setting).
+    pub approval_grace: chrono::Duration,
     pub act_content_hash: Option<String>,
     pub created_by: String,
     pub now: DateTime<Utc>,

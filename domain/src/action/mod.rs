@@ -26,7 +26,8 @@ use crate::guard::Verdict;
 
 /// How long after `approved_at` an approval can still be turned into an execution claim.
 pub const APPROVAL_GRANT_WINDOW: Duration = Duration::minutes(15);
-/// Grace added to the wait an agent declared before a pending approval expires.
+/// The default grace added to the wait an agent declared before a pending approval expires
+/// (orgs and the server environment can change it: `sweeps::Settings`).
 pub const APPROVAL_GRACE: Duration = Duration::minutes(15);
 /// Summaries and error messages are cut to this many characters.
 pub const TEXT_LIMIT: usize = 4000;

@@ -6,7 +6,6 @@ use serde_json::Value;
 
 use super::command::{LegacyUpdate, NewAction};
 use super::event::ActionEvent;
-use super::APPROVAL_GRACE;
 use crate::guard::Verdict;
 use crate::ids::{ActionId, GuardDecisionId};
 
@@ -251,7 +250,7 @@ pub struct ActionRecord {
 }
 
 impl ActionRecord {
-    pub(super) fn new(new: NewAction) -> Self {
+    pub fn new(new: NewAction) -> Self {
         let d = new.details;
         let now = new.now;
         let (status, error_message, timestamp_end, duration_ms, expires) = match new.verdict {
@@ -273,7 +272,7 @@ impl ActionRecord {
                     d.error_message,
                     d.timestamp_end,
                     d.duration_ms,
-                    Some(now + Duration::seconds(wait) + APPROVAL_GRACE),
+                    Some(now + Duration::seconds(wait) + new.approval_grace),
                 )
             }
             Verdict::Allow | Verdict::Warn => (

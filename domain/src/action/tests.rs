@@ -28,6 +28,7 @@ fn new_action(verdict: Verdict) -> NewAction {
         guard_reason: Some("Prod gate: Risk score 75 >= threshold 70".into()),
         matched_policies: vec!["gp_1".into()],
         approval_wait_seconds: 300,
+        approval_grace: APPROVAL_GRACE,
         act_content_hash: Some("h1".into()),
         created_by: "key_agent".into(),
         now: t0(),
