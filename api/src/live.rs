@@ -28,8 +28,9 @@ use crate::error::ApiError;
 use crate::governance::{Counters, OrgViews};
 use crate::wire;
 
-/// How often every org's head is re-read, in case a notification was missed.
-const RESCAN: Duration = Duration::from_secs(2);
+/// How often every org's head is re-read, in case a notification was missed: a policy or
+/// halt change reaches every node within a second even then.
+const RESCAN: Duration = Duration::from_millis(500);
 /// After a wake-up, the projector lets more commits gather before folding: under load this
 /// turns hundreds of small catch-ups a second into a few larger ones (less CPU taken from
 /// the requests), at a cost of a few milliseconds of projection lag.

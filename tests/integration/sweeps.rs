@@ -282,6 +282,8 @@ impl Node {
             .env("DASHCLAW_API_KEY", BOOTSTRAP)
             .env("DASHCLAW_SWEEP_CADENCE", "100ms")
             .env("DASHCLAW_LOST_CONFIRMATION_TIMEOUT", "1s")
+            .env("DASHCLAW_RATE_LIMIT_MAX", "1000000")
+            .env("DASHCLAW_ORG_RATE_LIMIT_MAX", "1000000")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -399,4 +401,41 @@ async fn two_nodes_sweep_each_action_once_and_a_killed_leader_is_replaced(pool: 
     }
     let now_leading = leader(&pool).await;
     assert!(now_leading.is_some() && now_leading != Some(holder.clone()));
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_policy_or_halt_set_on_one_node_applies_on_the_other_within_a_second(pool: PgPool) {
+    let url = url_of(&pool).await;
+    let a = Node::start(&url, "node-a");
+    let b = Node::start(&url, "node-b");
+    let guard = json!({"action_type": "drop_table", "agent_id": "a", "declared_goal": "clean"});
+    let verdict = |node: &Node| node.post("/api/guard", &guard).1["decision"].clone();
+    assert_eq!(verdict(&a), "allow");
+    // Within one second of the change's answer, node A decides under it.
+    let within_a_second = |wanted: &str| {
+        let since = Instant::now();
+        while verdict(&a) != wanted {
+            assert!(
+                since.elapsed() < Duration::from_secs(1),
+                "node A still does not answer {wanted}"
+            );
+        }
+    };
+    let (status, body) = b.post(
+        "/api/policies",
+        &json!({"name": "no drops", "policy_type": "block_action_type",
+                "rules": {"action_types": ["drop_table"]}}),
+    );
+    assert_eq!(status, 201, "{body}");
+    within_a_second("block");
+    let (status, body) = b.post("/api/halt", &json!({"halted": true, "reason": "drill"}));
+    assert_eq!(status, 200, "{body}");
+    let guard_research = json!({"action_type": "research", "agent_id": "a", "declared_goal": "x"});
+    let since = Instant::now();
+    while a.post("/api/guard", &guard_research).1["decision"] != "block" {
+        assert!(
+            since.elapsed() < Duration::from_secs(1),
+            "node A ignores the halt"
+        );
+    }
 }
