@@ -846,6 +846,36 @@ impl Query {
         ))
     }
 
+    /// Replays a proposed policy (`policyType`, `rules`) over the guard requests recorded in
+    /// the last `days` (default 7, at most 90) and reports what it alone would have decided;
+    /// no side effects (same shape as `POST /api/policies/simulate`).
+    async fn simulate_policy(
+        &self,
+        ctx: &Context<'_>,
+        policy_type: String,
+        rules: Json<Value>,
+        days: Option<i32>,
+    ) -> async_graphql::Result<Json<Value>> {
+        let (state, caller) = parts(ctx)?;
+        let days = i64::from(days.unwrap_or(7));
+        if !(1..=90).contains(&days) {
+            return Err(gql(ApiError::validation(vec![
+                "days must be between 1 and 90".into(),
+            ])));
+        }
+        Ok(Json(
+            crate::routes::policy_tools::simulate_policy(
+                state,
+                caller,
+                &policy_type,
+                rules.0,
+                days,
+            )
+            .await
+            .map_err(gql)?,
+        ))
+    }
+
     /// Volume, cost, enforcement and approval analytics with per-day series (same shape as
     /// `GET /api/analytics`).
     async fn analytics(

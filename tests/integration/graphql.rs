@@ -136,6 +136,59 @@ async fn decisions_are_queried_with_filters_history_and_their_guard_decision(poo
     );
     assert_eq!(more["data"]["posture"]["summary"]["totalUnits"], 2);
     assert_eq!(more["data"]["analytics"]["totals"]["actions"], 3);
+
+    // Simulation replays the recorded requests under a proposed policy, changing nothing.
+    let events = api.events().await;
+    let simulate = "query($t: String!, $r: JSON!, $d: Int) {
+        simulatePolicy(policyType: $t, rules: $r, days: $d) }";
+    let (_, fires) = graphql(
+        &api,
+        &api.readonly,
+        simulate,
+        json!({"t": "block_action_type", "r": {"action_types": ["build"]}}),
+    )
+    .await;
+    let summary = &fires["data"]["simulatePolicy"]["summary"];
+    assert_eq!(
+        (summary["total"].as_i64(), summary["block"].as_i64()),
+        (Some(3), Some(2)),
+        "{fires}"
+    );
+    let (_, never) = graphql(
+        &api,
+        &api.readonly,
+        simulate,
+        json!({"t": "block_action_type", "r": {"action_types": ["nothing_like_it"]}}),
+    )
+    .await;
+    assert_eq!(
+        never["data"]["simulatePolicy"]["summary"]["matches"], 0,
+        "{never}"
+    );
+    let (_, bad) = graphql(
+        &api,
+        &api.readonly,
+        simulate,
+        json!({"t": "block_action_type", "r": {"action_types": ["x"]}, "d": 365}),
+    )
+    .await;
+    assert_eq!(
+        bad["errors"][0]["extensions"]["code"], "VALIDATION_FAILED",
+        "{bad}"
+    );
+    let (_, unknown) = graphql(
+        &api,
+        &api.readonly,
+        simulate,
+        json!({"t": "nonsense", "r": {}}),
+    )
+    .await;
+    // Unknown types are stored inert (contract): they would have decided nothing.
+    assert_eq!(
+        unknown["data"]["simulatePolicy"]["summary"]["matches"], 0,
+        "{unknown}"
+    );
+    assert_eq!(api.events().await, events, "simulation wrote nothing");
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]

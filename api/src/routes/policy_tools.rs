@@ -195,18 +195,31 @@ async fn simulate(
     let (Some(policy_type), Some(rules)) = (policy_type, rules) else {
         return Err(ApiError::validation(vec!["policy_type is required".into()]));
     };
-    let rules = Value::Object(rules);
-    validate_policy(&policy_type, &rules).map_err(ApiError::validation)?;
+    Ok(Json(
+        simulate_policy(&state, &caller, &policy_type, Value::Object(rules), days).await?,
+    ))
+}
+
+/// What a proposed policy alone would have decided for each guard request of the caller's
+/// org recorded in the last `days` (REST and GraphQL; no side effects).
+pub async fn simulate_policy(
+    state: &AppState,
+    caller: &Caller,
+    policy_type: &str,
+    rules: Value,
+    days: i64,
+) -> Result<Value, ApiError> {
+    validate_policy(policy_type, &rules).map_err(ApiError::validation)?;
     let policy = Policy {
         id: "proposed".into(),
         name: "proposed policy".into(),
-        policy_type,
+        policy_type: policy_type.to_owned(),
         rules,
         active: true,
         agent_ids: None,
     };
     let since = state.clock.now() - chrono::Duration::days(days);
-    let records = recorded_requests(&state, &caller.org, since, SIMULATION_SAMPLE).await?;
+    let records = recorded_requests(state, &caller.org, since, SIMULATION_SAMPLE).await?;
     let mut counts = [0usize; 4];
     let mut matches = Vec::new();
     let mut total = 0;
@@ -228,12 +241,12 @@ async fn simulate(
         }
     }
     let [allow, warn, require_approval, block] = counts;
-    Ok(Json(json!({
+    Ok(json!({
         "summary": {"total": total, "matches": total - allow, "block": block, "warn": warn,
                     "require_approval": require_approval, "allow": allow},
         "matches": matches,
         "matches_truncated": total - allow > matches.len(),
         "sample_size": total,
         "window_days": days,
-    })))
+    }))
 }
