@@ -317,7 +317,7 @@ async fn operators_mutate_through_the_same_commands_as_rest(pool: PgPool) {
 }
 
 /// The next JSON message of a WebSocket (failing the test after 10 s).
-async fn next_message<S>(ws: &mut S) -> Value
+pub async fn next_message<S>(ws: &mut S) -> Value
 where
     S: futures_util::Stream<
             Item = Result<

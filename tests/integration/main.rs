@@ -10,6 +10,7 @@ mod bad_input;
 mod governance;
 mod graphql;
 mod ledger;
+mod nodes;
 mod projections;
 mod server;
 mod support;
