@@ -22,7 +22,14 @@ const EVENTS_PER_ROUND: usize = 4;
 
 /// Client `c`'s round `i`: posts the guard check, the action and its outcome.
 async fn round(client: &mut Client, c: usize, i: usize) -> Result<()> {
-    const CHECKED: [&str; 6] = ["research", "build", "deploy", "post", "migrate", "drop_table"];
+    const CHECKED: [&str; 6] = [
+        "research",
+        "build",
+        "deploy",
+        "post",
+        "migrate",
+        "drop_table",
+    ];
     // Actions of types the bench policies let run (deploys would wait for an approval).
     const RUN: [&str; 3] = ["research", "build", "post"];
     let agent = format!("replay-agent-{}", c % 10);

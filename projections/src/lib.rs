@@ -5,5 +5,7 @@
 //! Projections only read the ledger and write their own tables; they never write events.
 
 pub mod governance;
+pub mod webhooks;
 
 pub use governance::{Governance, ProjectionError};
+pub use webhooks::Outbox;
