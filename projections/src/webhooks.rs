@@ -415,14 +415,15 @@ async fn load(
     org: &OrgId,
     id: &str,
 ) -> Result<Option<WebhookRecord>, ProjectionError> {
-    let row: Option<(
+    type Full = (
         String,
         String,
         Vec<String>,
         String,
         DateTime<Utc>,
         Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
+    );
+    let row: Option<Full> = sqlx::query_as(
         "SELECT webhook_id, url, events, created_by, created_at, deleted_at FROM webhooks
               WHERE org_id = $1 AND webhook_id = $2",
     )
