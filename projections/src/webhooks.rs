@@ -93,9 +93,9 @@ impl Outbox {
     pub async fn catch_up(&self, org: &OrgId) -> Result<u64, ProjectionError> {
         let mut queued = 0;
         loop {
-            let (folded, q) = self.fold_batch(org).await?;
+            let (more, q) = self.fold_batch(org).await?;
             queued += q;
-            if folded < self.batch as usize {
+            if !more {
                 return Ok(queued);
             }
         }
@@ -120,7 +120,8 @@ impl Outbox {
         Ok(queued)
     }
 
-    async fn fold_batch(&self, org: &OrgId) -> Result<(usize, u64), ProjectionError> {
+    /// Folds one batch; returns whether there may be more, and how many deliveries it queued.
+    async fn fold_batch(&self, org: &OrgId) -> Result<(bool, u64), ProjectionError> {
         let mut tx = self.pool.begin().await?;
         // Creates the checkpoint row if needed and locks it: one org's batches serialize here,
         // across nodes too. (Unlike read models, this commit is a normal durable one.)
@@ -134,6 +135,36 @@ impl Outbox {
         .bind(org.as_str())
         .fetch_one(&mut *tx)
         .await?;
+        // The org's live registrations as of the checkpoint, updated in ledger order below.
+        let mut hooks = active(&mut tx, org).await?;
+        if hooks.is_empty() {
+            // Nobody listens: skip to the next registration (or the head) without reading
+            // the events in between, so that an org without webhooks costs next to nothing.
+            // The head first: every event up to it is committed, and a registration
+            // committed after this read lies beyond it.
+            let head: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(max(size), 0) FROM ledger_heads WHERE org_id = $1",
+            )
+            .bind(org.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            let next: Option<i64> = sqlx::query_scalar(
+                "SELECT min(ledger_seq) FROM events
+                  WHERE aggregate_type = $1 AND org_id = $2 AND ledger_seq > $3 AND ledger_seq <= $4",
+            )
+            .bind(Webhook::TYPE)
+            .bind(org.as_str())
+            .bind(position)
+            .bind(head)
+            .fetch_one(&mut *tx)
+            .await?;
+            let skip_to = next.map_or(head, |seq| seq - 1);
+            if skip_to > position {
+                set_checkpoint(&mut tx, org, skip_to).await?;
+                tx.commit().await?;
+                return Ok((next.is_some(), 0));
+            }
+        }
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT ledger_seq, aggregate_type, aggregate_id, sequence, payload::text, recorded_at
                FROM events WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT $3",
@@ -145,10 +176,8 @@ impl Outbox {
         .await?;
         let Some(last) = rows.last().map(|r| r.0) else {
             tx.commit().await?;
-            return Ok((0, 0));
+            return Ok((false, 0));
         };
-        // The org's live registrations as of the checkpoint, updated in ledger order below.
-        let mut hooks = active(&mut tx, org).await?;
         let mut changed: HashMap<String, (WebhookRecord, i64)> = HashMap::new();
         let mut queued = Vec::new();
         for row in &rows {
@@ -212,17 +241,26 @@ impl Outbox {
             .await?;
         }
         let inserted = insert_outbox(&mut tx, org, queued).await?;
-        sqlx::query(
-            "UPDATE projection_checkpoints SET ledger_seq = $3 WHERE projection = $1 AND org_id = $2",
-        )
-        .bind(NAME)
-        .bind(org.as_str())
-        .bind(last)
-        .execute(&mut *tx)
-        .await?;
+        set_checkpoint(&mut tx, org, last).await?;
         tx.commit().await?;
-        Ok((rows.len(), inserted))
+        Ok((rows.len() as i64 == self.batch, inserted))
     }
+}
+
+async fn set_checkpoint(
+    tx: &mut Transaction<'_, Postgres>,
+    org: &OrgId,
+    seq: i64,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "UPDATE projection_checkpoints SET ledger_seq = $3 WHERE projection = $1 AND org_id = $2",
+    )
+    .bind(NAME)
+    .bind(org.as_str())
+    .bind(seq)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn insert_outbox(
