@@ -1,4 +1,5 @@
-//! The outgoing HTTP client (hyper-util's, HTTP/1 over tokio), shared by webhook delivery and
+//! The outgoing HTTP client (hyper-util's, HTTP/1 over tokio; https through rustls with the
+//! `ring` provider and the Mozilla roots of `webpki-roots`), shared by webhook delivery and
 //! the operator CLI. Its resolver refuses non-public addresses unless allowed, so a host name
 //! that resolves to a private address is refused at connect time (no check-then-use gap).
 
@@ -12,15 +13,13 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::webhooks::target;
-
-/// Whether this build can make https requests (it cannot yet: no TLS stack).
-pub const HTTPS_SUPPORTED: bool = false;
 
 /// Response bodies are read up to this size (the rest is an error).
 const MAX_RESPONSE: usize = 1 << 20;
@@ -68,7 +67,7 @@ impl tower_service::Service<Name> for GuardedResolver {
 /// An HTTP/1 client with a whole-exchange timeout.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpConnector<GuardedResolver>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>,
     allow_private: bool,
     timeout: Duration,
 }
@@ -78,6 +77,13 @@ impl HttpClient {
         let mut connector = HttpConnector::new_with_resolver(GuardedResolver { allow_private });
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
+        // The TLS layer decides per scheme; the TCP layer must then accept https URLs.
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -93,11 +99,6 @@ impl HttpClient {
     pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), String> {
         let uri = request.uri();
         match uri.scheme_str() {
-            Some("https") if !HTTPS_SUPPORTED => {
-                return Err(
-                    "https is not supported by this build (deliveries are http only)".into(),
-                )
-            }
             Some("http") | Some("https") => {}
             _ => return Err(format!("unsupported URL {uri}")),
         }

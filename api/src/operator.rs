@@ -39,7 +39,7 @@ impl std::fmt::Display for OperatorError {
             ),
             Self::BadUrl(url) => write!(
                 f,
-                "DASHCLAW_BASE_URL {url:?} is not an http URL (e.g. http://127.0.0.1:3000)"
+                "DASHCLAW_BASE_URL {url:?} is not an http(s) URL (e.g. http://127.0.0.1:3000)"
             ),
             Self::Unreachable { url, cause } => write!(
                 f,
@@ -82,7 +82,9 @@ impl Operator {
         let base = base_url.trim_end_matches('/').to_owned();
         let parsed: Result<axum::http::Uri, _> = base.parse();
         match parsed {
-            Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http") | Some("https"))
+                    && uri.host().is_some() => {}
             _ => return Err(OperatorError::BadUrl(base_url.to_owned())),
         }
         Ok(Self {

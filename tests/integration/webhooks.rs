@@ -644,3 +644,47 @@ async fn bad_registrations_and_foreign_ids_are_refused_and_change_nothing(pool: 
     let (_, list) = api.get("/api/webhooks", &api.admin).await;
     assert_eq!(list["webhooks"].as_array().unwrap().len(), 1);
 }
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn https_targets_are_spoken_to_over_tls(pool: PgPool) {
+    use tokio::io::AsyncReadExt;
+
+    // One attempt only: the retry would come a minute later.
+    let api = Api::with_config(pool, config(Duration::from_secs(60))).await;
+    // A loopback "server" that only records the first bytes the client sends.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut first = [0u8; 3];
+        socket.read_exact(&mut first).await.unwrap();
+        let _ = tx.send(first);
+    });
+    let (hook, _) = register(
+        &api,
+        &format!("https://{address}/hook"),
+        json!(["lost_confirmation"]),
+    )
+    .await;
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("/api/webhooks/{hook}/test"),
+            &api.admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["success"], false, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    let first = tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .unwrap()
+        .unwrap();
+    // A TLS record of type handshake (the ClientHello), version 3.x.
+    assert_eq!(first[..2], [0x16, 0x03], "not a TLS ClientHello: {first:?}");
+}
