@@ -22,7 +22,7 @@ async fn snapshot(pool: &PgPool) -> Vec<Value> {
         "SELECT jsonb_build_object('id', id, 'org', org_id, 'role', role, 'revoked', revoked_at)
            FROM api_keys ORDER BY id",
         "SELECT jsonb_build_object('org', org_id, 'seq', ledger_seq) FROM projection_checkpoints
-          ORDER BY projection, org_id",
+          WHERE projection = 'governance' ORDER BY projection, org_id",
     ] {
         out.extend(
             sqlx::query_scalar::<_, Value>(sql)
@@ -103,10 +103,14 @@ fn replay(url: &str, resume: bool) -> Command {
 }
 
 async fn checkpoint(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT COALESCE(sum(ledger_seq), 0)::int8 FROM projection_checkpoints")
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    // The governance projection's (the webhooks projection keeps its own checkpoints).
+    sqlx::query_scalar(
+        "SELECT COALESCE(sum(ledger_seq), 0)::int8 FROM projection_checkpoints
+          WHERE projection = 'governance'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]

@@ -156,6 +156,7 @@ async fn register(api: &Api, url: &str, events: Value) -> (String, String) {
 async fn queued(api: &Api, webhook: &str) -> HashSet<String> {
     let org = OrgId::new("org_default").unwrap();
     api.state.outbox.catch_up(&org).await.unwrap();
+    api.state.webhooks.wake();
     sqlx::query_scalar("SELECT delivery_id FROM webhook_outbox WHERE webhook_id = $1")
         .bind(webhook)
         .fetch_all(&api.pool)

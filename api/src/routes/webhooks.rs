@@ -88,10 +88,19 @@ async fn live_webhook(
         .ok_or_else(not_found)
 }
 
+/// Folds the org's ledger into registrations and the outbox (read-your-writes for lists and
+/// the worker), waking the worker if that queued deliveries.
+async fn catch_up(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    if state.outbox.catch_up(&caller.org).await? > 0 {
+        state.webhooks.wake();
+    }
+    Ok(())
+}
+
 // ---- GET /api/webhooks -------------------------------------------------------------------
 
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    state.outbox.catch_up(&caller.org).await?;
+    catch_up(&state, &caller).await?;
     type Row = (String, String, Vec<String>, DateTime<Utc>, Option<String>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT w.webhook_id, w.url, w.events, w.created_at, s.secret
@@ -241,7 +250,7 @@ async fn delete(
         Err(CommandError::Failed(e)) => return Err(e),
     }
     // Fold the deletion now, so that the list and the worker stop seeing the webhook.
-    state.outbox.catch_up(&caller.org).await?;
+    catch_up(&state, &caller).await?;
     Ok(Json(
         json!({ "success": true, "deleted": hook.id.as_str() }),
     ))
@@ -257,7 +266,7 @@ async fn test(
     caller.require_admin(ADMIN_ONLY)?;
     let hook = live_webhook(&state, &caller, &id).await?;
     // The worker reads the registration from the read model.
-    state.outbox.catch_up(&caller.org).await?;
+    catch_up(&state, &caller).await?;
     let delivery_id = format!("whd_test_{}", hex::encode(random::<16>()?));
     let now = state.clock.now();
     let data = json!({
