@@ -689,3 +689,104 @@ async fn https_targets_are_spoken_to_over_tls(pool: PgPool) {
     // A TLS record of type handshake (the ClientHello), version 3.x.
     assert_eq!(first[..2], [0x16, 0x03], "not a TLS ClientHello: {first:?}");
 }
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn denials_lost_confirmations_and_drift_map_to_their_types(pool: PgPool) {
+    use dashclaw::commands::Actor;
+    use dashclaw_domain::action::{Action, ActionCommand};
+
+    let api = Api::with_config(pool, config(Duration::from_millis(50))).await;
+    let mut receiver = Receiver::start(0).await;
+    let (hook, secret) = register(
+        &api,
+        &receiver.url,
+        json!([
+            "approval_denied",
+            "lost_confirmation",
+            "signal.detected",
+            "assumption_drift"
+        ]),
+    )
+    .await;
+    hold_deploys(&api).await;
+    let held = record_action(&api, "deploy").await;
+    let (status, body) = api
+        .post(
+            &format!("/api/actions/{held}/approve"),
+            &api.admin,
+            json!({"decision": "deny", "reasoning": "not today"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The lost-confirmation sweep's command, sent as the sweep will send it.
+    let running = record_action(&api, "research").await;
+    let org = OrgId::new("org_default").unwrap();
+    api.state
+        .ledger
+        .execute::<Action>(
+            &org,
+            &running,
+            ActionCommand::MarkConfirmationLost {
+                now: api.state.clock.now(),
+            },
+            &Actor::of("sweep", None),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the action is awaiting its outcome"));
+    let (status, body) = api
+        .post(
+            "/api/assumptions",
+            &api.member,
+            json!({"action_id": running, "assumption": "the cache is warm"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let assumption = body["assumption_id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            &format!("/api/assumptions/{assumption}"),
+            &api.member,
+            Some(json!({"validated": false, "invalidated_reason": "it was cold"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let expected = queued(&api, &hook).await;
+    let got = receiver.until_delivered(&expected).await;
+    api.state.stop().await;
+    assert!(receiver.requests.try_recv().is_err(), "an extra request");
+    let mut seen: Vec<(String, Value)> = got
+        .iter()
+        .map(|r| {
+            assert_signed(r, &secret);
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            (r.event.clone(), body["data"].clone())
+        })
+        .collect();
+    seen.sort_by(|a, b| (&a.0, a.1.to_string()).cmp(&(&b.0, b.1.to_string())));
+    let kinds: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|(event, data)| {
+            let detail = match event.as_str() {
+                "signal.detected" | "assumption_drift" => data["type"].as_str().unwrap(),
+                _ => data["status"].as_str().unwrap(),
+            };
+            (event.as_str(), detail)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("approval_denied", "failed"),
+            ("assumption_drift", "assumption_drift"),
+            ("lost_confirmation", "unknown"),
+            ("signal.detected", "lost_confirmation"),
+            ("signal.detected", "assumption_drift"),
+        ],
+        "{seen:?}"
+    );
+    let lost = &seen[2].1;
+    assert_eq!(lost["action_id"], running.as_str());
+    assert_eq!(lost["outcome_status"], "lost_confirmation", "{lost}");
+}
