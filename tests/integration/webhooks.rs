@@ -790,3 +790,73 @@ async fn denials_lost_confirmations_and_drift_map_to_their_types(pool: PgPool) {
     assert_eq!(lost["action_id"], running.as_str());
     assert_eq!(lost["outcome_status"], "lost_confirmation", "{lost}");
 }
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn two_servers_on_one_database_deliver_each_event_once(pool: PgPool) {
+    let mut receiver = Receiver::start(1).await;
+    let a = Api::with_config(pool.clone(), config(Duration::from_millis(20))).await;
+    let b = Api::with_config(pool, config(Duration::from_millis(20))).await;
+    let (hook, secret) = register(&a, &receiver.url, json!(["action.created"])).await;
+    // Traffic through both servers; both tails fold, both workers claim.
+    for i in 0..20 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        record_action(server, "research").await;
+    }
+    let expected = queued(&a, &hook).await;
+    assert_eq!(expected.len(), 20);
+    b.state.webhooks.wake();
+    let got = receiver.until_delivered(&expected).await;
+    a.state.stop().await;
+    b.state.stop().await;
+    assert!(receiver.requests.try_recv().is_err(), "an extra request");
+    let mut per_delivery: HashMap<&str, Vec<u16>> = HashMap::new();
+    for r in &got {
+        assert_signed(r, &secret);
+        per_delivery
+            .entry(r.delivery.as_str())
+            .or_default()
+            .push(r.answered.as_u16());
+    }
+    assert_eq!(per_delivery.len(), 20);
+    assert!(
+        per_delivery.values().all(|codes| codes == &[500, 200]),
+        "each delivery: one failure, then exactly one success: {per_delivery:?}"
+    );
+    let attempts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_attempts WHERE webhook_id = $1")
+            .bind(&hook)
+            .fetch_one(&a.pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 40);
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_delivery_is_given_up_after_the_maximum_attempts(pool: PgPool) {
+    let mut config = config(Duration::from_millis(20));
+    config.webhooks.max_attempts = 3;
+    let api = Api::with_config(pool, config).await;
+    let mut receiver = Receiver::start(usize::MAX).await;
+    let (hook, _) = register(&api, &receiver.url, json!(["action.created"])).await;
+    record_action(&api, "research").await;
+    let expected = queued(&api, &hook).await;
+    assert_eq!(expected.len(), 1);
+    for _ in 0..3 {
+        let r = receiver.next(Duration::from_secs(10)).await;
+        assert_eq!(r.answered, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    api.state.stop().await;
+    let (attempts, state): (i32, String) =
+        sqlx::query_as("SELECT attempts, state FROM webhook_outbox WHERE webhook_id = $1")
+            .bind(&hook)
+            .fetch_one(&api.pool)
+            .await
+            .unwrap();
+    assert_eq!((attempts, state.as_str()), (3, "failed"));
+    assert!(receiver.requests.try_recv().is_err(), "a fourth attempt");
+    let (_, body) = api
+        .get(&format!("/api/webhooks/{hook}/deliveries"), &api.admin)
+        .await;
+    assert_eq!(body["total"], 3);
+    assert_eq!(body["deliveries"][0]["delivery_state"], "failed");
+}
