@@ -447,3 +447,29 @@ def test_wait_for_approval_sees_the_cli_approve(server, agent_id, policy):
     assert approved["action"]["approved_by"].startswith("key_")
     assert approved["action"]["status"] == "running"
     assert "approved from the CLI" in approved["action"]["reasoning"]
+
+
+# ---- webhooks --------------------------------------------------------------------------------
+
+
+def test_webhooks_through_the_sdk(server, agent_id):
+    """Register, list (secret masked), read the (empty) attempts and delete, with the SDK's own
+    calls. The URL is public but subscribed only to a signal that is never delivered, so no
+    request leaves the machine."""
+    admin = server.admin()
+    created = admin.create_webhook("https://hooks.example.com/dashclaw", events=["stale_loop"])
+    hook = created["webhook"]
+    assert hook["id"].startswith("wh_") and len(hook["secret"]) == 64 and hook["active"] == 1
+    listed = [w for w in admin.get_webhooks()["webhooks"] if w["id"] == hook["id"]]
+    assert len(listed) == 1 and listed[0]["secret"] != hook["secret"]
+    assert admin.get_webhook_deliveries(hook["id"])["deliveries"] == []
+    # Loopback targets are refused by default, with the reason.
+    with pytest.raises(DashClawError) as refused:
+        admin.create_webhook("http://127.0.0.1:9/hook")
+    assert refused.value.status == 400
+    # An agent key cannot manage webhooks.
+    with pytest.raises(DashClawError) as forbidden:
+        server.client(agent_id).create_webhook("https://hooks.example.com/x")
+    assert forbidden.value.status == 403
+    assert admin.delete_webhook(hook["id"]) == {"success": True, "deleted": hook["id"]}
+    assert hook["id"] not in [w["id"] for w in admin.get_webhooks()["webhooks"]]
