@@ -860,3 +860,132 @@ async fn a_delivery_is_given_up_after_the_maximum_attempts(pool: PgPool) {
     assert_eq!(body["total"], 3);
     assert_eq!(body["deliveries"][0]["delivery_state"], "failed");
 }
+
+/// A `dashclaw serve` process on a free loopback port.
+struct Served {
+    child: tokio::process::Child,
+    base: String,
+}
+
+impl Served {
+    async fn start(url: &str, retry_base: &str) -> Self {
+        use tokio::io::AsyncBufReadExt;
+
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dashclaw"))
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("DATABASE_URL", url)
+            .env("DASHCLAW_API_KEY", BOOTSTRAP)
+            .env("DASHCLAW_WEBHOOKS_ALLOW_PRIVATE", "true")
+            .env("DASHCLAW_WEBHOOK_RETRY_BASE", retry_base)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let address = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Self {
+            base: format!("http://{address}"),
+            child,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let client = dashclaw::http_client::HttpClient::new(true, Duration::from_secs(10));
+        let request = axum::http::Request::post(format!("{}{path}", self.base))
+            .header("x-api-key", BOOTSTRAP)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let (status, bytes) = client.send(request).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_served_process_killed_mid_retry_loses_and_doubles_nothing(pool: PgPool) {
+    let url = crate::support::url_of(&pool).await;
+    let mut receiver = Receiver::start(2).await;
+    let mut a = Served::start(&url, "500ms").await;
+    let (status, body) = a
+        .post(
+            "/api/webhooks",
+            json!({"url": receiver.url, "events": ["action.created"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let hook = body["webhook"]["id"].as_str().unwrap().to_owned();
+    let secret = body["webhook"]["secret"].as_str().unwrap().to_owned();
+    let action = json!({"agent_id": "a", "action_type": "research", "declared_goal": "g"});
+    let (status, body) = a.post("/api/actions", action.clone()).await;
+    assert!(status.is_success(), "{body}");
+    let first_action = body["action_id"].as_str().unwrap().to_owned();
+    let first = receiver.next(Duration::from_secs(20)).await;
+    assert_eq!(first.answered, StatusCode::INTERNAL_SERVER_ERROR);
+    // A crash: no graceful anything.
+    a.child.kill().await.unwrap();
+
+    let mut b = Served::start(&url, "50ms").await;
+    let (status, body) = b.post("/api/actions", action).await;
+    assert!(status.is_success(), "{body}");
+    let second_action = body["action_id"].as_str().unwrap().to_owned();
+    let mut got = vec![first];
+    let mut delivered: HashMap<String, String> = HashMap::new();
+    while delivered.len() < 2 {
+        let r = receiver.next(Duration::from_secs(20)).await;
+        if r.answered == StatusCode::OK {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            let action = body["data"]["action_id"].as_str().unwrap().to_owned();
+            assert!(
+                delivered.insert(r.delivery.clone(), action).is_none(),
+                "delivered twice"
+            );
+        }
+        got.push(r);
+    }
+    // A graceful stop (SIGTERM): B records the attempts it has in flight, then exits.
+    let pid = b.child.id().unwrap().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exited = tokio::time::timeout(Duration::from_secs(30), b.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exited.success(), "{exited:?}");
+    assert!(receiver.requests.try_recv().is_err(), "an extra request");
+    let actions: HashSet<&String> = delivered.values().collect();
+    assert_eq!(actions, HashSet::from([&first_action, &second_action]));
+    for r in &got {
+        assert_signed(r, &secret);
+    }
+    // The outbox has one row per event, both delivered; every recorded attempt was made.
+    let rows: Vec<(String, i32, String)> = sqlx::query_as(
+        "SELECT delivery_id, attempts, state FROM webhook_outbox WHERE webhook_id = $1",
+    )
+    .bind(&hook)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (id, attempts, state) in &rows {
+        assert_eq!(state, "delivered");
+        let sent = got.iter().filter(|r| &r.delivery == id).count();
+        assert!(
+            *attempts as usize <= sent && *attempts >= 2,
+            "{id}: {attempts} of {sent}"
+        );
+    }
+}
