@@ -15,6 +15,7 @@ use dashclaw_domain::assumption::{Assumption, AssumptionEvent};
 use dashclaw_domain::guard_decision::{GuardDecision, GuardDecisionEvent};
 use dashclaw_domain::org_settings::OrgSettings;
 use dashclaw_domain::policy_set::PolicySet;
+use dashclaw_domain::webhook::Webhook;
 use dashclaw_domain::OrgId;
 use dashclaw_projections::{Governance, Outbox};
 use serde_json::{json, Value};
@@ -83,6 +84,10 @@ struct Pending {
     catch_up: Arc<Notify>,
     outbox: Arc<Mutex<HashSet<OrgId>>>,
     queue: Arc<Notify>,
+    /// Orgs that have (or had, since this node started) a webhook: only their events are
+    /// folded into the outbox as they come. Others' checkpoints lag, harmlessly: their next
+    /// fold skips straight to the next registration without reading the events between.
+    listening: Arc<Mutex<HashSet<OrgId>>>,
 }
 
 impl Pending {
@@ -120,6 +125,19 @@ impl Pending {
             orgs.insert(org.clone());
         }
         self.queue.notify_one();
+    }
+
+    fn listen(&self, org: &OrgId) {
+        if let Ok(mut orgs) = self.listening.lock() {
+            orgs.insert(org.clone());
+        }
+    }
+
+    fn is_listening(&self, org: &OrgId) -> bool {
+        self.listening
+            .lock()
+            .map(|orgs| orgs.contains(org))
+            .unwrap_or(true)
     }
 
     fn take_queues(&self) -> HashSet<OrgId> {
@@ -318,17 +336,33 @@ impl Tail {
     /// models nor the guard path wait for it. Starts by catching up every org, since events
     /// committed while no node ran are not announced again.
     async fn queue_all(self) {
-        match self.feed.outbox.catch_up_all().await {
-            Ok(queued) if queued > 0 => self.feed.wake.notify_one(),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "webhook outbox catch-up failed; will retry"),
+        // First every org, then the orgs with webhooks; retried until the database answers.
+        loop {
+            let started = async {
+                let queued = self.feed.outbox.catch_up_all().await?;
+                let orgs = self.feed.outbox.listening_orgs().await?;
+                Ok::<_, dashclaw_projections::ProjectionError>((queued, orgs))
+            };
+            match started.await {
+                Ok((_, orgs)) => {
+                    orgs.iter().for_each(|org| self.pending.listen(org));
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook outbox catch-up failed; will retry");
+                    tokio::time::sleep(OUTBOX_RETRY).await;
+                }
+            }
         }
-        // Whatever is already due (e.g. retries left by a stopped node).
+        // Whatever is due (queued now, or retries left by a stopped node).
         self.feed.wake.notify_one();
         loop {
             self.pending.queue.notified().await;
             tokio::time::sleep(PROJECT_GATHER).await;
             for org in self.pending.take_queues() {
+                if !self.pending.is_listening(&org) {
+                    continue;
+                }
                 match self.feed.outbox.catch_up(&org).await {
                     Ok(queued) if queued > 0 => self.feed.wake.notify_one(),
                     Ok(_) => {}
@@ -395,6 +429,7 @@ impl Tail {
     /// Side effects of an event on this node's caches.
     fn observe(&self, org: &OrgId, (seq, aggregate_type, _, _, payload): &Row) {
         match aggregate_type.as_str() {
+            Webhook::TYPE => self.pending.listen(org),
             PolicySet::TYPE | OrgSettings::TYPE => self.views.invalidate(org),
             ApiKey::TYPE => self.keys.clear(),
             GuardDecision::TYPE => {

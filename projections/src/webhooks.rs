@@ -101,6 +101,18 @@ impl Outbox {
         }
     }
 
+    /// The orgs that have at least one live webhook (as folded so far).
+    pub async fn listening_orgs(&self) -> Result<Vec<OrgId>, ProjectionError> {
+        let orgs: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT org_id FROM webhooks WHERE deleted_at IS NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(orgs
+            .into_iter()
+            .filter_map(|o| OrgId::new(o).ok())
+            .collect())
+    }
+
     /// Catches every org up; returns how many deliveries were queued.
     pub async fn catch_up_all(&self) -> Result<u64, ProjectionError> {
         let orgs: Vec<String> = sqlx::query_scalar(
