@@ -989,3 +989,34 @@ async fn a_served_process_killed_mid_retry_loses_and_doubles_nothing(pool: PgPoo
         );
     }
 }
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_receiver_that_hangs_does_not_hold_up_other_webhooks(pool: PgPool) {
+    let mut config = config(Duration::from_secs(60));
+    config.webhooks.timeout = Duration::from_secs(3);
+    let api = Api::with_config(pool, config).await;
+    // A receiver that accepts requests and never answers.
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging_url = format!("http://{}/hook", hanging.local_addr().unwrap());
+    tokio::spawn(async move {
+        let app = axum::Router::new().route("/hook", post(|| std::future::pending::<()>()));
+        axum::serve(hanging, app).await.unwrap();
+    });
+    let mut fast = Receiver::start(0).await;
+    register(&api, &hanging_url, json!(["action.created"])).await;
+    register(&api, &fast.url, json!(["action.created"])).await;
+
+    record_action(&api, "research").await;
+    fast.next(Duration::from_secs(2)).await;
+    // The first pass now waits for the hanging receiver (up to the 3 s timeout); the next
+    // event still reaches the fast receiver at once, through another worker.
+    let started = Instant::now();
+    record_action(&api, "research").await;
+    let second = fast.next(Duration::from_secs(2)).await;
+    assert_eq!(second.answered, StatusCode::OK);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "held up for {:?}",
+        started.elapsed()
+    );
+}

@@ -75,7 +75,7 @@ pub struct Attempt {
     pub duration_ms: i32,
 }
 
-/// Handle to the delivery worker. Cheap to clone; the worker stops with the last clone, or
+/// Handle to the delivery workers. Cheap to clone; they stop with the last clone, or
 /// gracefully (finishing the attempts in flight) with [`Webhooks::shutdown`].
 #[derive(Clone)]
 pub struct Webhooks {
@@ -85,15 +85,13 @@ pub struct Webhooks {
 struct Inner {
     worker: Worker,
     stop: watch::Sender<bool>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Ok(mut task) = self.task.lock() {
-            if let Some(task) = task.take() {
-                task.abort();
-            }
+        if let Ok(tasks) = self.tasks.lock() {
+            tasks.iter().for_each(JoinHandle::abort);
         }
     }
 }
@@ -120,7 +118,11 @@ type Claimed = (
 );
 
 /// Rows claimed per pass (delivered concurrently).
-const CLAIM: i64 = 16;
+const CLAIM: i64 = 8;
+/// Worker loops per process. A pass lasts as long as its slowest receiver (up to the
+/// timeout), so one dead receiver holds up only its own pass; a worker that found a full
+/// pass wakes another.
+const WORKERS: usize = 4;
 
 impl Webhooks {
     /// Starts the worker. `wake` is notified by whoever queues deliveries.
@@ -132,12 +134,14 @@ impl Webhooks {
             wake,
         };
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(worker.clone().run(stopped));
+        let tasks = (0..WORKERS)
+            .map(|_| tokio::spawn(worker.clone().run(stopped.clone())))
+            .collect();
         Self {
             inner: Arc::new(Inner {
                 worker,
                 stop,
-                task: Mutex::new(Some(task)),
+                tasks: Mutex::new(tasks),
             }),
         }
     }
@@ -154,8 +158,13 @@ impl Webhooks {
     /// Stops the worker after the attempts in flight are recorded.
     pub async fn shutdown(&self) {
         let _ = self.inner.stop.send(true);
-        let task = self.inner.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
+        let tasks = self
+            .inner
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for task in tasks {
             let _ = task.await;
         }
     }
@@ -163,7 +172,7 @@ impl Webhooks {
     /// Attempts one queued delivery now, whether due or not (the test endpoint); `None` when
     /// another worker holds it.
     pub async fn attempt_now(&self, delivery_id: &str) -> Result<Option<Attempt>, ApiError> {
-        let mut done = self.inner.worker.pass(Some(delivery_id)).await?;
+        let (_, mut done) = self.inner.worker.pass(Some(delivery_id)).await?;
         Ok(done.pop())
     }
 }
@@ -175,7 +184,13 @@ impl Worker {
                 return;
             }
             let worked = match self.pass(None).await {
-                Ok(done) => !done.is_empty(),
+                Ok((claimed, _)) => {
+                    if claimed as i64 >= CLAIM {
+                        // A backlog: let another worker help.
+                        self.wake.notify_one();
+                    }
+                    claimed > 0
+                }
                 Err(e) => {
                     tracing::warn!(error = %e.error, "webhook delivery pass failed; will retry");
                     false
@@ -209,7 +224,8 @@ impl Worker {
     /// Claims due rows (or the one named), attempts them concurrently and records the
     /// results, all in one transaction: a process that dies mid-pass releases its claims
     /// (the attempts in flight are then made again; receivers de-duplicate on the id).
-    async fn pass(&self, only: Option<&str>) -> Result<Vec<Attempt>, ApiError> {
+    /// Returns how many rows it claimed, and the attempts it made.
+    async fn pass(&self, only: Option<&str>) -> Result<(usize, Vec<Attempt>), ApiError> {
         let mut tx = self.pool.begin().await?;
         let claimed: Vec<Claimed> = sqlx::query_as(
             "SELECT o.delivery_id, o.webhook_id, o.event_type, o.body, o.attempts,
@@ -230,8 +246,9 @@ impl Worker {
         .await?;
         if claimed.is_empty() {
             tx.commit().await?;
-            return Ok(Vec::new());
+            return Ok((0, Vec::new()));
         }
+        let count = claimed.len();
         let attempts = futures_util::future::join_all(claimed.into_iter().map(|row| async move {
             let (id, _hook, event, body, attempts, url, secret, live) = row;
             match (url, secret, live) {
@@ -268,7 +285,7 @@ impl Worker {
             done.push(attempt);
         }
         tx.commit().await?;
-        Ok(done)
+        Ok((count, done))
     }
 
     async fn record(
