@@ -999,7 +999,7 @@ async fn a_receiver_that_hangs_does_not_hold_up_other_webhooks(pool: PgPool) {
     let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hanging_url = format!("http://{}/hook", hanging.local_addr().unwrap());
     tokio::spawn(async move {
-        let app = axum::Router::new().route("/hook", post(|| std::future::pending::<()>()));
+        let app = axum::Router::new().route("/hook", post(std::future::pending::<()>));
         axum::serve(hanging, app).await.unwrap();
     });
     let mut fast = Receiver::start(0).await;
