@@ -173,7 +173,8 @@ async fn create(
         deleted_at: None,
     };
     // The secret is kept first: a registration that reached the ledger can always sign. If
-    // the command fails, the orphan secret names no webhook and is removed.
+    // the command then fails, the secret names no webhook and stays unused (it is not
+    // removed: a failure after the commit would leave a webhook without its secret).
     sqlx::query("INSERT INTO webhook_secrets (org_id, webhook_id, secret) VALUES ($1, $2, $3)")
         .bind(caller.org.as_str())
         .bind(id.as_str())
@@ -190,11 +191,6 @@ async fn create(
         )
         .await;
     if let Err(e) = result {
-        let _ = sqlx::query("DELETE FROM webhook_secrets WHERE org_id = $1 AND webhook_id = $2")
-            .bind(caller.org.as_str())
-            .bind(id.as_str())
-            .execute(&state.pool)
-            .await;
         return Err(match e {
             CommandError::Failed(e) => e,
             CommandError::Rejected(e) => ApiError::internal(e),
