@@ -233,7 +233,11 @@ impl Outbox {
                 }
             }
         }
+        let mut deleted = Vec::new();
         for (_, (r, seq)) in changed {
+            if r.deleted_at.is_some() {
+                deleted.push(r.id.to_string());
+            }
             sqlx::query(
                 "INSERT INTO webhooks
                    (org_id, webhook_id, url, events, created_by, created_at, deleted_at, ledger_seq)
@@ -253,6 +257,21 @@ impl Outbox {
             .await?;
         }
         let inserted = insert_outbox(&mut tx, org, queued).await?;
+        if !deleted.is_empty() {
+            // A deleted webhook gets nothing more. Rows being attempted right now are left
+            // alone (not waited for); the worker cancels them when it next claims them.
+            sqlx::query(
+                "UPDATE webhook_outbox SET state = 'cancelled', finished_at = clock_timestamp()
+                  WHERE delivery_id IN (
+                    SELECT delivery_id FROM webhook_outbox
+                     WHERE org_id = $1 AND webhook_id = ANY($2) AND state = 'pending'
+                       FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(org.as_str())
+            .bind(&deleted)
+            .execute(&mut *tx)
+            .await?;
+        }
         set_checkpoint(&mut tx, org, last).await?;
         tx.commit().await?;
         Ok((rows.len() as i64 == self.batch, inserted))

@@ -1020,3 +1020,35 @@ async fn a_receiver_that_hangs_does_not_hold_up_other_webhooks(pool: PgPool) {
         started.elapsed()
     );
 }
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn deleting_a_webhook_cancels_its_pending_deliveries(pool: PgPool) {
+    // The retry would come a minute later.
+    let api = Api::with_config(pool, config(Duration::from_secs(60))).await;
+    let mut receiver = Receiver::start(usize::MAX).await;
+    let (hook, _) = register(&api, &receiver.url, json!(["action.created"])).await;
+    record_action(&api, "research").await;
+    let first = receiver.next(Duration::from_secs(10)).await;
+    assert_eq!(first.answered, StatusCode::INTERNAL_SERVER_ERROR);
+    // Quiesce the worker so that the failed attempt is recorded.
+    api.state.stop().await;
+    let (status, body) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/webhooks?id={hook}"),
+            &api.admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let states: Vec<(String, i32)> =
+        sqlx::query_as("SELECT state, attempts FROM webhook_outbox WHERE webhook_id = $1")
+            .bind(&hook)
+            .fetch_all(&api.pool)
+            .await
+            .unwrap();
+    assert_eq!(states, [("cancelled".to_owned(), 1)]);
+    // Nothing is queued for it any more.
+    record_action(&api, "research").await;
+    assert_eq!(queued(&api, &hook).await.len(), 1);
+}

@@ -73,6 +73,8 @@ pub struct Attempt {
     pub error: Option<String>,
     pub success: bool,
     pub duration_ms: i32,
+    /// When the attempt started.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Handle to the delivery workers. Cheap to clone; they stop with the last clone, or
@@ -252,37 +254,32 @@ impl Worker {
         let attempts = futures_util::future::join_all(claimed.into_iter().map(|row| async move {
             let (id, _hook, event, body, attempts, url, secret, live) = row;
             match (url, secret, live) {
-                (Some(url), Some(secret), true) => {
-                    self.attempt(id, attempts + 1, &event, &url, &secret, body)
-                        .await
-                }
-                // Marks a delivery whose webhook is gone.
-                _ => Attempt {
-                    delivery_id: id,
-                    attempt: -1,
-                    status_code: None,
-                    error: None,
-                    success: false,
-                    duration_ms: 0,
-                },
+                (Some(url), Some(secret), true) => Ok(self
+                    .attempt(id, attempts + 1, &event, &url, &secret, body)
+                    .await),
+                // The webhook was deleted: nothing more to deliver.
+                _ => Err(id),
             }
         }))
         .await;
         let mut done = Vec::new();
         for attempt in attempts {
-            if attempt.attempt < 0 {
-                // The webhook was deleted: nothing more to deliver.
-                sqlx::query(
-                    "UPDATE webhook_outbox SET state = 'cancelled', finished_at = clock_timestamp()
-                      WHERE delivery_id = $1",
-                )
-                .bind(&attempt.delivery_id)
-                .execute(&mut *tx)
-                .await?;
-                continue;
+            match attempt {
+                Ok(attempt) => {
+                    self.record(&mut tx, &attempt).await?;
+                    done.push(attempt);
+                }
+                Err(gone) => {
+                    sqlx::query(
+                        "UPDATE webhook_outbox
+                            SET state = 'cancelled', finished_at = clock_timestamp()
+                          WHERE delivery_id = $1",
+                    )
+                    .bind(&gone)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
-            self.record(&mut tx, &attempt).await?;
-            done.push(attempt);
         }
         tx.commit().await?;
         Ok((count, done))
@@ -297,7 +294,7 @@ impl Worker {
             "INSERT INTO webhook_attempts
                (delivery_id, org_id, webhook_id, attempt, status_code, error, success, duration_ms,
                 attempted_at)
-             SELECT delivery_id, org_id, webhook_id, $2, $3, $4, $5, $6, clock_timestamp()
+             SELECT delivery_id, org_id, webhook_id, $2, $3, $4, $5, $6, $7
                FROM webhook_outbox WHERE delivery_id = $1",
         )
         .bind(&a.delivery_id)
@@ -306,6 +303,7 @@ impl Worker {
         .bind(&a.error)
         .bind(a.success)
         .bind(a.duration_ms)
+        .bind(a.at)
         .execute(&mut **tx)
         .await?;
         let given_up = !a.success && a.attempt as u32 >= self.config.max_attempts;
@@ -346,7 +344,8 @@ impl Worker {
         secret: &str,
         body: String,
     ) -> Attempt {
-        let timestamp = chrono::Utc::now().timestamp();
+        let at = chrono::Utc::now();
+        let timestamp = at.timestamp();
         let signature = signature::sign(secret, timestamp, body.as_bytes());
         let started = Instant::now();
         let request = Request::builder()
@@ -383,6 +382,7 @@ impl Worker {
             error,
             success,
             duration_ms,
+            at,
         }
     }
 }
