@@ -1,4 +1,5 @@
-//! The `dashclaw` command line: `up`, `serve`, `migrate`, `verify`, `keys`, `checkpoint`, `bench`.
+//! The `dashclaw` command line: `up`, `serve`, `migrate`, `verify`, `keys`, `checkpoint`,
+//! `replay`, `bench`, and the operator commands `approvals`, `approve`, `deny`.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::commands::Ledger;
 use crate::database::Database;
+use crate::operator::Operator;
 use crate::server::{self, AppState, Config, RateLimit};
 use dashclaw_domain::api_key::Role;
 use dashclaw_projections::Projections;
@@ -101,6 +103,49 @@ enum Command {
     /// Measure ledger append and verify throughput against a raw INSERT baseline (creates and
     /// drops a scratch database on the DATABASE_URL server). See BENCHMARKS.md.
     Bench(crate::bench::BenchArgs),
+    /// List the actions waiting for approval on a running server, with risk score and the
+    /// guard's reasons (needs an admin key).
+    Approvals {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Print the rows as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a held action on a running server.
+    Approve {
+        /// The action id (act_...).
+        id: String,
+        /// Why (recorded with the decision).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Deny a held action on a running server.
+    Deny {
+        /// The action id (act_...).
+        id: String,
+        /// Why (recorded with the decision, and shown to the agent).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// The server to talk to.
+    #[arg(
+        long,
+        env = "DASHCLAW_BASE_URL",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    base_url: String,
+    /// An admin API key of the org.
+    #[arg(long, env = "DASHCLAW_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -165,6 +210,29 @@ struct ServeArgs {
         default_value_t = 60_000
     )]
     org_rate_limit_window_ms: u64,
+    /// Allow webhooks to private, loopback, link-local and other non-public addresses (by
+    /// default only public hosts are accepted and delivered to).
+    #[arg(
+        long,
+        env = "DASHCLAW_WEBHOOKS_ALLOW_PRIVATE",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    webhooks_allow_private: bool,
+    /// Wait before the first webhook retry; each further retry waits twice as long.
+    #[arg(long, env = "DASHCLAW_WEBHOOK_RETRY_BASE", default_value = "1s", value_parser = humantime::parse_duration)]
+    webhook_retry_base: Duration,
+    /// Longest wait between two webhook attempts.
+    #[arg(long, env = "DASHCLAW_WEBHOOK_RETRY_MAX", default_value = "10m", value_parser = humantime::parse_duration)]
+    webhook_retry_max: Duration,
+    /// Attempts per webhook delivery before it is given up.
+    #[arg(long, env = "DASHCLAW_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    webhook_max_attempts: u32,
+    /// Timeout of one webhook attempt.
+    #[arg(long, env = "DASHCLAW_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    webhook_timeout: Duration,
     #[command(flatten)]
     key: KeyArgs,
 }
@@ -284,8 +352,63 @@ async fn run(command: Command) -> Result<ExitCode> {
             database.close().await?;
         }
         Command::Bench(args) => crate::bench::run(args).await?,
+        Command::Approvals { client, json } => {
+            let result = async {
+                let operator = Operator::new(&client.base_url, client.api_key.as_deref())?;
+                operator.pending().await
+            }
+            .await;
+            return Ok(match result {
+                Ok(actions) if json => {
+                    println!("{}", serde_json::to_string_pretty(&actions)?);
+                    ExitCode::SUCCESS
+                }
+                Ok(actions) => {
+                    crate::operator::print_pending(&actions);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    e.exit_code()
+                }
+            });
+        }
+        Command::Approve { id, reason, client } => return decide(client, &id, true, reason).await,
+        Command::Deny { id, reason, client } => return decide(client, &id, false, reason).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `dashclaw approve` / `deny`.
+async fn decide(
+    client: ClientArgs,
+    id: &str,
+    allow: bool,
+    reason: Option<String>,
+) -> Result<ExitCode> {
+    let result = async {
+        let operator = Operator::new(&client.base_url, client.api_key.as_deref())?;
+        operator.decide(id, allow, reason.as_deref()).await
+    }
+    .await;
+    Ok(match result {
+        Ok(action) => {
+            println!(
+                "{} {id}: status {}{}",
+                if allow { "approved" } else { "denied" },
+                action["status"].as_str().unwrap_or("?"),
+                action["approved_by"]
+                    .as_str()
+                    .map(|by| format!(", approved by {by}"))
+                    .unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    })
 }
 
 async fn up(database: Database, serve: ServeArgs) -> Result<()> {
@@ -326,12 +449,21 @@ async fn run_server(database: Database, key: LedgerKey, serve: ServeArgs) -> Res
         max: serve.org_rate_limit_max,
         window: Duration::from_millis(serve.org_rate_limit_window_ms),
     };
+    config.webhooks = crate::webhooks::WebhookConfig {
+        allow_private: serve.webhooks_allow_private,
+        retry_base: serve.webhook_retry_base,
+        retry_max: serve.webhook_retry_max.max(serve.webhook_retry_base),
+        max_attempts: serve.webhook_max_attempts,
+        timeout: serve.webhook_timeout,
+        ..Default::default()
+    };
     let state = AppState::start(database.pool.clone(), config)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start: {}", e.error))?;
     let sweeps = server::start_sweeps(&state, key);
-    let served = server::serve(listener, state, server::shutdown_signal()).await;
+    let served = server::serve(listener, state.clone(), server::shutdown_signal()).await;
     sweeps.iter().for_each(tokio::task::JoinHandle::abort);
+    state.stop().await;
     database.close().await?;
     served.context("the HTTP server failed")
 }

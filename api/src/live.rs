@@ -15,8 +15,9 @@ use dashclaw_domain::assumption::{Assumption, AssumptionEvent};
 use dashclaw_domain::guard_decision::{GuardDecision, GuardDecisionEvent};
 use dashclaw_domain::org_settings::OrgSettings;
 use dashclaw_domain::policy_set::PolicySet;
+use dashclaw_domain::webhook::Webhook;
 use dashclaw_domain::OrgId;
-use dashclaw_projections::Projections;
+use dashclaw_projections::{Outbox, Projections};
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
@@ -35,6 +36,8 @@ const RESCAN: Duration = Duration::from_millis(500);
 /// turns hundreds of small catch-ups a second into a few larger ones (less CPU taken from
 /// the requests), at a cost of a few milliseconds of projection lag.
 const PROJECT_GATHER: Duration = Duration::from_millis(10);
+/// After a failed outbox fold, try that org again this much later.
+const OUTBOX_RETRY: Duration = Duration::from_secs(5);
 /// The same for following the chain (SSE, caches): shorter, since waiting agents see it.
 const FOLLOW_GATHER: Duration = Duration::from_millis(3);
 
@@ -80,6 +83,12 @@ struct Pending {
     follow: Arc<Notify>,
     project: Arc<Mutex<HashSet<OrgId>>>,
     catch_up: Arc<Notify>,
+    outbox: Arc<Mutex<HashSet<OrgId>>>,
+    queue: Arc<Notify>,
+    /// Orgs that have (or had, since this node started) a webhook: only their events are
+    /// folded into the outbox as they come. Others' checkpoints lag, harmlessly: their next
+    /// fold skips straight to the next registration without reading the events between.
+    listening: Arc<Mutex<HashSet<OrgId>>>,
 }
 
 impl Pending {
@@ -111,6 +120,40 @@ impl Pending {
             .map(|mut s| std::mem::take(&mut *s))
             .unwrap_or_default()
     }
+
+    fn queue(&self, org: &OrgId) {
+        if let Ok(mut orgs) = self.outbox.lock() {
+            orgs.insert(org.clone());
+        }
+        self.queue.notify_one();
+    }
+
+    fn listen(&self, org: &OrgId) {
+        if let Ok(mut orgs) = self.listening.lock() {
+            orgs.insert(org.clone());
+        }
+    }
+
+    fn is_listening(&self, org: &OrgId) -> bool {
+        self.listening
+            .lock()
+            .map(|orgs| orgs.contains(org))
+            .unwrap_or(true)
+    }
+
+    fn take_queues(&self) -> HashSet<OrgId> {
+        self.outbox
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+    }
+}
+
+/// The webhook outbox fold and the delivery worker it wakes when it queued something.
+#[derive(Clone)]
+pub struct OutboxFeed {
+    pub outbox: Outbox,
+    pub wake: Arc<Notify>,
 }
 
 /// Everything the tail updates.
@@ -120,6 +163,7 @@ struct Tail {
     sender: broadcast::Sender<Arc<LiveEvent>>,
     pool: PgPool,
     projector: Projections,
+    feed: OutboxFeed,
     keys: KeyCache,
     views: OrgViews,
     counters: Counters,
@@ -129,6 +173,7 @@ impl Live {
     pub async fn start(
         pool: PgPool,
         projector: Projections,
+        feed: OutboxFeed,
         keys: KeyCache,
     ) -> Result<Self, ApiError> {
         let (sender, _) = broadcast::channel(4096);
@@ -139,6 +184,7 @@ impl Live {
             sender: sender.clone(),
             pool: pool.clone(),
             projector,
+            feed,
             keys,
             views: views.clone(),
             counters: counters.clone(),
@@ -153,6 +199,7 @@ impl Live {
         let tasks = vec![
             tokio::spawn(tail.clone().listen(listener)),
             tokio::spawn(tail.clone().follow_all(cursors)),
+            tokio::spawn(tail.clone().queue_all()),
             tokio::spawn(tail.project_all()),
         ];
         Ok(Self {
@@ -286,6 +333,53 @@ impl Tail {
         }
     }
 
+    /// Folds new events into the webhook outbox, in its own task so that neither the read
+    /// models nor the guard path wait for it. Starts by catching up every org, since events
+    /// committed while no node ran are not announced again.
+    async fn queue_all(self) {
+        // First every org, then the orgs with webhooks; retried until the database answers.
+        loop {
+            let started = async {
+                let queued = self.feed.outbox.catch_up_all().await?;
+                let orgs = self.feed.outbox.listening_orgs().await?;
+                Ok::<_, dashclaw_projections::ProjectionError>((queued, orgs))
+            };
+            match started.await {
+                Ok((_, orgs)) => {
+                    orgs.iter().for_each(|org| self.pending.listen(org));
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook outbox catch-up failed; will retry");
+                    tokio::time::sleep(OUTBOX_RETRY).await;
+                }
+            }
+        }
+        // Whatever is due (queued now, or retries left by a stopped node).
+        self.feed.wake.notify_one();
+        loop {
+            self.pending.queue.notified().await;
+            tokio::time::sleep(PROJECT_GATHER).await;
+            for org in self.pending.take_queues() {
+                if !self.pending.is_listening(&org) {
+                    continue;
+                }
+                match self.feed.outbox.catch_up(&org).await {
+                    Ok(queued) if queued > 0 => self.feed.wake.notify_one(),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, %org, "webhook outbox catch-up failed; will retry");
+                        let pending = self.pending.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(OUTBOX_RETRY).await;
+                            pending.queue(&org);
+                        });
+                    }
+                }
+            }
+        }
+    }
+
     /// Processes `org`'s events between its cursor and `size`.
     async fn follow(&self, cursors: &mut HashMap<OrgId, u64>, org: &OrgId, size: u64) {
         let cursor = cursors.get(org).copied().unwrap_or(0);
@@ -330,11 +424,13 @@ impl Tail {
             self.pending.saw(org.clone(), size);
         }
         self.pending.project(org);
+        self.pending.queue(org);
     }
 
     /// Side effects of an event on this node's caches.
     fn observe(&self, org: &OrgId, (seq, aggregate_type, _, _, payload): &Row) {
         match aggregate_type.as_str() {
+            Webhook::TYPE => self.pending.listen(org),
             PolicySet::TYPE | OrgSettings::TYPE => self.views.invalidate(org),
             ApiKey::TYPE => self.keys.clear(),
             GuardDecision::TYPE => {

@@ -10,7 +10,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use dashclaw_domain::OrgId;
 use dashclaw_events::LedgerKey;
-use dashclaw_projections::Projections;
+use dashclaw_projections::{Outbox, Projections};
 use dashclaw_store::LedgerRepository;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -19,8 +19,9 @@ use tokio::net::TcpListener;
 use crate::auth::{KeyCache, RateLimiter};
 use crate::commands::Ledger;
 use crate::error::ApiError;
-use crate::live::Live;
+use crate::live::{Live, OutboxFeed};
 use crate::routes;
+use crate::webhooks::{WebhookConfig, Webhooks};
 
 /// Request bodies larger than this are refused with 413 (contract section 0.2).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -47,6 +48,8 @@ pub struct Config {
     pub heartbeat: Duration,
     /// The sweeps' timeouts and cadences (orgs may override them).
     pub sweeps: dashclaw_sweeps::Settings,
+    /// Webhook delivery: retries, timeouts, which targets are allowed.
+    pub webhooks: WebhookConfig,
 }
 
 impl Config {
@@ -64,6 +67,7 @@ impl Config {
             },
             heartbeat: Duration::from_secs(15),
             sweeps: dashclaw_sweeps::Settings::default(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -98,16 +102,27 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub keys: KeyCache,
     pub limiter: RateLimiter,
+    /// The webhook outbox fold (also run by the ledger tail) and the delivery worker.
+    pub outbox: Outbox,
+    pub webhooks: Webhooks,
 }
 
 impl AppState {
-    /// Builds the state and starts the ledger tail (LISTEN/NOTIFY) that feeds SSE, caches and
-    /// the projector. The tail stops when the last clone of the state is dropped.
+    /// Builds the state and starts the ledger tail (LISTEN/NOTIFY) that feeds SSE, caches,
+    /// the projector and the webhook outbox, and the webhook delivery worker. They stop when
+    /// the last clone of the state is dropped (the worker gracefully with [`Self::stop`]).
     pub async fn start(pool: PgPool, config: Config) -> Result<Self, ApiError> {
         let repo = LedgerRepository::new(pool.clone());
         let projector = Projections::new(pool.clone());
         let keys = KeyCache::default();
-        let live = Live::start(pool.clone(), projector.clone(), keys.clone()).await?;
+        let outbox = Outbox::new(pool.clone());
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let webhooks = Webhooks::start(pool.clone(), config.webhooks.clone(), wake.clone());
+        let feed = OutboxFeed {
+            outbox: outbox.clone(),
+            wake,
+        };
+        let live = Live::start(pool.clone(), projector.clone(), feed, keys.clone()).await?;
         Ok(Self {
             clock: Clock::default(),
             ledger: Ledger::new(repo),
@@ -117,7 +132,15 @@ impl AppState {
             config: Arc::new(config),
             keys,
             pool,
+            outbox,
+            webhooks,
         })
+    }
+
+    /// Stops background work that should not be cut off mid-way: the webhook worker records
+    /// the attempts it has in flight, then stops.
+    pub async fn stop(&self) {
+        self.webhooks.shutdown().await;
     }
 }
 
@@ -135,6 +158,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::analytics::router())
         .merge(routes::posture::router())
         .merge(routes::stream::router())
+        .merge(routes::webhooks::router())
         .merge(crate::graphql::router(&state))
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::middleware::from_fn_with_state(

@@ -103,6 +103,12 @@ string_id!(
     "api_key_id",
     64
 );
+string_id!(
+    /// A webhook registration: `wh_<uuid>`.
+    WebhookId,
+    "webhook_id",
+    64
+);
 
 impl ActionId {
     pub fn random(bytes: [u8; 16]) -> Self {
@@ -154,6 +160,12 @@ impl PolicyId {
 impl ApiKeyId {
     pub fn random(bytes: [u8; 16]) -> Self {
         Self(format!("key_{}", uuid(bytes, 4)))
+    }
+}
+
+impl WebhookId {
+    pub fn random(bytes: [u8; 16]) -> Self {
+        Self(format!("wh_{}", uuid(bytes, 4)))
     }
 }
 

@@ -15,5 +15,6 @@ pub mod org_settings;
 pub mod policy_set;
 pub mod posture;
 pub mod pricing;
+pub mod webhook;
 
 pub use dashclaw_events::OrgId;

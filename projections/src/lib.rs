@@ -9,6 +9,7 @@ pub mod analytics;
 pub mod decisions;
 pub mod governance;
 pub mod tracker;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use sqlx::PgPool;
 pub use decisions::Decisions;
 pub use governance::Governance;
 pub use tracker::{Event, Fold, ProjectionError, Tracker};
+pub use webhooks::Outbox;
 
 /// Every projection of the server.
 #[derive(Clone)]

@@ -429,3 +429,69 @@ def test_policy_recipes_through_the_sdk(server, agent_id, policy):
     )
     results = server.client(agent_id).test_policies()["results"]
     assert results["total_tests"] == 2 and results["passed"] == 2 and results["success"] is True
+
+
+# ---- the operator CLI ----------------------------------------------------------------------
+
+
+def test_wait_for_approval_sees_the_cli_approve(server, agent_id, policy):
+    """An SDK agent waits for approval while an operator approves from `dashclaw approve`."""
+    import os
+    import subprocess
+
+    policy("require_approval", {"action_types": ["deploy"]})
+    claw = server.client(agent_id)
+    action_id = claw.create_action("deploy", "ship v4")["action_id"]
+    env = dict(server.env, DASHCLAW_BASE_URL=server.base_url, DASHCLAW_API_KEY=server.admin_key)
+    binary = os.environ["DASHCLAW_BIN"]
+
+    listed = subprocess.run([binary, "approvals"], env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert action_id in listed.stdout
+
+    baseline = server.subscribers()
+
+    def approve():
+        server.wait_for_subscribers(baseline)
+        return subprocess.run(
+            [binary, "approve", action_id, "--reason", "approved from the CLI"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    approver = later(approve)
+    approved = claw.wait_for_approval(action_id, timeout=60)
+    done = approver.join()
+    assert done.returncode == 0, done.stderr
+    assert f"approved {action_id}" in done.stdout
+    assert approved["action"]["approved_by"].startswith("key_")
+    assert approved["action"]["status"] == "running"
+    assert "approved from the CLI" in approved["action"]["reasoning"]
+
+
+# ---- webhooks --------------------------------------------------------------------------------
+
+
+def test_webhooks_through_the_sdk(server, agent_id):
+    """Register, list (secret masked), read the (empty) attempts and delete, with the SDK's own
+    calls. The URL is public but subscribed only to a signal that is never delivered, so no
+    request leaves the machine."""
+    admin = server.admin()
+    created = admin.create_webhook("https://hooks.example.com/dashclaw", events=["stale_loop"])
+    hook = created["webhook"]
+    assert hook["id"].startswith("wh_") and len(hook["secret"]) == 64 and hook["active"] == 1
+    listed = [w for w in admin.get_webhooks()["webhooks"] if w["id"] == hook["id"]]
+    assert len(listed) == 1 and listed[0]["secret"] != hook["secret"]
+    assert admin.get_webhook_deliveries(hook["id"])["deliveries"] == []
+    # Loopback targets are refused by default, with the reason.
+    with pytest.raises(DashClawError) as refused:
+        admin.create_webhook("http://127.0.0.1:9/hook")
+    assert refused.value.status == 400
+    # An agent key cannot manage webhooks.
+    with pytest.raises(DashClawError) as forbidden:
+        server.client(agent_id).create_webhook("https://hooks.example.com/x")
+    assert forbidden.value.status == 403
+    assert admin.delete_webhook(hook["id"]) == {"success": True, "deleted": hook["id"]}
+    assert hook["id"] not in [w["id"] for w in admin.get_webhooks()["webhooks"]]

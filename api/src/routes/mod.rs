@@ -11,6 +11,7 @@ pub mod policies;
 pub mod policy_tools;
 pub mod posture;
 pub mod stream;
+pub mod webhooks;
 
 use crate::error::ApiError;
 
