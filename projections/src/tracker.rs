@@ -15,7 +15,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
 /// Ledger events (of the types a projection reads) per transaction, at most.
-const WINDOW: i64 = 4000;
+const WINDOW: i64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
