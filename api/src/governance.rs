@@ -262,16 +262,3 @@ pub async fn decide(
         Err(CommandError::Rejected(e)) => Err(ApiError::internal(e)),
     }
 }
-
-/// How long past its declared wait a pending approval of `org` lives: the org's override,
-/// else the server's setting.
-pub async fn approval_grace(
-    views: &OrgViews,
-    ledger: &Ledger,
-    config: &crate::server::Config,
-    org: &OrgId,
-) -> Result<chrono::Duration, ApiError> {
-    let view = views.get(ledger, org).await?;
-    let grace = config.sweeps.for_org(&view.sweeps).approval_grace;
-    chrono::Duration::from_std(grace).map_err(ApiError::internal)
-}

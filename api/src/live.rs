@@ -467,7 +467,7 @@ async fn render(pool: &PgPool, org: &OrgId, row: &Row) -> Result<Option<LiveEven
             } else {
                 "action.updated"
             };
-            match action_at(pool, aggregate_id, *sequence).await? {
+            match dashclaw_projections::action_at(pool, aggregate_id, *sequence).await? {
                 Some(record) => event(name, wire::action_row(org, &record)),
                 None => None,
             }
@@ -494,28 +494,4 @@ async fn render(pool: &PgPool, org: &OrgId, row: &Row) -> Result<Option<LiveEven
         },
         _ => None,
     })
-}
-
-/// The action's record right after its event number `sequence`.
-async fn action_at(
-    pool: &PgPool,
-    aggregate_id: &str,
-    sequence: i64,
-) -> Result<Option<dashclaw_domain::action::ActionRecord>, ApiError> {
-    let payloads: Vec<String> = sqlx::query_scalar(
-        "SELECT payload::text FROM events
-          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence <= $3 ORDER BY sequence",
-    )
-    .bind(Action::TYPE)
-    .bind(aggregate_id)
-    .bind(sequence)
-    .fetch_all(pool)
-    .await?;
-    let mut action = Action::default();
-    for p in payloads {
-        if let Ok(e) = serde_json::from_str(&p) {
-            action.apply(e);
-        }
-    }
-    Ok(action.record)
 }

@@ -108,6 +108,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// How long past its declared wait a pending approval of `org` lives: the org's override,
+    /// else the server's setting.
+    pub async fn approval_grace(&self, org: &OrgId) -> Result<chrono::Duration, ApiError> {
+        let view = self.live.views().get(&self.ledger, org).await?;
+        let grace = self.config.sweeps.for_org(&view.sweeps).approval_grace;
+        chrono::Duration::from_std(grace).map_err(ApiError::internal)
+    }
+
     /// Builds the state and starts the ledger tail (LISTEN/NOTIFY) that feeds SSE, caches,
     /// the projector and the webhook outbox, and the webhook delivery worker. They stop when
     /// the last clone of the state is dropped (the worker gracefully with [`Self::stop`]).

@@ -69,3 +69,30 @@ impl Projections {
         .map(drop)
     }
 }
+
+/// An action's record right after its event number `sequence` (stream id `aggregate_id`),
+/// folded from the ledger: what a change looked like when it happened (SSE frames, webhook
+/// payloads).
+pub async fn action_at<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    aggregate_id: &str,
+    sequence: i64,
+) -> Result<Option<dashclaw_domain::action::ActionRecord>, sqlx::Error> {
+    use cqrs_es::Aggregate;
+    let payloads: Vec<String> = sqlx::query_scalar(
+        "SELECT payload::text FROM events
+          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence <= $3 ORDER BY sequence",
+    )
+    .bind(dashclaw_domain::action::Action::TYPE)
+    .bind(aggregate_id)
+    .bind(sequence)
+    .fetch_all(executor)
+    .await?;
+    let mut action = dashclaw_domain::action::Action::default();
+    for p in payloads {
+        if let Ok(e) = serde_json::from_str(&p) {
+            action.apply(e);
+        }
+    }
+    Ok(action.record)
+}

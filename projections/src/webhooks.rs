@@ -347,7 +347,7 @@ async fn webhook_events(
             let event: ActionEvent = decode(org, *seq, aggregate_type, payload)?;
             let record = match &event {
                 ActionEvent::Recorded(r) => Some(ActionRecord::clone(r)),
-                _ => action_at(tx, aggregate_id, *sequence).await?,
+                _ => crate::action_at(&mut **tx, aggregate_id, *sequence).await?,
             };
             let Some(record) = record else {
                 return Ok(out);
@@ -418,30 +418,6 @@ fn action_row(org: &OrgId, record: &ActionRecord) -> Value {
         map.insert("org_id".into(), json!(org.as_str()));
     }
     row
-}
-
-/// The action's record right after its event number `sequence`.
-async fn action_at(
-    tx: &mut Transaction<'_, Postgres>,
-    aggregate_id: &str,
-    sequence: i64,
-) -> Result<Option<ActionRecord>, ProjectionError> {
-    let payloads: Vec<String> = sqlx::query_scalar(
-        "SELECT payload::text FROM events
-          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence <= $3 ORDER BY sequence",
-    )
-    .bind(Action::TYPE)
-    .bind(aggregate_id)
-    .bind(sequence)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut action = Action::default();
-    for p in payloads {
-        if let Ok(e) = serde_json::from_str(&p) {
-            action.apply(e);
-        }
-    }
-    Ok(action.record)
 }
 
 type HookRow = (String, String, Vec<String>, String, DateTime<Utc>);

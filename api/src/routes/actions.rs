@@ -249,13 +249,7 @@ async fn create(
         guard_reason: (!e.reasons.is_empty()).then(|| e.reasons.join("; ")),
         matched_policies: e.matched_policies.clone(),
         approval_wait_seconds: input.approval_wait_seconds,
-        approval_grace: crate::governance::approval_grace(
-            state.live.views(),
-            &state.ledger,
-            &state.config,
-            &caller.org,
-        )
-        .await?,
+        approval_grace: state.approval_grace(&caller.org).await?,
         act_content_hash: request.act_hash.clone(),
         created_by: caller.principal.clone(),
         now,

@@ -315,13 +315,7 @@ async fn record_action(
             .map(|_| decision.evaluation.reasons.join("; ")),
         matched_policies: decision.evaluation.matched_policies.clone(),
         approval_wait_seconds: input.approval_wait_seconds,
-        approval_grace: crate::governance::approval_grace(
-            state.live.views(),
-            &state.ledger,
-            &state.config,
-            &caller.org,
-        )
-        .await?,
+        approval_grace: state.approval_grace(&caller.org).await?,
         act_content_hash: r.act_hash.clone(),
         created_by: caller.principal.clone(),
         now: decision.evaluated_at,

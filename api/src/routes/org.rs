@@ -77,6 +77,16 @@ pub async fn change_halt(
         reason,
         now: state.clock.now(),
     };
+    change_settings(state, caller, command).await
+}
+
+/// Runs a command on the org's settings; every node applies the change when its ledger tail
+/// sees the event, this one at once.
+async fn change_settings(
+    state: &AppState,
+    caller: &Caller,
+    command: OrgSettingsCommand,
+) -> Result<OrgSettings, ApiError> {
     let actor = Actor::of(&caller.principal, None);
     let result = state
         .ledger
@@ -184,21 +194,8 @@ async fn set_sweeps(
         actor: caller.principal.clone(),
         now: state.clock.now(),
     };
-    let result = state
-        .ledger
-        .execute::<OrgSettings>(
-            &caller.org,
-            ORG_SETTINGS_ID,
-            command,
-            &Actor::of(&caller.principal, None),
-        )
-        .await;
-    state.live.views().invalidate(&caller.org);
-    match result {
-        Ok(settings) => Ok(Json(sweeps_body(&state, &settings.sweeps))),
-        Err(CommandError::Failed(e)) => Err(e),
-        Err(CommandError::Rejected(e)) => match e {},
-    }
+    let settings = change_settings(&state, &caller, command).await?;
+    Ok(Json(sweeps_body(&state, &settings.sweeps)))
 }
 
 async fn scan(caller: Caller, Body(body): Body) -> Result<Json<Value>, ApiError> {
