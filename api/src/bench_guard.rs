@@ -117,7 +117,10 @@ async fn sample_projection_lag(
         };
         loop {
             let there: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM guard_decisions WHERE org_id = 'org_default' AND decision_id = $1)",
+                "SELECT EXISTS (SELECT 1 FROM events e JOIN guard_decisions g
+                                  ON g.org_id = e.org_id AND g.ledger_seq = e.ledger_seq
+                                 WHERE e.aggregate_type = 'GuardDecision'
+                                   AND e.aggregate_id = 'org_default/' || $1)",
             )
             .bind(&id)
             .fetch_one(&pool)

@@ -44,12 +44,67 @@ impl Projections {
         &self.trackers
     }
 
-    /// Folds every projection of `org` up to the ledger's head, side by side (a client that
-    /// wrote and then reads calls this first, so it sees its write).
+    /// Folds every projection of `org` up to the ledger's head (a client that wrote and then
+    /// reads calls this first, so it sees its write; the ledger tail calls it as events come).
+    ///
+    /// When the projections stand at the same checkpoint (the usual case), each window is read
+    /// once and folded into all of them in one transaction; otherwise each catches up on its
+    /// own, side by side. (`dashclaw replay` folds them side by side on purpose, for speed.)
     pub async fn catch_up(&self, org: &OrgId) -> Result<(), ProjectionError> {
-        futures_util::future::try_join_all(self.trackers.iter().map(|t| t.catch_up(org)))
-            .await
-            .map(drop)
+        let Some(first) = self.trackers.first() else {
+            return Ok(());
+        };
+        let types: Vec<&str> = self
+            .trackers
+            .iter()
+            .flat_map(|t| t.fold().aggregate_types().iter().copied())
+            .collect();
+        loop {
+            let mut tx = first.pool().begin().await?;
+            let mut positions = Vec::with_capacity(self.trackers.len());
+            let mut head = 0;
+            // Always in the same order, so that two nodes doing this never deadlock.
+            for tracker in self.trackers.iter() {
+                let (position, h) = tracker.lock(&mut tx, org).await?;
+                positions.push(position);
+                head = h;
+            }
+            let from = positions[0];
+            if positions.iter().any(|p| *p != from) {
+                tx.commit().await?;
+                return futures_util::future::try_join_all(
+                    self.trackers.iter().map(|t| t.catch_up(org)),
+                )
+                .await
+                .map(drop);
+            }
+            if head <= from {
+                tx.commit().await?;
+                return Ok(());
+            }
+            let to = head.min(from + first.window());
+            let rows = tracker::read(&mut tx, org, &types, from, to).await?;
+            let events = rows
+                .iter()
+                .map(tracker::event)
+                .collect::<Result<Vec<_>, _>>()?;
+            for t in self.trackers.iter() {
+                let own = t.fold().aggregate_types();
+                let mine: Vec<Event<'_>> = events
+                    .iter()
+                    .filter(|e| own.contains(&e.aggregate_type))
+                    .copied()
+                    .collect();
+                if !mine.is_empty() {
+                    t.fold().apply(&mut tx, org, &mine).await?;
+                }
+                t.advance(&mut tx, org, to).await?;
+            }
+            tx.commit().await?;
+            if to >= head {
+                return Ok(());
+            }
+        }
     }
 
     /// Forgets every read model, so that the next catch-up rebuilds them from the first event.

@@ -34,6 +34,7 @@ pub enum ProjectionError {
 }
 
 /// One ledger event as a projection sees it (borrowed from the fetched row).
+#[derive(Clone, Copy)]
 pub struct Event<'a> {
     pub ledger_seq: i64,
     pub aggregate_type: &'a str,
@@ -90,6 +91,37 @@ impl Tracker {
             fold: Arc::new(fold),
             window: WINDOW,
         }
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(crate) fn fold(&self) -> &dyn Fold {
+        self.fold.as_ref()
+    }
+
+    pub(crate) fn window(&self) -> i64 {
+        self.window
+    }
+
+    /// Moves this projection's checkpoint of `org` to `to` (inside the caller's transaction).
+    pub(crate) async fn advance(
+        &self,
+        conn: &mut PgConnection,
+        org: &OrgId,
+        to: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE projection_checkpoints SET ledger_seq = $3
+              WHERE projection = $1 AND org_id = $2",
+        )
+        .bind(self.name())
+        .bind(org.as_str())
+        .bind(to)
+        .execute(conn)
+        .await
+        .map(drop)
     }
 
     /// The projection's name: its checkpoints' and `dashclaw replay --projection NAME`.
@@ -166,17 +198,13 @@ impl Tracker {
             if !events.is_empty() {
                 self.fold.apply(&mut tx, org, &events).await?;
             }
-            sqlx::query(
-                "UPDATE projection_checkpoints SET ledger_seq = $3
-                  WHERE projection = $1 AND org_id = $2",
-            )
-            .bind(self.name())
-            .bind(org.as_str())
-            .bind(window.to)
-            .execute(&mut *tx)
-            .await?;
+            self.advance(&mut tx, org, window.to).await?;
             tx.commit().await?;
             progress((window.to - position) as u64);
+            if window.to >= head {
+                // At the head this transaction saw: done (a later event has its own wake-up).
+                return Ok(window.to as u64);
+            }
         }
     }
 
@@ -247,27 +275,31 @@ impl Tracker {
 
     /// Creates the checkpoint row if needed, locks it (windows of one org serialize here,
     /// across nodes too) and reads it, with the org's head.
-    async fn lock(&self, conn: &mut PgConnection, org: &OrgId) -> Result<(i64, i64), sqlx::Error> {
+    pub(crate) async fn lock(
+        &self,
+        conn: &mut PgConnection,
+        org: &OrgId,
+    ) -> Result<(i64, i64), sqlx::Error> {
         // Read models can always be rebuilt from the ledger, so their commits need not wait
         // for a WAL flush (which the ledger's own commits then do not have to share). A crash
         // can lose a recent fold and its checkpoint together, never one without the other.
-        let position: i64 = sqlx::query_scalar(
-            "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true))
-             INSERT INTO projection_checkpoints (projection, org_id, ledger_seq)
-             SELECT $1, $2, 0 FROM quick
-             ON CONFLICT (projection, org_id)
-               DO UPDATE SET ledger_seq = projection_checkpoints.ledger_seq
-             RETURNING ledger_seq",
+        // One statement (one round trip): the checkpoint, and the head as of its snapshot.
+        let (position, head): (i64, i64) = sqlx::query_as(
+            "WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)),
+                  checkpoint AS (
+                    INSERT INTO projection_checkpoints (projection, org_id, ledger_seq)
+                    SELECT $1, $2, 0 FROM quick
+                    ON CONFLICT (projection, org_id)
+                      DO UPDATE SET ledger_seq = projection_checkpoints.ledger_seq
+                    RETURNING ledger_seq)
+             SELECT checkpoint.ledger_seq,
+                    (SELECT COALESCE(max(size), 0) FROM ledger_heads WHERE org_id = $2)
+               FROM checkpoint",
         )
         .bind(self.name())
         .bind(org.as_str())
         .fetch_one(&mut *conn)
         .await?;
-        let head: i64 =
-            sqlx::query_scalar("SELECT COALESCE(max(size), 0) FROM ledger_heads WHERE org_id = $1")
-                .bind(org.as_str())
-                .fetch_one(&mut *conn)
-                .await?;
         Ok((position, head))
     }
 }
@@ -279,7 +311,7 @@ struct Window {
     rows: Vec<PgRow>,
 }
 
-async fn read(
+pub(crate) async fn read(
     conn: &mut PgConnection,
     org: &OrgId,
     types: &[&str],
@@ -300,7 +332,7 @@ async fn read(
 }
 /// Borrows an event from its row. The payload column is `json`, whose wire form (text and
 /// binary alike) is the JSON text itself, so it is read without a cast or a copy.
-fn event(row: &PgRow) -> Result<Event<'_>, ProjectionError> {
+pub(crate) fn event(row: &PgRow) -> Result<Event<'_>, ProjectionError> {
     let aggregate_id: &str = row.try_get(2)?;
     Ok(Event {
         ledger_seq: row.try_get(0)?,

@@ -125,6 +125,8 @@ const CLAIM: i64 = 8;
 /// timeout), so one dead receiver holds up only its own pass; a worker that found a full
 /// pass wakes another.
 const WORKERS: usize = 4;
+/// The shortest pause of a worker that found nothing to claim.
+const IDLE_FLOOR: Duration = Duration::from_millis(20);
 
 impl Webhooks {
     /// Starts the worker. `wake` is notified by whoever queues deliveries.
@@ -210,17 +212,21 @@ impl Worker {
         }
     }
 
-    /// How long until the next pending row is due.
+    /// How long until the next pending row is due (None: nothing pending). At least
+    /// [`IDLE_FLOOR`]: a row due now that this pass did not claim is another worker's, and
+    /// polling for it in a tight loop would only burn the database.
     async fn next_due(&self) -> Option<Duration> {
+        // (min() of no rows is NULL; GREATEST would turn that into 0 and make the idle
+        // worker poll without pause.)
         let ms: Option<f64> = sqlx::query_scalar(
-            "SELECT GREATEST(0, EXTRACT(EPOCH FROM (min(next_attempt_at) - clock_timestamp())) * 1000)::float8
+            "SELECT (EXTRACT(EPOCH FROM (min(next_attempt_at) - clock_timestamp())) * 1000)::float8
                FROM webhook_outbox WHERE state = 'pending'",
         )
         .fetch_one(&self.pool)
         .await
         .ok()
         .flatten();
-        ms.map(|ms| Duration::from_millis(ms as u64))
+        ms.map(|ms| Duration::from_millis(ms.max(0.0) as u64).max(IDLE_FLOOR))
     }
 
     /// Claims due rows (or the one named), attempts them concurrently and records the
