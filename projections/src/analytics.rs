@@ -88,10 +88,10 @@ impl Deltas {
     }
 
     /// Adds the window's changes to `analytics_actions` with one statement.
-    pub async fn write(self, conn: &mut PgConnection, org: &OrgId) -> Result<(), sqlx::Error> {
+    pub async fn write(&self, conn: &mut PgConnection, org: &OrgId) -> Result<(), sqlx::Error> {
         let groups: Vec<_> = self
             .0
-            .into_iter()
+            .iter()
             .filter(|(_, c)| c.iter().any(|n| *n != 0))
             .collect();
         if groups.is_empty() {
@@ -126,18 +126,34 @@ impl Deltas {
     }
 }
 
-/// A decided (approved or denied, not expired) approval and how long it took, if `r` is one.
-pub fn decided_approval(r: &ActionRecord) -> Option<f64> {
-    let decided = r.approval_decided_at?;
-    (r.guard_verdict == Verdict::RequireApproval && r.status != ActionStatus::Expired)
-        .then(|| (decided - r.timestamp_start).num_milliseconds() as f64 / 1e3)
+/// A decided (approved or denied, not expired) approval and how long it took.
+pub struct Decided {
+    pub action_id: String,
+    pub day: NaiveDate,
+    pub agent_id: String,
+    pub action_type: String,
+    pub seconds: f64,
 }
 
-/// Records the window's newly decided approvals (a decision is final, so rows only appear).
+/// The decided approval `r` is, if it is one.
+pub fn decided_approval(r: &ActionRecord) -> Option<Decided> {
+    let decided = r.approval_decided_at?;
+    (r.guard_verdict == Verdict::RequireApproval && r.status != ActionStatus::Expired).then(|| {
+        Decided {
+            action_id: r.action_id.to_string(),
+            day: r.timestamp_start.date_naive(),
+            agent_id: r.agent_id.clone(),
+            action_type: r.action_type.clone(),
+            seconds: (decided - r.timestamp_start).num_milliseconds() as f64 / 1e3,
+        }
+    })
+}
+
+/// Records the window's decided approvals (a decision is final, so rows only appear).
 pub async fn write_approvals(
     conn: &mut PgConnection,
     org: &OrgId,
-    decided: &[(&ActionRecord, f64)],
+    decided: &[Decided],
 ) -> Result<(), sqlx::Error> {
     if decided.is_empty() {
         return Ok(());
@@ -151,28 +167,23 @@ pub async fn write_approvals(
     .bind(
         decided
             .iter()
-            .map(|(r, _)| r.action_id.as_str())
+            .map(|d| d.action_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(decided.iter().map(|d| d.day).collect::<Vec<_>>())
+    .bind(
+        decided
+            .iter()
+            .map(|d| d.agent_id.as_str())
             .collect::<Vec<_>>(),
     )
     .bind(
         decided
             .iter()
-            .map(|(r, _)| r.timestamp_start.date_naive())
+            .map(|d| d.action_type.as_str())
             .collect::<Vec<_>>(),
     )
-    .bind(
-        decided
-            .iter()
-            .map(|(r, _)| r.agent_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        decided
-            .iter()
-            .map(|(r, _)| r.action_type.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(decided.iter().map(|(_, s)| *s).collect::<Vec<_>>())
+    .bind(decided.iter().map(|d| d.seconds).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
@@ -182,12 +193,12 @@ pub async fn write_approvals(
 pub async fn write_decisions(
     conn: &mut PgConnection,
     org: &OrgId,
-    counts: HashMap<(NaiveDate, String, String), i64>,
+    counts: &HashMap<(NaiveDate, String, String), i64>,
 ) -> Result<(), sqlx::Error> {
     if counts.is_empty() {
         return Ok(());
     }
-    let counts: Vec<_> = counts.into_iter().collect();
+    let counts: Vec<_> = counts.iter().collect();
     sqlx::query(
         "INSERT INTO analytics_decisions (org_id, day, agent_id, decision, decisions)
          SELECT $1, * FROM UNNEST($2::date[], $3::text[], $4::text[], $5::int8[])

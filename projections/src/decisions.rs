@@ -8,9 +8,9 @@ use cqrs_es::Aggregate;
 use dashclaw_domain::guard_decision::GuardDecision;
 use dashclaw_domain::OrgId;
 use futures_util::future::BoxFuture;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
-use crate::tracker::{Event, Fold, ProjectionError};
+use crate::tracker::{Event, Fold, Prepared, ProjectionError};
 
 /// Folds guard decisions into `guard_decisions`.
 pub struct Decisions;
@@ -42,7 +42,14 @@ struct DecisionEvaluation {
     decision: String,
 }
 
-/// A window's decisions, column by column, inserted with one statement.
+/// A window's decisions, column by column (inserted with one statement), and their counts.
+#[derive(Default)]
+struct Window {
+    columns: Columns,
+    counts: HashMap<(chrono::NaiveDate, String, String), i64>,
+}
+
+/// Guard decisions, column by column.
 #[derive(Default)]
 struct Columns {
     id: Vec<String>,
@@ -66,28 +73,48 @@ impl Fold for Decisions {
         &["guard_decisions", "analytics_decisions"]
     }
 
-    fn apply<'a>(
+    fn prepare<'a>(
         &'a self,
-        conn: &'a mut PgConnection,
+        _pool: &'a PgPool,
         org: &'a OrgId,
         events: &'a [Event<'a>],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        _previous: Option<&'a Prepared>,
+    ) -> BoxFuture<'a, Result<Prepared, ProjectionError>> {
         Box::pin(async move {
-            let mut c = Columns::default();
-            let mut counts = HashMap::new();
+            let mut window = Window::default();
             for event in events {
                 let DecisionRecorded::Recorded(d) = event.decode(org)?;
                 let day = d.evaluated_at.date_naive();
                 let agent = d.request.agent_id.clone().unwrap_or_default();
-                *counts
+                *window
+                    .counts
                     .entry((day, agent, d.evaluation.decision.clone()))
                     .or_insert(0) += 1;
+                let c = &mut window.columns;
                 c.id.push(d.decision_id);
                 c.agent_id.push(d.request.agent_id);
                 c.decision.push(d.evaluation.decision);
                 c.idempotency_key.push(d.idempotency_key);
                 c.created_at.push(d.evaluated_at);
                 c.ledger_seq.push(event.ledger_seq);
+            }
+            Ok(Box::new(window) as Prepared)
+        })
+    }
+
+    fn write<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        org: &'a OrgId,
+        prepared: &'a Prepared,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let Some(window) = prepared.downcast_ref::<Window>() else {
+                return Ok(());
+            };
+            let c = &window.columns;
+            if c.id.is_empty() {
+                return Ok(());
             }
             sqlx::query(
                 "INSERT INTO guard_decisions
@@ -104,7 +131,7 @@ impl Fold for Decisions {
             .bind(&c.ledger_seq)
             .execute(&mut *conn)
             .await?;
-            crate::analytics::write_decisions(conn, org, counts).await?;
+            crate::analytics::write_decisions(conn, org, &window.counts).await?;
             Ok(())
         })
     }

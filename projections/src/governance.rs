@@ -13,10 +13,10 @@ use dashclaw_domain::assumption::{Assumption, AssumptionRecord};
 use dashclaw_domain::OrgId;
 use futures_util::future::BoxFuture;
 use sqlx::types::Json;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
 use crate::analytics::{self, Deltas};
-use crate::tracker::{Event, Fold, ProjectionError};
+use crate::tracker::{Event, Fold, Prepared, ProjectionError};
 
 /// Folds actions, assumptions and API keys.
 pub struct Governance;
@@ -50,20 +50,83 @@ impl Fold for Governance {
         ]
     }
 
-    fn apply<'a>(
+    fn prepare<'a>(
+        &'a self,
+        pool: &'a PgPool,
+        org: &'a OrgId,
+        events: &'a [Event<'a>],
+        previous: Option<&'a Prepared>,
+    ) -> BoxFuture<'a, Result<Prepared, ProjectionError>> {
+        Box::pin(async move {
+            let previous = previous.and_then(|p| p.downcast_ref::<Window>());
+            let mut conn = pool.acquire().await?;
+            let mut batch = Batch::default();
+            preload(&mut conn, org, events, previous, &mut batch).await?;
+            for event in events {
+                fold(&mut conn, org, &mut batch, event).await?;
+            }
+            Ok(Box::new(Window::of(batch)) as Prepared)
+        })
+    }
+
+    fn write<'a>(
         &'a self,
         conn: &'a mut PgConnection,
         org: &'a OrgId,
-        events: &'a [Event<'a>],
+        prepared: &'a Prepared,
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let mut batch = Batch::default();
-            preload(conn, org, events, &mut batch).await?;
-            for event in events {
-                fold(conn, org, &mut batch, event).await?;
+            match prepared.downcast_ref::<Window>() {
+                Some(window) => window.write(conn, org).await,
+                None => Ok(()),
             }
-            write_batch(conn, org, batch).await
         })
+    }
+}
+
+/// A prepared window: the states it ends with (what the next window starts from) and its
+/// rows, encoded.
+struct Window {
+    batch: Batch,
+    actions: ActionColumns,
+    deltas: Deltas,
+    decided: Vec<analytics::Decided>,
+}
+
+impl Window {
+    fn of(batch: Batch) -> Self {
+        let mut actions = ActionColumns::default();
+        let mut deltas = Deltas::default();
+        let mut decided = Vec::new();
+        for (id, (action, seq)) in &batch.actions {
+            let Some(r) = &action.record else { continue };
+            deltas.change(batch.counted.get(id), r);
+            decided.extend(analytics::decided_approval(r));
+            actions.push(r, *seq);
+        }
+        Self {
+            batch,
+            actions,
+            deltas,
+            decided,
+        }
+    }
+
+    async fn write(&self, conn: &mut PgConnection, org: &OrgId) -> Result<(), ProjectionError> {
+        write_actions(conn, org, &self.actions).await?;
+        self.deltas.write(conn, org).await?;
+        analytics::write_approvals(conn, org, &self.decided).await?;
+        for (assumption, seq) in self.batch.assumptions.values() {
+            let Some(r) = &assumption.record else {
+                continue;
+            };
+            write_assumption(conn, org, r, *seq).await?;
+        }
+        for (key, seq) in self.batch.keys.values() {
+            let Some(r) = &key.record else { continue };
+            write_key(conn, org, r, *seq).await?;
+        }
+        Ok(())
     }
 }
 
@@ -108,8 +171,43 @@ async fn preload(
     conn: &mut PgConnection,
     org: &OrgId,
     events: &[Event<'_>],
+    previous: Option<&Window>,
     batch: &mut Batch,
 ) -> Result<(), ProjectionError> {
+    // What the previous window touched is taken from it (its rows may not be committed yet).
+    if let Some(previous) = previous.map(|w| &w.batch) {
+        for e in events {
+            let entity = e.entity.to_owned();
+            match e.aggregate_type {
+                Action::TYPE => {
+                    if let Some((action, seq)) = previous.actions.get(&entity) {
+                        if let Some(r) = &action.record {
+                            batch
+                                .counted
+                                .insert(entity.clone(), analytics::contribution(r));
+                        }
+                        batch.actions.insert(entity, (action.clone(), *seq));
+                    }
+                }
+                Assumption::TYPE => {
+                    if let Some(state) = previous.assumptions.get(&entity) {
+                        batch.assumptions.insert(entity, state.clone());
+                    }
+                }
+                ApiKey::TYPE => {
+                    if let Some(state) = previous.keys.get(&entity) {
+                        batch.keys.insert(entity, state.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let carried = |kind: &str, id: &str| match kind {
+        Action::TYPE => batch.actions.contains_key(id),
+        Assumption::TYPE => batch.assumptions.contains_key(id),
+        _ => false,
+    };
     // Entities created in this window (their first event here has sequence 1) have no row yet.
     let ids = |kind: &str| -> Vec<&str> {
         let mut first: HashMap<&str, i64> = HashMap::new();
@@ -118,11 +216,11 @@ async fn preload(
         }
         first
             .into_iter()
-            .filter(|(_, sequence)| *sequence > 1)
+            .filter(|(id, sequence)| *sequence > 1 && !carried(kind, id))
             .map(|(id, _)| id)
             .collect()
     };
-    let actions = ids(Action::TYPE);
+    let (actions, assumptions) = (ids(Action::TYPE), ids(Assumption::TYPE));
     if !actions.is_empty() {
         let docs: Vec<(String, Json<ActionRecord>)> = sqlx::query_as(
             "SELECT action_id, doc FROM action_records WHERE org_id = $1 AND action_id = ANY($2)",
@@ -141,7 +239,6 @@ async fn preload(
             batch.actions.insert(id, (action, 0));
         }
     }
-    let assumptions = ids(Assumption::TYPE);
     if !assumptions.is_empty() {
         let docs: Vec<(String, Json<AssumptionRecord>)> = sqlx::query_as(
             "SELECT assumption_id, doc FROM assumptions WHERE org_id = $1 AND assumption_id = ANY($2)",
@@ -192,69 +289,38 @@ async fn load_key(
     )
 }
 
-async fn write_batch(
+async fn write_key(
     conn: &mut PgConnection,
     org: &OrgId,
-    batch: Batch,
+    r: &ApiKeyRecord,
+    seq: i64,
 ) -> Result<(), ProjectionError> {
-    write_actions(conn, org, batch.actions, &batch.counted).await?;
-    for (_, (assumption, seq)) in batch.assumptions {
-        let Some(r) = assumption.record else { continue };
-        write_assumption(conn, org, &r, seq).await?;
-    }
-    for (_, (key, seq)) in batch.keys {
-        let Some(r) = key.record else { continue };
-        sqlx::query(
-            "INSERT INTO api_keys (id, org_id, key_hash, role, name, created_at, revoked_at, ledger_seq)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (id) DO UPDATE SET revoked_at = EXCLUDED.revoked_at,
-                                            ledger_seq = EXCLUDED.ledger_seq",
-        )
-        .bind(r.id.as_str())
-        .bind(org.as_str())
-        .bind(&r.key_hash)
-        .bind(r.role.as_str())
-        .bind(&r.name)
-        .bind(r.created_at)
-        .bind(r.revoked_at)
-        .bind(seq)
-        .execute(&mut *conn)
-        .await?;
-    }
+    sqlx::query(
+        "INSERT INTO api_keys (id, org_id, key_hash, role, name, created_at, revoked_at, ledger_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (id) DO UPDATE SET revoked_at = EXCLUDED.revoked_at,
+                                        ledger_seq = EXCLUDED.ledger_seq",
+    )
+    .bind(r.id.as_str())
+    .bind(org.as_str())
+    .bind(&r.key_hash)
+    .bind(r.role.as_str())
+    .bind(&r.name)
+    .bind(r.created_at)
+    .bind(r.revoked_at)
+    .bind(seq)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// Upserts every action row of a window with one statement (documents travel as JSON text,
-/// serialized straight from the record), and the analytics they change.
+/// serialized straight from the record when the window was prepared).
 async fn write_actions(
     conn: &mut PgConnection,
     org: &OrgId,
-    actions: HashMap<String, (Action, i64)>,
-    counted: &HashMap<String, (analytics::Key, analytics::Counters)>,
+    c: &ActionColumns,
 ) -> Result<(), ProjectionError> {
-    let mut c = ActionColumns::default();
-    let mut deltas = Deltas::default();
-    let mut decided = Vec::new();
-    for (id, (action, seq)) in &actions {
-        let Some(r) = &action.record else { continue };
-        deltas.change(counted.get(id), r);
-        if let Some(seconds) = analytics::decided_approval(r) {
-            decided.push((r, seconds));
-        }
-        let seq = *seq;
-        c.id.push(r.action_id.to_string());
-        c.doc.push(serde_json::to_string(r).unwrap_or_default());
-        c.agent_id.push(r.agent_id.clone());
-        c.swarm_id.push(r.swarm_id.clone());
-        c.action_type.push(r.action_type.clone());
-        c.status.push(r.status.as_str().to_owned());
-        c.outcome_status.push(r.outcome_status.as_str().to_owned());
-        c.risk_score.push(i32::from(r.risk_score));
-        c.cost_estimate.push(r.cost_estimate);
-        c.timestamp_start.push(r.timestamp_start);
-        c.approval_expires_at.push(r.approval_expires_at);
-        c.ledger_seq.push(seq);
-    }
     if c.id.is_empty() {
         return Ok(());
     }
@@ -286,11 +352,27 @@ async fn write_actions(
     .bind(&c.timestamp_start)
     .bind(&c.approval_expires_at)
     .bind(&c.ledger_seq)
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
-    deltas.write(conn, org).await?;
-    analytics::write_approvals(conn, org, &decided).await?;
     Ok(())
+}
+
+impl ActionColumns {
+    fn push(&mut self, r: &ActionRecord, seq: i64) {
+        self.id.push(r.action_id.to_string());
+        self.doc.push(serde_json::to_string(r).unwrap_or_default());
+        self.agent_id.push(r.agent_id.clone());
+        self.swarm_id.push(r.swarm_id.clone());
+        self.action_type.push(r.action_type.clone());
+        self.status.push(r.status.as_str().to_owned());
+        self.outcome_status
+            .push(r.outcome_status.as_str().to_owned());
+        self.risk_score.push(i32::from(r.risk_score));
+        self.cost_estimate.push(r.cost_estimate);
+        self.timestamp_start.push(r.timestamp_start);
+        self.approval_expires_at.push(r.approval_expires_at);
+        self.ledger_seq.push(seq);
+    }
 }
 
 #[derive(Default)]

@@ -18,7 +18,7 @@ use sqlx::PgPool;
 
 pub use decisions::Decisions;
 pub use governance::Governance;
-pub use tracker::{Event, Fold, ProjectionError, Tracker};
+pub use tracker::{Event, Fold, Prepared, ProjectionError, Tracker};
 pub use webhooks::Outbox;
 
 /// Every projection of the server.
@@ -96,7 +96,9 @@ impl Projections {
                     .copied()
                     .collect();
                 if !mine.is_empty() {
-                    t.fold().apply(&mut tx, org, &mine).await?;
+                    // Every earlier window is committed (we hold the checkpoints).
+                    let prepared = t.fold().prepare(first.pool(), org, &mine, None).await?;
+                    t.fold().write(&mut tx, org, &prepared).await?;
                 }
                 t.advance(&mut tx, org, to).await?;
             }

@@ -67,14 +67,28 @@ pub trait Fold: Send + Sync + 'static {
     fn aggregate_types(&self) -> &'static [&'static str];
     /// The tables it owns (emptied by a rebuild from zero).
     fn tables(&self) -> &'static [&'static str];
-    /// Folds `events` (in ledger order) into the tables, inside the engine's transaction.
-    fn apply<'a>(
+    /// Everything a window needs before its transaction: decoding, folding, encoding rows.
+    /// Reads only committed rows (through `pool`). `previous` is what the window just before
+    /// this one prepared: its rows may not be committed yet (the engine prepares window k+1
+    /// while it writes window k), so what it touched must be taken from there.
+    fn prepare<'a>(
+        &'a self,
+        pool: &'a PgPool,
+        org: &'a OrgId,
+        events: &'a [Event<'a>],
+        previous: Option<&'a Prepared>,
+    ) -> BoxFuture<'a, Result<Prepared, ProjectionError>>;
+    /// Writes a prepared window inside the engine's transaction.
+    fn write<'a>(
         &'a self,
         conn: &'a mut PgConnection,
         org: &'a OrgId,
-        events: &'a [Event<'a>],
+        prepared: &'a Prepared,
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 }
+
+/// A window as a [`Fold`] prepared it (each fold knows its own type).
+pub type Prepared = Box<dyn std::any::Any + Send + Sync>;
 
 /// Runs one [`Fold`] with its checkpoints.
 #[derive(Clone)]
@@ -144,68 +158,92 @@ impl Tracker {
 
     /// [`Self::catch_up`], calling `progress` with the ledger events each window passed.
     ///
-    /// While a window is folded, the next one is read on another connection (events never
-    /// change, so a window read ahead stays valid; it is used only if the checkpoint is still
-    /// where it was expected).
+    /// A pipeline: while window k is written (in its transaction), window k+1 is read and
+    /// prepared beside it, and window k+2 read ahead on another connection (events never
+    /// change). What was prepared is used only if the checkpoint is still where it was
+    /// expected when its own transaction locks it.
     pub async fn catch_up_with(
         &self,
         org: &OrgId,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<u64, ProjectionError> {
+        let types = self.fold.aggregate_types();
         let mut ahead: Option<tokio::task::JoinHandle<Result<Window, sqlx::Error>>> = None;
+        // The next window, prepared while the previous one was written.
+        let mut ready: Option<(i64, i64, Prepared)> = None;
         loop {
             let mut tx = self.pool.begin().await?;
             let (position, head) = self.lock(&mut tx, org).await?;
-            if head <= position {
-                tx.commit().await?;
-                return Ok(position as u64);
-            }
-            let read_ahead = match ahead.take() {
-                Some(task) => Some(
-                    task.await
-                        .map_err(|e| sqlx::Error::Protocol(e.to_string()))??,
-                ),
-                None => None,
-            };
-            let window = match read_ahead {
-                Some(window) if window.from == position => window,
+            let (from, to, prepared) = match ready.take() {
+                Some((from, to, prepared)) if from == position => (from, to, prepared),
                 _ => {
-                    let to = head.min(position + self.window);
-                    let types = self.fold.aggregate_types();
-                    let rows = read(&mut tx, org, types, position, to).await?;
-                    Window {
-                        from: position,
-                        to,
-                        rows,
+                    if head <= position {
+                        tx.commit().await?;
+                        return Ok(position as u64);
                     }
+                    let to = head.min(position + self.window);
+                    let rows = read(&mut tx, org, types, position, to).await?;
+                    let events = rows.iter().map(event).collect::<Result<Vec<_>, _>>()?;
+                    let prepared = self.fold.prepare(&self.pool, org, &events, None).await?;
+                    (position, to, prepared)
                 }
             };
-            if window.to < head {
-                let (pool, org, types) =
-                    (self.pool.clone(), org.clone(), self.fold.aggregate_types());
-                let (from, to) = (window.to, head.min(window.to + self.window));
-                ahead = Some(tokio::spawn(async move {
-                    let mut conn = pool.acquire().await?;
-                    let rows = read(&mut conn, &org, types, from, to).await?;
-                    Ok(Window { from, to, rows })
-                }));
-            }
-            let events = window
-                .rows
-                .iter()
-                .map(event)
-                .collect::<Result<Vec<_>, _>>()?;
-            if !events.is_empty() {
-                self.fold.apply(&mut tx, org, &events).await?;
-            }
-            self.advance(&mut tx, org, window.to).await?;
+            let next = (to < head).then(|| (to, head.min(to + self.window)));
+            let write = async {
+                self.fold.write(&mut tx, org, &prepared).await?;
+                self.advance(&mut tx, org, to).await?;
+                Ok::<_, ProjectionError>(())
+            };
+            let prepare_next = async {
+                let Some((next_from, next_to)) = next else {
+                    return Ok(None);
+                };
+                let rows = match ahead.take() {
+                    Some(task) => match task
+                        .await
+                        .map_err(|e| sqlx::Error::Protocol(e.to_string()))??
+                    {
+                        w if w.from == next_from && w.to == next_to => w.rows,
+                        _ => self.read_pooled(org, next_from, next_to).await?,
+                    },
+                    None => self.read_pooled(org, next_from, next_to).await?,
+                };
+                if next_to < head {
+                    let (pool, org, from) = (self.pool.clone(), org.clone(), next_to);
+                    let to = head.min(next_to + self.window);
+                    ahead = Some(tokio::spawn(async move {
+                        let mut conn = pool.acquire().await?;
+                        let rows = read(&mut conn, &org, types, from, to).await?;
+                        Ok(Window { from, to, rows })
+                    }));
+                }
+                let events = rows.iter().map(event).collect::<Result<Vec<_>, _>>()?;
+                let prepared = self
+                    .fold
+                    .prepare(&self.pool, org, &events, Some(&prepared))
+                    .await?;
+                Ok::<_, ProjectionError>(Some((next_from, next_to, prepared)))
+            };
+            let (written, next) = futures_util::future::join(write, prepare_next).await;
+            written?;
             tx.commit().await?;
-            progress((window.to - position) as u64);
-            if window.to >= head {
+            progress((to - from) as u64);
+            if to >= head {
                 // At the head this transaction saw: done (a later event has its own wake-up).
-                return Ok(window.to as u64);
+                return Ok(to as u64);
             }
+            ready = next?;
         }
+    }
+
+    async fn read_pooled(
+        &self,
+        org: &OrgId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        read(&mut conn, org, self.fold.aggregate_types(), from, to).await
     }
 
     /// Catches every org up; returns how many ledger events were passed.
