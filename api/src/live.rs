@@ -361,9 +361,6 @@ impl Tail {
             self.pending.queue.notified().await;
             tokio::time::sleep(PROJECT_GATHER).await;
             for org in self.pending.take_queues() {
-                if !self.pending.is_listening(&org) {
-                    continue;
-                }
                 match self.feed.outbox.catch_up(&org).await {
                     Ok(queued) if queued > 0 => self.feed.wake.notify_one(),
                     Ok(_) => {}
@@ -424,7 +421,11 @@ impl Tail {
             self.pending.saw(org.clone(), size);
         }
         self.pending.project(org);
-        self.pending.queue(org);
+        // Only orgs with webhooks feed the outbox as events come (`observe` has just noted
+        // any registration in these rows).
+        if self.pending.is_listening(org) {
+            self.pending.queue(org);
+        }
     }
 
     /// Side effects of an event on this node's caches.

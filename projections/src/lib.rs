@@ -37,9 +37,6 @@ impl Projections {
         }
     }
 
-    /// The names `dashclaw replay --projection` accepts.
-    pub const NAMES: [&'static str; 2] = ["governance", "decisions"];
-
     pub fn trackers(&self) -> &[Tracker] {
         &self.trackers
     }

@@ -289,18 +289,6 @@ impl Tracker {
         Ok(())
     }
 
-    /// The checkpoint of `org` (0 when nothing was folded yet).
-    pub async fn position(&self, org: &OrgId) -> Result<u64, ProjectionError> {
-        let pos: Option<i64> = sqlx::query_scalar(
-            "SELECT ledger_seq FROM projection_checkpoints WHERE projection = $1 AND org_id = $2",
-        )
-        .bind(self.name())
-        .bind(org.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(pos.unwrap_or(0) as u64)
-    }
-
     async fn total_position(&self) -> Result<u64, ProjectionError> {
         let sum: Option<i64> = sqlx::query_scalar(
             "SELECT sum(ledger_seq)::bigint FROM projection_checkpoints WHERE projection = $1",
