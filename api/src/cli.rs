@@ -554,8 +554,7 @@ async fn replay(pool: &PgPool, projection: &str, resume: bool) -> Result<()> {
     );
     let started = Instant::now();
     let progress = |n| bar.inc(n);
-    futures_util::future::try_join_all(trackers.iter().map(|t| t.catch_up_all_with(&progress)))
-        .await?;
+    dashclaw_projections::catch_up_together(&trackers, &progress).await?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     println!(

@@ -18,7 +18,7 @@ use sqlx::PgPool;
 
 pub use decisions::Decisions;
 pub use governance::Governance;
-pub use tracker::{Event, Fold, Prepared, ProjectionError, Tracker};
+pub use tracker::{catch_up_together, Event, Fold, Prepared, ProjectionError, Tracker};
 pub use webhooks::Outbox;
 
 /// Every projection of the server.
@@ -114,13 +114,9 @@ impl Projections {
         Ok(())
     }
 
-    /// Catches every org of every projection up.
+    /// Catches every org of every projection up, side by side.
     pub async fn catch_up_all(&self) -> Result<(), ProjectionError> {
-        futures_util::future::try_join_all(
-            self.trackers.iter().map(|t| t.catch_up_all_with(&|_| {})),
-        )
-        .await
-        .map(drop)
+        tracker::catch_up_together(&self.trackers, &|_| {}).await
     }
 }
 

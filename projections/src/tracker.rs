@@ -157,108 +157,115 @@ impl Tracker {
     }
 
     /// [`Self::catch_up`], calling `progress` with the ledger events each window passed.
-    ///
-    /// A pipeline: while window k is written (in its transaction), window k+1 is read and
-    /// prepared beside it, and window k+2 read ahead on another connection (events never
-    /// change). What was prepared is used only if the checkpoint is still where it was
-    /// expected when its own transaction locks it.
     pub async fn catch_up_with(
         &self,
         org: &OrgId,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<u64, ProjectionError> {
-        let types = self.fold.aggregate_types();
-        let mut ahead: Option<tokio::task::JoinHandle<Result<Window, sqlx::Error>>> = None;
+        loop {
+            let (position, head) = self.peek(org).await?;
+            if head <= position {
+                return Ok(position as u64);
+            }
+            let mut feeds = read_ahead(
+                &self.pool,
+                org,
+                self.fold.aggregate_types().to_vec(),
+                (position, head),
+                self.window,
+                1,
+            );
+            if self.fold_feed(org, &mut feeds[0], progress).await? >= head {
+                // At the head seen above: done (a later event has its own wake-up).
+                return Ok(head as u64);
+            }
+            // Another task or node moved the checkpoint meanwhile: look again.
+        }
+    }
+
+    /// Folds the windows `feed` brings, one transaction each; returns the checkpoint reached,
+    /// which is short of the feed's end if another task or node moved the checkpoint.
+    ///
+    /// A pipeline: while window k is written (in its transaction), window k+1 is decoded,
+    /// folded and encoded beside it, while the reader fetches the windows after it (events
+    /// never change). What was prepared is used only if the checkpoint is still where it was
+    /// expected when its own transaction locks it.
+    async fn fold_feed(
+        &self,
+        org: &OrgId,
+        feed: &mut Feed,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<i64, ProjectionError> {
+        let mine = self.fold.aggregate_types();
         // The next window, prepared while the previous one was written.
         let mut ready: Option<(i64, i64, Prepared)> = None;
         loop {
             let mut tx = self.pool.begin().await?;
-            let (position, head) = self.lock(&mut tx, org).await?;
+            let (position, _) = self.lock(&mut tx, org).await?;
             let (from, to, prepared) = match ready.take() {
-                Some((from, to, prepared)) if from == position => (from, to, prepared),
-                _ => {
-                    if head <= position {
-                        tx.commit().await?;
-                        return Ok(position as u64);
-                    }
-                    let to = head.min(position + self.window);
-                    let rows = read(&mut tx, org, types, position, to).await?;
-                    let events = rows.iter().map(event).collect::<Result<Vec<_>, _>>()?;
-                    let prepared = self.fold.prepare(&self.pool, org, &events, None).await?;
-                    (position, to, prepared)
+                Some(ready) if ready.0 == position => ready,
+                Some(_) => {
+                    tx.commit().await?;
+                    return Ok(position);
                 }
+                // The first window: the one holding the event after the checkpoint.
+                None => loop {
+                    let Some(window) = feed.recv().await else {
+                        tx.commit().await?;
+                        return Ok(position);
+                    };
+                    if window.to <= position {
+                        continue;
+                    }
+                    if window.from > position {
+                        tx.commit().await?;
+                        return Ok(position);
+                    }
+                    let events = window.events(mine, position)?;
+                    let prepared = self.fold.prepare(&self.pool, org, &events, None).await?;
+                    break (position, window.to, prepared);
+                },
             };
-            let next = (to < head).then(|| (to, head.min(to + self.window)));
             let write = async {
                 self.fold.write(&mut tx, org, &prepared).await?;
                 self.advance(&mut tx, org, to).await?;
                 Ok::<_, ProjectionError>(())
             };
             let prepare_next = async {
-                let Some((next_from, next_to)) = next else {
-                    return Ok(None);
-                };
-                let rows = match ahead.take() {
-                    Some(task) => match task
-                        .await
-                        .map_err(|e| sqlx::Error::Protocol(e.to_string()))??
-                    {
-                        w if w.from == next_from && w.to == next_to => w.rows,
-                        _ => self.read_pooled(org, next_from, next_to).await?,
-                    },
-                    None => self.read_pooled(org, next_from, next_to).await?,
-                };
-                if next_to < head {
-                    let (pool, org, from) = (self.pool.clone(), org.clone(), next_to);
-                    let to = head.min(next_to + self.window);
-                    ahead = Some(tokio::spawn(async move {
-                        let mut conn = pool.acquire().await?;
-                        let rows = read(&mut conn, &org, types, from, to).await?;
-                        Ok(Window { from, to, rows })
-                    }));
+                match feed.recv().await {
+                    Some(window) if window.from == to => {
+                        let events = window.events(mine, to)?;
+                        let next = self
+                            .fold
+                            .prepare(&self.pool, org, &events, Some(&prepared))
+                            .await?;
+                        Ok::<_, ProjectionError>(Some((to, window.to, next)))
+                    }
+                    _ => Ok(None),
                 }
-                let events = rows.iter().map(event).collect::<Result<Vec<_>, _>>()?;
-                let prepared = self
-                    .fold
-                    .prepare(&self.pool, org, &events, Some(&prepared))
-                    .await?;
-                Ok::<_, ProjectionError>(Some((next_from, next_to, prepared)))
             };
             let (written, next) = futures_util::future::join(write, prepare_next).await;
             written?;
             tx.commit().await?;
             progress((to - from) as u64);
-            if to >= head {
-                // At the head this transaction saw: done (a later event has its own wake-up).
-                return Ok(to as u64);
+            match next? {
+                Some(next) => ready = Some(next),
+                None => return Ok(to),
             }
-            ready = next?;
         }
     }
 
-    async fn read_pooled(
-        &self,
-        org: &OrgId,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<PgRow>, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        read(&mut conn, org, self.fold.aggregate_types(), from, to).await
-    }
-
-    /// Catches every org up; returns how many ledger events were passed.
-    pub async fn catch_up_all_with(
-        &self,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<u64, ProjectionError> {
-        let before = self.total_position().await?;
-        let orgs: Vec<String> = sqlx::query_scalar("SELECT org_id FROM ledger_heads ORDER BY 1")
-            .fetch_all(&self.pool)
-            .await?;
-        for org in orgs.into_iter().filter_map(|o| OrgId::new(o).ok()) {
-            self.catch_up_with(&org, progress).await?;
-        }
-        Ok(self.total_position().await?.saturating_sub(before))
+    /// The checkpoint of `org` (0 before the first fold) and the org's head, not locked.
+    async fn peek(&self, org: &OrgId) -> Result<(i64, i64), sqlx::Error> {
+        sqlx::query_as(
+            "SELECT COALESCE((SELECT ledger_seq FROM projection_checkpoints
+                               WHERE projection = $1 AND org_id = $2), 0),
+                    (SELECT COALESCE(max(size), 0) FROM ledger_heads WHERE org_id = $2)",
+        )
+        .bind(self.name())
+        .bind(org.as_str())
+        .fetch_one(&self.pool)
+        .await
     }
 
     /// Ledger events not yet passed (for a progress bar).
@@ -287,16 +294,6 @@ impl Tracker {
             .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn total_position(&self) -> Result<u64, ProjectionError> {
-        let sum: Option<i64> = sqlx::query_scalar(
-            "SELECT sum(ledger_seq)::bigint FROM projection_checkpoints WHERE projection = $1",
-        )
-        .bind(self.name())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(sum.unwrap_or(0) as u64)
     }
 
     /// Creates the checkpoint row if needed, locks it (windows of one org serialize here,
@@ -330,11 +327,127 @@ impl Tracker {
     }
 }
 
-/// Events `(from, to]` of an org's ledger, of the given types, in order.
-struct Window {
+/// Catches every org of every one of `trackers` up, side by side (`dashclaw replay`): each
+/// window of the ledger is read once and folded by all of them, each in its own transactions.
+pub async fn catch_up_together(
+    trackers: &[Tracker],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(), ProjectionError> {
+    let Some(first) = trackers.first() else {
+        return Ok(());
+    };
+    let types: Vec<&'static str> = trackers
+        .iter()
+        .flat_map(|t| t.fold.aggregate_types().iter().copied())
+        .collect();
+    let orgs: Vec<String> = sqlx::query_scalar("SELECT org_id FROM ledger_heads ORDER BY 1")
+        .fetch_all(&first.pool)
+        .await?;
+    for org in orgs.into_iter().filter_map(|o| OrgId::new(o).ok()) {
+        let mut lowest = i64::MAX;
+        let mut head = 0;
+        for tracker in trackers {
+            let (position, h) = tracker.peek(&org).await?;
+            (lowest, head) = (lowest.min(position), h);
+        }
+        if head > lowest {
+            let span = (lowest, head);
+            let feeds = read_ahead(
+                &first.pool,
+                &org,
+                types.clone(),
+                span,
+                first.window,
+                trackers.len(),
+            );
+            futures_util::future::try_join_all(trackers.iter().zip(feeds).map(
+                |(tracker, mut feed)| {
+                    let org = &org;
+                    async move { tracker.fold_feed(org, &mut feed, progress).await }
+                },
+            ))
+            .await?;
+        }
+        // Whatever the shared read did not cover (later events, a checkpoint moved by someone
+        // else), each catches up on its own.
+        futures_util::future::try_join_all(
+            trackers.iter().map(|t| t.catch_up_with(&org, progress)),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Events `(from, to]` of an org's ledger, of the types its reader was asked for, in order.
+pub(crate) struct Window {
     from: i64,
     to: i64,
     rows: Vec<PgRow>,
+}
+
+impl Window {
+    /// The events after `after` of the given types.
+    fn events(&self, types: &[&str], after: i64) -> Result<Vec<Event<'_>>, ProjectionError> {
+        let mut events = Vec::with_capacity(self.rows.len());
+        for row in &self.rows {
+            let event = event(row)?;
+            if event.ledger_seq > after && types.contains(&event.aggregate_type) {
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+}
+
+/// The windows a reader sends one projection, in order; the channel closes at the end.
+type Feed = tokio::sync::mpsc::Receiver<Arc<Window>>;
+
+/// Windows a reader keeps ready in each feed beyond the one being prepared.
+const READ_AHEAD: usize = 2;
+
+/// Starts a task reading `org`'s events `(from, head]` of `types`, window by window, into `n`
+/// feeds (events never change, so they are read outside the folds' transactions; each window
+/// once however many projections fold it). A failed read ends the feeds early: the folds
+/// then stop short, and the caller catches up on its own, meeting the error itself.
+fn read_ahead(
+    pool: &PgPool,
+    org: &OrgId,
+    types: Vec<&'static str>,
+    (from, head): (i64, i64),
+    window: i64,
+    n: usize,
+) -> Vec<Feed> {
+    let (senders, feeds): (Vec<_>, Vec<_>) = (0..n)
+        .map(|_| tokio::sync::mpsc::channel(READ_AHEAD))
+        .unzip();
+    let (pool, org) = (pool.clone(), org.clone());
+    tokio::spawn(async move {
+        let mut senders = senders;
+        let mut from = from;
+        while from < head && !senders.is_empty() {
+            let to = head.min(from + window);
+            let rows = match pool.acquire().await {
+                Ok(mut conn) => read(&mut conn, &org, &types, from, to).await,
+                Err(e) => Err(e),
+            };
+            let window = match rows {
+                Ok(rows) => Arc::new(Window { from, to, rows }),
+                Err(e) => {
+                    tracing::warn!(%org, from, to, error = %e, "reading ahead failed");
+                    return;
+                }
+            };
+            let mut open = Vec::with_capacity(senders.len());
+            for sender in senders {
+                if sender.send(window.clone()).await.is_ok() {
+                    open.push(sender);
+                }
+            }
+            senders = open;
+            from = to;
+        }
+    });
+    feeds
 }
 
 pub(crate) async fn read(
