@@ -631,7 +631,7 @@ async fn pending_approvals(
         .await
         .map_err(|e| gql(e.into()))?;
     let docs: Vec<Value> = sqlx::query_scalar(
-        "SELECT doc FROM action_records WHERE org_id = $1 AND status = 'pending_approval'
+        "SELECT doc::json FROM action_records WHERE org_id = $1 AND status = 'pending_approval'
           ORDER BY timestamp_start LIMIT 500",
     )
     .bind(caller.org.as_str())
@@ -706,7 +706,7 @@ impl Query {
             let start = after.map_or(0, |a: usize| a + 1);
             let size = first.unwrap_or(50).min(MAX_PAGE);
             let docs: Vec<Value> = sqlx::query_scalar(
-                "SELECT doc FROM action_records
+                "SELECT doc::json FROM action_records
                   WHERE org_id = $1 AND ($2::text IS NULL OR agent_id = $2)
                     AND ($3::text IS NULL OR action_type = $3) AND ($4::text IS NULL OR status = $4)
                     AND ($5::text IS NULL OR outcome_status = $5)

@@ -88,32 +88,41 @@ impl Fold for Governance {
 /// rows, encoded.
 struct Window {
     batch: Batch,
-    actions: ActionColumns,
+    /// Rows of actions created in this window, and of the others.
+    new: ActionColumns,
+    changed: ActionColumns,
     deltas: Deltas,
     decided: Vec<analytics::Decided>,
 }
 
 impl Window {
     fn of(batch: Batch) -> Self {
-        let mut actions = ActionColumns::default();
+        let (mut new, mut changed) = (ActionColumns::default(), ActionColumns::default());
         let mut deltas = Deltas::default();
         let mut decided = Vec::new();
         for (id, (action, seq)) in &batch.actions {
             let Some(r) = &action.record else { continue };
-            deltas.change(batch.counted.get(id), r);
+            // What an action counted before is known exactly when it already has a row.
+            let counted = batch.counted.get(id);
+            deltas.change(counted, r);
             decided.extend(analytics::decided_approval(r));
-            actions.push(r, *seq);
+            match counted {
+                Some(_) => changed.push(r, *seq),
+                None => new.push(r, *seq),
+            }
         }
         Self {
             batch,
-            actions,
+            new,
+            changed,
             deltas,
             decided,
         }
     }
 
     async fn write(&self, conn: &mut PgConnection, org: &OrgId) -> Result<(), ProjectionError> {
-        write_actions(conn, org, &self.actions).await?;
+        insert_actions(conn, org, &self.new).await?;
+        upsert_actions(conn, org, &self.changed).await?;
         self.deltas.write(conn, org).await?;
         analytics::write_approvals(conn, org, &self.decided).await?;
         for (assumption, seq) in self.batch.assumptions.values() {
@@ -223,7 +232,7 @@ async fn preload(
     let (actions, assumptions) = (ids(Action::TYPE), ids(Assumption::TYPE));
     if !actions.is_empty() {
         let docs: Vec<(String, Json<ActionRecord>)> = sqlx::query_as(
-            "SELECT action_id, doc FROM action_records WHERE org_id = $1 AND action_id = ANY($2)",
+            "SELECT action_id, doc::json FROM action_records WHERE org_id = $1 AND action_id = ANY($2)",
         )
         .bind(org.as_str())
         .bind(&actions)
@@ -314,46 +323,72 @@ async fn write_key(
     Ok(())
 }
 
-/// Upserts every action row of a window with one statement (documents travel as JSON text,
-/// serialized straight from the record when the window was prepared).
-async fn write_actions(
+/// The columns of `action_records`, and the rows an UNNEST of the statement's parameters
+/// yields for them.
+const ACTION_ROWS: &str = "INSERT INTO action_records
+       (org_id, action_id, doc, agent_id, swarm_id, action_type, status, outcome_status,
+        risk_score, cost_estimate, timestamp_start, approval_expires_at, ledger_seq)
+     SELECT $1, id, doc, agent, swarm, kind, status, outcome, risk, cost, started,
+            expires, seq
+       FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                   $7::text[], $8::text[], $9::int4[], $10::float8[],
+                   $11::timestamptz[], $12::timestamptz[], $13::int8[])
+         AS u(id, doc, agent, swarm, kind, status, outcome, risk, cost, started, expires, seq)";
+
+/// Inserts the rows of actions created in the window, with one statement. A plain insert:
+/// such an action has no row yet, so PostgreSQL need not look for one first (a row that did
+/// exist would be a bug, and stops the projection with a unique violation).
+async fn insert_actions(
     conn: &mut PgConnection,
     org: &OrgId,
     c: &ActionColumns,
 ) -> Result<(), ProjectionError> {
-    if c.id.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO action_records
-           (org_id, action_id, doc, agent_id, swarm_id, action_type, status, outcome_status,
-            risk_score, cost_estimate, timestamp_start, approval_expires_at, ledger_seq)
-         SELECT $1, id, doc::json, agent, swarm, kind, status, outcome, risk, cost, started,
-                expires, seq
-           FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                       $7::text[], $8::text[], $9::int4[], $10::float8[],
-                       $11::timestamptz[], $12::timestamptz[], $13::int8[])
-             AS u(id, doc, agent, swarm, kind, status, outcome, risk, cost, started, expires, seq)
+    write_actions(conn, org, c, ACTION_ROWS).await
+}
+
+/// Updates the rows of the other actions the window touched, with one statement.
+async fn upsert_actions(
+    conn: &mut PgConnection,
+    org: &OrgId,
+    c: &ActionColumns,
+) -> Result<(), ProjectionError> {
+    let upsert = format!(
+        "{ACTION_ROWS}
          ON CONFLICT (org_id, action_id) DO UPDATE SET
            doc = EXCLUDED.doc, status = EXCLUDED.status, outcome_status = EXCLUDED.outcome_status,
            cost_estimate = EXCLUDED.cost_estimate, approval_expires_at = EXCLUDED.approval_expires_at,
-           ledger_seq = EXCLUDED.ledger_seq",
-    )
-    .bind(org.as_str())
-    .bind(&c.id)
-    .bind(&c.doc)
-    .bind(&c.agent_id)
-    .bind(&c.swarm_id)
-    .bind(&c.action_type)
-    .bind(&c.status)
-    .bind(&c.outcome_status)
-    .bind(&c.risk_score)
-    .bind(&c.cost_estimate)
-    .bind(&c.timestamp_start)
-    .bind(&c.approval_expires_at)
-    .bind(&c.ledger_seq)
-    .execute(conn)
-    .await?;
+           ledger_seq = EXCLUDED.ledger_seq"
+    );
+    write_actions(conn, org, c, &upsert).await
+}
+
+/// Writes action rows with `statement` (documents travel as JSON text, serialized straight
+/// from the record when the window was prepared).
+async fn write_actions(
+    conn: &mut PgConnection,
+    org: &OrgId,
+    c: &ActionColumns,
+    statement: &str,
+) -> Result<(), ProjectionError> {
+    if c.id.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(statement)
+        .bind(org.as_str())
+        .bind(&c.id)
+        .bind(&c.doc)
+        .bind(&c.agent_id)
+        .bind(&c.swarm_id)
+        .bind(&c.action_type)
+        .bind(&c.status)
+        .bind(&c.outcome_status)
+        .bind(&c.risk_score)
+        .bind(&c.cost_estimate)
+        .bind(&c.timestamp_start)
+        .bind(&c.approval_expires_at)
+        .bind(&c.ledger_seq)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

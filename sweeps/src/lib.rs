@@ -223,7 +223,7 @@ async fn candidates(pool: &PgPool, filter: &str) -> Result<Vec<(OrgId, ActionRec
     let mut after = (String::new(), String::new());
     loop {
         let rows: Vec<(String, String, Json<ActionRecord>)> = sqlx::query_as(&format!(
-            "SELECT org_id, action_id, doc FROM action_records
+            "SELECT org_id, action_id, doc::json FROM action_records
               WHERE {filter} AND (org_id, action_id) > ($1, $2)
               ORDER BY org_id, action_id LIMIT $3"
         ))

@@ -438,7 +438,7 @@ async fn list(
         };
     }
     let docs: Vec<Value> = bind_filter!(sqlx::query_scalar(&format!(
-        "SELECT doc FROM action_records WHERE {filter}
+        "SELECT doc::json FROM action_records WHERE {filter}
           ORDER BY timestamp_start DESC, ledger_seq DESC LIMIT $10 OFFSET $11"
     )))
     .bind(limit)
@@ -933,7 +933,7 @@ async fn actions_where(
     limit: i64,
 ) -> Result<Vec<ActionRecord>, ApiError> {
     let docs: Vec<Value> = sqlx::query_scalar(&format!(
-        "SELECT doc FROM action_records WHERE org_id = $1 AND {condition}
+        "SELECT doc::json FROM action_records WHERE org_id = $1 AND {condition}
           ORDER BY timestamp_start DESC LIMIT {limit}"
     ))
     .bind(caller.org.as_str())
@@ -974,7 +974,7 @@ async fn gather(state: &AppState, caller: &Caller, id: &str) -> Result<Trace, Ap
     let children = actions_where(
         state,
         caller,
-        "doc->>'parent_action_id' = $2",
+        "doc::json->>'parent_action_id' = $2",
         action.action_id.as_str(),
         100,
     )

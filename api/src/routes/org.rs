@@ -360,7 +360,7 @@ async fn signals(
     let unsupervised: Vec<(String, String, i32)> = sqlx::query_as(
         "SELECT action_id, agent_id, risk_score FROM action_records
           WHERE org_id = $1 AND ($2::text IS NULL OR agent_id = $2) AND status = 'running'
-            AND risk_score >= 90 AND doc->>'approved_by' IS NULL
+            AND risk_score >= 90 AND doc::json->>'approved_by' IS NULL
           ORDER BY timestamp_start DESC LIMIT 50",
     )
     .bind(org)
