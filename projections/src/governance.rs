@@ -145,21 +145,21 @@ async fn fold(
     batch: &mut Batch,
     event: &Event<'_>,
 ) -> Result<(), ProjectionError> {
-    let entity = event.entity.to_owned();
     let seq = event.ledger_seq;
     match event.aggregate_type {
         Action::TYPE => {
             // Rows this window touches were preloaded; an absent one is a new action.
-            let (mut state, _) = batch.actions.remove(&entity).unwrap_or_default();
+            let (state, at) = state_of(&mut batch.actions, event.entity);
             state.apply(event.decode(org)?);
-            batch.actions.insert(entity, (state, seq));
+            *at = seq;
         }
         Assumption::TYPE => {
-            let (mut state, _) = batch.assumptions.remove(&entity).unwrap_or_default();
+            let (state, at) = state_of(&mut batch.assumptions, event.entity);
             state.apply(event.decode(org)?);
-            batch.assumptions.insert(entity, (state, seq));
+            *at = seq;
         }
         ApiKey::TYPE => {
+            let entity = event.entity.to_owned();
             let mut state = match batch.keys.remove(&entity) {
                 Some((state, _)) => state,
                 None => ApiKey {
@@ -172,6 +172,15 @@ async fn fold(
         _ => {}
     }
     Ok(())
+}
+
+/// The state of `entity` and the last event folded into it, a fresh one if absent (updated in
+/// place: an aggregate is large to move in and out of the map for every event).
+fn state_of<'m, T: Default>(
+    map: &'m mut HashMap<String, (T, i64)>,
+    entity: &str,
+) -> &'m mut (T, i64) {
+    map.entry(entity.to_owned()).or_default()
 }
 
 /// Loads, with one query per table, the current rows of every action and assumption the window
