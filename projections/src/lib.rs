@@ -29,10 +29,11 @@ pub struct Projections {
 
 impl Projections {
     pub fn new(pool: PgPool) -> Self {
+        let gate = tracker::Gate::of(&pool);
         Self {
             trackers: Arc::new([
-                Tracker::new(pool.clone(), Governance),
-                Tracker::new(pool, Decisions),
+                Tracker::new(pool.clone(), Governance).gated_by(gate.clone()),
+                Tracker::new(pool, Decisions).gated_by(gate),
             ]),
         }
     }
@@ -57,6 +58,8 @@ impl Projections {
             .flat_map(|t| t.fold().aggregate_types().iter().copied())
             .collect();
         loop {
+            // The transaction, and preparing.
+            let permits = first.gate().enter(2).await;
             let mut tx = first.pool().begin().await?;
             let mut positions = Vec::with_capacity(self.trackers.len());
             let mut head = 0;
@@ -69,6 +72,7 @@ impl Projections {
             let from = positions[0];
             if positions.iter().any(|p| *p != from) {
                 tx.commit().await?;
+                drop(permits);
                 return futures_util::future::try_join_all(
                     self.trackers.iter().map(|t| t.catch_up(org)),
                 )

@@ -96,15 +96,60 @@ pub struct Tracker {
     pool: PgPool,
     fold: Arc<dyn Fold>,
     window: i64,
+    gate: Gate,
+}
+
+/// The pool's connections that catch-ups may hold, as permits. A catch-up takes a permit for
+/// every connection it may need (its transaction's, one to prepare, one to read ahead) before it
+/// takes any. Without this, callers piling up behind a checkpoint lock (each holding its
+/// transaction's connection) could take the last connections the fold holding the lock needs
+/// to finish, and wait for it forever.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    permits: Arc<tokio::sync::Semaphore>,
+    size: u32,
+}
+
+impl Gate {
+    pub(crate) fn of(pool: &PgPool) -> Self {
+        let size = pool.options().get_max_connections().max(1);
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(size as usize)),
+            size,
+        }
+    }
+
+    /// Waits for permits for `connections` connections (at most the pool's size).
+    pub(crate) async fn enter(
+        &self,
+        connections: usize,
+    ) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let wanted = u32::try_from(connections)
+            .unwrap_or(u32::MAX)
+            .min(self.size);
+        // Never closed, so this is never `None`.
+        self.permits.acquire_many(wanted).await.ok()
+    }
 }
 
 impl Tracker {
     pub fn new(pool: PgPool, fold: impl Fold) -> Self {
         Self {
+            gate: Gate::of(&pool),
             pool,
             fold: Arc::new(fold),
             window: WINDOW,
         }
+    }
+
+    /// Shares `gate` (trackers of one pool must share one).
+    pub(crate) fn gated_by(mut self, gate: Gate) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    pub(crate) fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     pub(crate) fn pool(&self) -> &PgPool {
@@ -162,6 +207,8 @@ impl Tracker {
         org: &OrgId,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<u64, ProjectionError> {
+        // Its transaction, preparing, reading ahead.
+        let _permits = self.gate.enter(3).await;
         loop {
             let (position, head) = self.peek(org).await?;
             if head <= position {
@@ -175,11 +222,19 @@ impl Tracker {
                 self.window,
                 1,
             );
-            if self.fold_feed(org, &mut feeds[0], progress).await? >= head {
+            let reached = self.fold_feed(org, &mut feeds[0], progress).await?;
+            if reached >= head {
                 // At the head seen above: done (a later event has its own wake-up).
                 return Ok(head as u64);
             }
-            // Another task or node moved the checkpoint meanwhile: look again.
+            if reached == position {
+                // Nothing moved: the reader failed. Read the window here, to return the error
+                // (or, if it was passing, to go round again).
+                let mut conn = self.pool.acquire().await?;
+                let to = head.min(position + self.window);
+                read(&mut conn, org, self.fold.aggregate_types(), position, to).await?;
+            }
+            // Otherwise another task or node moved the checkpoint meanwhile: look again.
         }
     }
 
@@ -351,6 +406,8 @@ pub async fn catch_up_together(
             (lowest, head) = (lowest.min(position), h);
         }
         if head > lowest {
+            // Each fold's transaction and preparing, and the reader.
+            let _permits = first.gate.enter(2 * trackers.len() + 1).await;
             let span = (lowest, head);
             let feeds = read_ahead(
                 &first.pool,

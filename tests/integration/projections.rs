@@ -201,3 +201,52 @@ async fn a_projector_killed_mid_stream_resumes_to_the_same_state_as_a_rebuild(po
         "the live projection differs from a rebuild"
     );
 }
+
+/// Catch-ups racing over the same checkpoints (as several tasks and nodes do) fold every
+/// window once: whoever finds the checkpoint moved drops what it prepared and looks again.
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn racing_catch_ups_fold_every_event_once(pool: PgPool) {
+    let api = Api::start(pool.clone()).await;
+    traffic(&api).await;
+    api.state.projector.catch_up_all().await.unwrap();
+    let live = snapshot(&pool).await;
+    drop(api);
+
+    let projections = dashclaw_projections::Projections::new(pool.clone());
+    projections.reset().await.unwrap();
+    // Small windows, so that the racers meet many times.
+    let trackers: Vec<_> = projections
+        .trackers()
+        .iter()
+        .map(|t| t.clone().with_window(7))
+        .collect();
+    let org = dashclaw_domain::OrgId::new("org_default").unwrap();
+    let passed = std::sync::atomic::AtomicU64::new(0);
+    let count = |n| {
+        passed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    };
+    let racers = trackers
+        .iter()
+        .flat_map(|t| (0..3).map(move |_| t))
+        .map(|t| t.catch_up_with(&org, &count));
+    let together = dashclaw_projections::catch_up_together(&trackers, &count);
+    let (racers, together) =
+        futures_util::future::join(futures_util::future::try_join_all(racers), together).await;
+    racers.unwrap();
+    together.unwrap();
+
+    // Each projection passed each event of every org exactly once, whoever folded it.
+    let total: i64 = sqlx::query_scalar("SELECT sum(size)::int8 FROM ledger_heads")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        passed.load(std::sync::atomic::Ordering::Relaxed),
+        total as u64 * trackers.len() as u64
+    );
+    assert_eq!(
+        snapshot(&pool).await,
+        live,
+        "racing catch-ups differ from the live projection"
+    );
+}
