@@ -84,18 +84,9 @@ impl Projections {
                 return Ok(());
             }
             let to = head.min(from + first.window());
-            let rows = tracker::read(&mut tx, org, &types, from, to).await?;
-            let events = rows
-                .iter()
-                .map(tracker::event)
-                .collect::<Result<Vec<_>, _>>()?;
+            let window = tracker::Window::read(&mut tx, org, &types, from, to).await?;
             for t in self.trackers.iter() {
-                let own = t.fold().aggregate_types();
-                let mine: Vec<Event<'_>> = events
-                    .iter()
-                    .filter(|e| own.contains(&e.aggregate_type))
-                    .copied()
-                    .collect();
+                let mine = window.events(t.fold().aggregate_types(), from)?;
                 if !mine.is_empty() {
                     // Every earlier window is committed (we hold the checkpoints).
                     let prepared = t.fold().prepare(first.pool(), org, &mine, None).await?;

@@ -232,7 +232,7 @@ impl Tracker {
                 // (or, if it was passing, to go round again).
                 let mut conn = self.pool.acquire().await?;
                 let to = head.min(position + self.window);
-                read(&mut conn, org, self.fold.aggregate_types(), position, to).await?;
+                Window::read(&mut conn, org, self.fold.aggregate_types(), position, to).await?;
             }
             // Otherwise another task or node moved the checkpoint meanwhile: look again.
         }
@@ -443,8 +443,35 @@ pub(crate) struct Window {
 }
 
 impl Window {
+    /// Reads the events `(from, to]` of `org`'s ledger of the given types.
+    pub(crate) async fn read(
+        conn: &mut PgConnection,
+        org: &OrgId,
+        types: &[&str],
+        from: i64,
+        to: i64,
+    ) -> Result<Self, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT ledger_seq, aggregate_type, aggregate_id, payload, sequence FROM events
+              WHERE org_id = $1 AND ledger_seq > $2 AND ledger_seq <= $3
+                AND aggregate_type = ANY($4)
+              ORDER BY ledger_seq",
+        )
+        .bind(org.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(types)
+        .fetch_all(conn)
+        .await?;
+        Ok(Self { from, to, rows })
+    }
+
     /// The events after `after` of the given types.
-    fn events(&self, types: &[&str], after: i64) -> Result<Vec<Event<'_>>, ProjectionError> {
+    pub(crate) fn events(
+        &self,
+        types: &[&str],
+        after: i64,
+    ) -> Result<Vec<Event<'_>>, ProjectionError> {
         let mut events = Vec::with_capacity(self.rows.len());
         for row in &self.rows {
             let event = event(row)?;
@@ -483,12 +510,12 @@ fn read_ahead(
         let mut from = from;
         while from < head && !senders.is_empty() {
             let to = head.min(from + window);
-            let rows = match pool.acquire().await {
-                Ok(mut conn) => read(&mut conn, &org, &types, from, to).await,
+            let read = match pool.acquire().await {
+                Ok(mut conn) => Window::read(&mut conn, &org, &types, from, to).await,
                 Err(e) => Err(e),
             };
-            let window = match rows {
-                Ok(rows) => Arc::new(Window { from, to, rows }),
+            let window = match read {
+                Ok(window) => Arc::new(window),
                 Err(e) => {
                     tracing::warn!(%org, from, to, error = %e, "reading ahead failed");
                     return;
@@ -507,28 +534,9 @@ fn read_ahead(
     feeds
 }
 
-pub(crate) async fn read(
-    conn: &mut PgConnection,
-    org: &OrgId,
-    types: &[&str],
-    from: i64,
-    to: i64,
-) -> Result<Vec<PgRow>, sqlx::Error> {
-    sqlx::query(
-        "SELECT ledger_seq, aggregate_type, aggregate_id, payload, sequence FROM events
-          WHERE org_id = $1 AND ledger_seq > $2 AND ledger_seq <= $3 AND aggregate_type = ANY($4)
-          ORDER BY ledger_seq",
-    )
-    .bind(org.as_str())
-    .bind(from)
-    .bind(to)
-    .bind(types)
-    .fetch_all(conn)
-    .await
-}
 /// Borrows an event from its row. The payload column is `json`, whose wire form (text and
 /// binary alike) is the JSON text itself, so it is read without a cast or a copy.
-pub(crate) fn event(row: &PgRow) -> Result<Event<'_>, ProjectionError> {
+fn event(row: &PgRow) -> Result<Event<'_>, ProjectionError> {
     let aggregate_id: &str = row.try_get(2)?;
     Ok(Event {
         ledger_seq: row.try_get(0)?,
