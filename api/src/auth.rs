@@ -40,35 +40,58 @@ impl Caller {
     }
 }
 
-/// How long a looked-up key is trusted without asking the database again. Revocations also
-/// clear the cache as soon as the ledger tail sees them.
+/// How long a looked-up key is trusted without asking the database again. Revocations are
+/// enforced sooner: every node's ledger tail marks a revoked key the moment it sees the event.
 const KEY_TTL: Duration = Duration::from_secs(30);
 
-/// Key lookups, cached by key hash.
+/// Key lookups, cached by key hash, and the ids of keys seen revoked.
 #[derive(Clone, Default)]
-pub struct KeyCache(Arc<Mutex<HashMap<KeyHash, (Caller, Instant)>>>);
+pub struct KeyCache(Arc<Mutex<Keys>>);
+
+#[derive(Default)]
+struct Keys {
+    by_hash: HashMap<KeyHash, (Caller, Instant)>,
+    /// Key ids revoked since this node started: refused even while the read model that
+    /// lookups use has not caught up with the revocation yet.
+    revoked: std::collections::HashSet<String>,
+}
 
 type KeyHash = [u8; 32];
 
 impl KeyCache {
     pub fn clear(&self) {
-        if let Ok(mut map) = self.0.lock() {
-            map.clear();
+        if let Ok(mut keys) = self.0.lock() {
+            keys.by_hash.clear();
         }
     }
 
+    /// Refuses the key `id` from now on (the ledger tail saw its revocation).
+    pub fn revoked(&self, id: &str) {
+        if let Ok(mut keys) = self.0.lock() {
+            keys.by_hash.retain(|_, (caller, _)| caller.principal != id);
+            keys.revoked.insert(id.to_owned());
+        }
+    }
+
+    fn is_revoked(&self, id: &str) -> bool {
+        self.0.lock().is_ok_and(|keys| keys.revoked.contains(id))
+    }
+
     fn get(&self, hash: &[u8; 32]) -> Option<Caller> {
-        let map = self.0.lock().ok()?;
-        let (caller, at) = map.get(hash)?;
+        let keys = self.0.lock().ok()?;
+        let (caller, at) = keys.by_hash.get(hash)?;
         (at.elapsed() < KEY_TTL).then(|| caller.clone())
     }
 
     fn put(&self, hash: [u8; 32], caller: Caller) {
-        if let Ok(mut map) = self.0.lock() {
-            if map.len() > 10_000 {
-                map.clear();
+        if let Ok(mut keys) = self.0.lock() {
+            if keys.revoked.contains(&caller.principal) {
+                return;
             }
-            map.insert(hash, (caller, Instant::now()));
+            if keys.by_hash.len() > 10_000 {
+                keys.by_hash.clear();
+            }
+            keys.by_hash.insert(hash, (caller, Instant::now()));
         }
     }
 }
@@ -106,6 +129,9 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Caller, ApiErro
     .fetch_optional(&state.pool)
     .await?;
     let (id, org, role) = row.ok_or_else(unauthorized)?;
+    if state.keys.is_revoked(&id) {
+        return Err(unauthorized());
+    }
     let caller = Caller {
         org: OrgId::new(org).map_err(ApiError::internal)?,
         role: Role::parse(&role).ok_or_else(|| ApiError::internal("unknown role in api_keys"))?,
@@ -115,17 +141,51 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Caller, ApiErro
     Ok(caller)
 }
 
+/// The `x-api-key` header, if it holds a key.
+pub fn api_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty())
+}
+
+/// The caller named by the request's `x-api-key`, or 401.
+pub async fn authenticate_headers(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Caller, ApiError> {
+    authenticate(state, api_key(headers).ok_or_else(unauthorized)?).await
+}
+
+/// Middleware on the protected REST routes: the key is checked before anything else, the
+/// body above all (an unauthenticated request is answered 401 without its body being read),
+/// and the caller is handed to the handler.
+pub async fn require_key(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !request.uri().path().starts_with("/api/") {
+        // Not an API path: the router's 404.
+        return next.run(request).await;
+    }
+    match authenticate_headers(&state, request.headers()).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = parts
-            .headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .filter(|k| !k.is_empty())
-            .ok_or_else(unauthorized)?;
-        let caller = authenticate(state, key).await?;
+        let caller = match parts.extensions.get::<Caller>() {
+            Some(caller) => caller.clone(),
+            None => authenticate_headers(state, &parts.headers).await?,
+        };
         if caller.role == Role::Readonly && parts.method != Method::GET {
             return Err(ApiError::forbidden("Forbidden - readonly API key"));
         }
@@ -263,4 +323,51 @@ pub async fn issue_key(
     }
     projector.catch_up(org).await?;
     Ok(key)
+}
+
+/// The org's API keys as JSON rows, without their hashes.
+pub async fn list_keys(
+    pool: &sqlx::PgPool,
+    org: &OrgId,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let keys = dashclaw_projections::governance::keys_of(pool, org).await?;
+    Ok(keys
+        .into_iter()
+        .map(|k| {
+            serde_json::json!({
+                "id": k.id,
+                "name": k.name,
+                "role": k.role,
+                "created_at": crate::wire::ts(k.created_at),
+                "revoked_at": k.revoked_at.map(crate::wire::ts),
+            })
+        })
+        .collect())
+}
+
+/// Revokes the key `id` of `org` (an `ApiKeyRevoked` event), refuses it on this node at
+/// once and brings the read model up to date. 404 if the org has no such key, 409 if it is
+/// already revoked.
+pub async fn revoke_key(
+    ledger: &crate::commands::Ledger,
+    projector: &dashclaw_projections::Projections,
+    keys: &KeyCache,
+    org: &OrgId,
+    id: &str,
+    by: &str,
+) -> Result<(), ApiError> {
+    use dashclaw_domain::api_key::{ApiKey, ApiKeyCommand};
+
+    if dashclaw_domain::ids::ApiKeyId::parse(id).is_err() {
+        return Err(ApiError::new(ErrorCode::NotFound, "API key not found"));
+    }
+    let actor = crate::commands::Actor::of(by, None);
+    let now = crate::wire::now();
+    ledger
+        .execute::<ApiKey>(org, id, ApiKeyCommand::Revoke { now }, &actor)
+        .await
+        .map_err(crate::routes::keys::revoke_error)?;
+    keys.revoked(id);
+    projector.catch_up(org).await?;
+    Ok(())
 }

@@ -18,6 +18,7 @@ use crate::commands::Ledger;
 use crate::database::Database;
 use crate::operator::Operator;
 use crate::server::{self, AppState, Config, RateLimit};
+use cqrs_es::Aggregate;
 use dashclaw_domain::api_key::Role;
 use dashclaw_projections::Projections;
 use dashclaw_store::LedgerRepository;
@@ -163,6 +164,21 @@ enum KeysAction {
         #[arg(long, default_value = "api key")]
         name: String,
     },
+    /// List an org's API keys (id, name, role, created, revoked; never the key or its hash).
+    List {
+        /// The org whose keys to list.
+        #[arg(long, default_value = "org_default")]
+        org: String,
+        /// Print the rows as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API key by its id (key_...): an `ApiKeyRevoked` event; every server refuses
+    /// the key within a second.
+    Revoke {
+        /// The key's id, as `keys list` shows it.
+        id: String,
+    },
 }
 
 #[derive(Args)]
@@ -233,6 +249,17 @@ struct ServeArgs {
     /// Timeout of one webhook attempt.
     #[arg(long, env = "DASHCLAW_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     webhook_timeout: Duration,
+    /// Longest a request waits for a database connection (and a write to be sent) before it
+    /// is answered 503 DB_UNAVAILABLE, with nothing written.
+    #[arg(long, env = "DASHCLAW_DB_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    db_timeout: Duration,
+    /// A client must send a request's headers within this long (also the most a kept-alive
+    /// connection may sit idle between requests); else the connection is closed.
+    #[arg(long, env = "DASHCLAW_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    header_read_timeout: Duration,
+    /// Open connections one client address may hold at once; more are closed at accept.
+    #[arg(long, env = "DASHCLAW_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_client: u32,
     #[command(flatten)]
     key: KeyArgs,
 }
@@ -273,14 +300,26 @@ fn init_tracing() {
 async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Up { db, serve } => {
-            let database = Database::open(db.database_url.as_deref(), &db.data_dir, true).await?;
+            let database = Database::open_for_server(
+                db.database_url.as_deref(),
+                &db.data_dir,
+                true,
+                serve.db_timeout,
+            )
+            .await?;
             up(database, serve).await?;
         }
         Command::Serve {
             database_url,
             serve,
         } => {
-            let database = Database::open(Some(&database_url), &PathBuf::new(), false).await?;
+            let database = Database::open_for_server(
+                Some(&database_url),
+                &PathBuf::new(),
+                false,
+                serve.db_timeout,
+            )
+            .await?;
             database.migrate().await?;
             let key = signing_key(&database.pool, &serve.key).await?;
             run_server(database, key, serve).await?;
@@ -316,6 +355,45 @@ async fn run(command: Command) -> Result<ExitCode> {
                         "{} key for {org} created (shown only now; store it)",
                         role.as_str()
                     );
+                }
+                Some(KeysAction::List { org, json }) => {
+                    let org = OrgId::new(org)?;
+                    Projections::new(database.pool.clone())
+                        .catch_up(&org)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    let keys = crate::auth::list_keys(&database.pool, &org)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e.error))?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&keys)?);
+                    } else {
+                        print_keys(&org, &keys);
+                    }
+                }
+                Some(KeysAction::Revoke { id }) => {
+                    let org = dashclaw_store::chain::org_of_entity(
+                        &database.pool,
+                        dashclaw_domain::api_key::ApiKey::TYPE,
+                        &id,
+                    )
+                    .await?
+                    .with_context(|| {
+                        format!("no API key {id} on the ledger (see `dashclaw keys list`)")
+                    })?;
+                    let ledger = Ledger::new(LedgerRepository::new(database.pool.clone()));
+                    let projector = Projections::new(database.pool.clone());
+                    crate::auth::revoke_key(
+                        &ledger,
+                        &projector,
+                        &crate::auth::KeyCache::default(),
+                        &org,
+                        &id,
+                        "cli",
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{} ({:?})", e.error, e.code))?;
+                    eprintln!("key {id} of {org} revoked; servers refuse it within a second");
                 }
             }
             database.close().await?;
@@ -449,6 +527,8 @@ async fn run_server(database: Database, key: LedgerKey, serve: ServeArgs) -> Res
         max: serve.org_rate_limit_max,
         window: Duration::from_millis(serve.org_rate_limit_window_ms),
     };
+    config.header_read_timeout = serve.header_read_timeout;
+    config.max_connections_per_client = serve.max_connections_per_client as usize;
     config.webhooks = crate::webhooks::WebhookConfig {
         allow_private: serve.webhooks_allow_private,
         retry_base: serve.webhook_retry_base,
@@ -466,6 +546,29 @@ async fn run_server(database: Database, key: LedgerKey, serve: ServeArgs) -> Res
     state.stop().await;
     database.close().await?;
     served.context("the HTTP server failed")
+}
+
+/// `dashclaw keys list` as a table.
+fn print_keys(org: &OrgId, keys: &[serde_json::Value]) {
+    if keys.is_empty() {
+        println!("{org} has no API keys");
+        return;
+    }
+    println!(
+        "{:<40} {:<9} {:<25} {:<25} name",
+        "id", "role", "created", "revoked"
+    );
+    for k in keys {
+        let text = |field: &str| k[field].as_str().unwrap_or("-").to_owned();
+        println!(
+            "{:<40} {:<9} {:<25} {:<25} {}",
+            text("id"),
+            text("role"),
+            text("created_at"),
+            text("revoked_at"),
+            text("name")
+        );
+    }
 }
 
 async fn signing_key(pool: &PgPool, key: &KeyArgs) -> Result<LedgerKey> {

@@ -66,7 +66,16 @@ fn infrastructure<E: std::error::Error>(e: AggregateError<E>) -> ApiError {
     match e {
         AggregateError::DatabaseConnectionError(cause) => {
             tracing::error!(error = %cause, "database error while executing a command");
-            ApiError::new(ErrorCode::DbUnavailable, "Database unavailable")
+            ApiError::db_unavailable()
+        }
+        AggregateError::UnexpectedError(cause)
+            if matches!(
+                cause.downcast_ref::<dashclaw_store::StoreError>(),
+                Some(dashclaw_store::StoreError::CommitUnknown(_))
+            ) =>
+        {
+            tracing::error!(error = %cause, "a command's commit was not confirmed");
+            ApiError::commit_unknown()
         }
         AggregateError::AggregateConflict => {
             ApiError::new(ErrorCode::Conflict, "Concurrent update, retry")

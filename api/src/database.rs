@@ -22,8 +22,20 @@ impl Database {
     /// Connects to `url`, or to the private cluster in `data_dir`, creating that cluster when
     /// `provision` is set (`dashclaw up`); other commands need an existing one.
     pub async fn open(url: Option<&str>, data_dir: &Path, provision: bool) -> Result<Self> {
+        Self::open_for_server(url, data_dir, provision, OFFLINE_ACQUIRE_TIMEOUT).await
+    }
+
+    /// [`Self::open`] for a server: a request waits at most `acquire_timeout` for a database
+    /// connection (then it is answered 503, and nothing it asked for is written later).
+    pub async fn open_for_server(
+        url: Option<&str>,
+        data_dir: &Path,
+        provision: bool,
+        acquire_timeout: Duration,
+    ) -> Result<Self> {
+        let options = || pool_options().acquire_timeout(acquire_timeout);
         if let Some(url) = url {
-            let pool = pool_options()
+            let pool = options()
                 .connect(url)
                 .await
                 .with_context(|| format!("cannot connect to DATABASE_URL ({})", redact(url)))?;
@@ -45,7 +57,7 @@ impl Database {
             cluster.init()?;
         }
         let started = cluster.start()?;
-        let admin = pool_options()
+        let admin = options()
             .max_connections(1)
             .connect_with(cluster.connect_options("postgres"))
             .await
@@ -61,7 +73,7 @@ impl Database {
                 .await?;
         }
         admin.close().await;
-        let pool = pool_options()
+        let pool = options()
             .connect_with(cluster.connect_options(DATABASE))
             .await?;
         Ok(Self {
@@ -89,10 +101,13 @@ impl Database {
     }
 }
 
+/// How long offline commands (replay, verify, keys) wait for a connection.
+const OFFLINE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn pool_options() -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(32)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(OFFLINE_ACQUIRE_TIMEOUT)
 }
 
 /// The URL without its password.

@@ -33,6 +33,9 @@ pub enum ErrorCode {
     RateLimited,
     OrgRateLimited,
     DbUnavailable,
+    /// The write was sent but its commit was never confirmed: it may be on the ledger. Look
+    /// it up (the ids in the answer) before retrying.
+    CommitUnknown,
     Internal,
 }
 
@@ -56,7 +59,7 @@ impl ErrorCode {
             ApprovalExpired => StatusCode::GONE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RateLimited | OrgRateLimited => StatusCode::TOO_MANY_REQUESTS,
-            DbUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            DbUnavailable | CommitUnknown => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -111,6 +114,24 @@ impl ApiError {
         Self::new(ErrorCode::Forbidden, error)
     }
 
+    /// The database cannot be reached: nothing was written; retry after a second.
+    pub fn db_unavailable() -> Self {
+        let mut e = Self::new(ErrorCode::DbUnavailable, "Database unavailable");
+        e.retry_after = Some(1);
+        e
+    }
+
+    /// A write whose commit was not confirmed (see [`ErrorCode::CommitUnknown`]).
+    pub fn commit_unknown() -> Self {
+        let mut e = Self::new(
+            ErrorCode::CommitUnknown,
+            "The database did not confirm the write: it may or may not be recorded. \
+             Look it up before retrying.",
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
         Self::new(ErrorCode::Internal, "Internal server error")
@@ -121,9 +142,9 @@ impl From<dashclaw_store::StoreError> for ApiError {
     fn from(e: dashclaw_store::StoreError) -> Self {
         tracing::error!(error = %e, "request failed in the store");
         match e {
-            dashclaw_store::StoreError::Database(_) => {
-                Self::new(ErrorCode::DbUnavailable, "Database unavailable")
-            }
+            dashclaw_store::StoreError::Database(_)
+            | dashclaw_store::StoreError::Unavailable(_) => Self::db_unavailable(),
+            dashclaw_store::StoreError::CommitUnknown(_) => Self::commit_unknown(),
             _ => Self::new(ErrorCode::Internal, "Internal server error"),
         }
     }

@@ -1,5 +1,6 @@
 //! Request extractors whose refusals are the JSON error envelope, never axum's plain-text
-//! rejections: the body (with the 2 MB cap), path ids and query strings.
+//! rejections: the body (with the 2 MB cap), path ids and query strings. Path ids and query
+//! parameters holding a NUL are refused here (bodies in `validate::object`).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -10,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::server::MAX_BODY_BYTES;
+use crate::validate::nul_message;
 
 /// The raw request body, refused with 413 JSON above [`MAX_BODY_BYTES`].
 pub struct Body(pub Bytes);
@@ -33,17 +35,22 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 }
 
 /// A path id. One that cannot even be decoded (invalid UTF-8) can name nothing, so it is
-/// handed on as an id that no entity has, and the handler answers its usual 404.
+/// handed on as an id that no entity has (empty), and the handler answers its usual 404. One
+/// holding a NUL (`%00`) is refused with 400, like a NUL anywhere else.
 pub struct Id(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Id {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Ok(Id(Path::<String>::from_request_parts(parts, state)
+        let id = Path::<String>::from_request_parts(parts, state)
             .await
             .map(|Path(id)| id)
-            .unwrap_or_else(|_| "\u{0}".to_owned())))
+            .unwrap_or_default();
+        if id.contains('\0') {
+            return Err(ApiError::validation(vec![nul_message("the path id")]));
+        }
+        Ok(Id(id))
     }
 }
 
@@ -54,6 +61,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default().as_bytes();
+        let nul: Vec<String> = form_urlencoded::parse(query)
+            .filter(|(key, value)| key.contains('\0') || value.contains('\0'))
+            .map(|(key, _)| nul_message(&format!("query parameter {}", key.replace('\0', ""))))
+            .collect();
+        if !nul.is_empty() {
+            return Err(ApiError::validation(nul));
+        }
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(q)| Params(q))

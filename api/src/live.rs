@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cqrs_es::Aggregate;
 use dashclaw_domain::action::{Action, ActionEvent};
-use dashclaw_domain::api_key::ApiKey;
+use dashclaw_domain::api_key::{ApiKey, ApiKeyEvent};
 use dashclaw_domain::assumption::{Assumption, AssumptionEvent};
 use dashclaw_domain::guard_decision::{GuardDecision, GuardDecisionEvent};
 use dashclaw_domain::org_settings::OrgSettings;
@@ -429,11 +429,19 @@ impl Tail {
     }
 
     /// Side effects of an event on this node's caches.
-    fn observe(&self, org: &OrgId, (seq, aggregate_type, _, _, payload): &Row) {
+    fn observe(&self, org: &OrgId, (seq, aggregate_type, aggregate_id, _, payload): &Row) {
         match aggregate_type.as_str() {
             Webhook::TYPE => self.pending.listen(org),
             PolicySet::TYPE | OrgSettings::TYPE => self.views.invalidate(org),
-            ApiKey::TYPE => self.keys.clear(),
+            ApiKey::TYPE => {
+                if let Ok(ApiKeyEvent::Revoked { .. }) = serde_json::from_str(payload) {
+                    let entity = aggregate_id
+                        .split_once('/')
+                        .map_or(aggregate_id.as_str(), |(_, e)| e);
+                    self.keys.revoked(entity);
+                }
+                self.keys.clear();
+            }
             GuardDecision::TYPE => {
                 if let Ok(GuardDecisionEvent::Recorded(d)) = serde_json::from_str(payload) {
                     if let Some(agent) = &d.request.agent_id {

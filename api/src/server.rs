@@ -1,7 +1,6 @@
 //! The HTTP server: shared state, the router, graceful shutdown, background tasks.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +49,11 @@ pub struct Config {
     pub sweeps: dashclaw_sweeps::Settings,
     /// Webhook delivery: retries, timeouts, which targets are allowed.
     pub webhooks: WebhookConfig,
+    /// A client must send a request's headers within this long, and a kept-alive connection
+    /// may sit idle between requests no longer than this.
+    pub header_read_timeout: Duration,
+    /// Open connections one client address may hold at once.
+    pub max_connections_per_client: usize,
 }
 
 impl Config {
@@ -68,6 +72,8 @@ impl Config {
             heartbeat: Duration::from_secs(15),
             sweeps: dashclaw_sweeps::Settings::default(),
             webhooks: WebhookConfig::default(),
+            header_read_timeout: Duration::from_secs(5),
+            max_connections_per_client: 256,
         }
     }
 }
@@ -152,23 +158,33 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface: the public routes, the REST routes behind the key check, and
+/// GraphQL (which checks keys itself, answering in GraphQL's error shape).
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let public = Router::new()
         .merge(routes::health::router())
-        .merge(routes::jwks::router())
+        .merge(routes::jwks::router());
+    let rest = Router::new()
         .merge(routes::guard::router())
         .merge(routes::actions::router())
         .merge(routes::assumptions::router())
         .merge(routes::policies::router())
         .merge(routes::policy_tools::router())
         .merge(routes::org::router())
+        .merge(routes::keys::router())
         .merge(routes::analytics::router())
         .merge(routes::posture::router())
         .merge(routes::stream::router())
         .merge(routes::webhooks::router())
-        .merge(crate::graphql::router(&state))
         .fallback(|| async { ApiError::not_found() })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_key,
+        ));
+    Router::new()
+        .merge(public)
+        .merge(rest)
+        .merge(crate::graphql::router(&state))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::limit_requests,
@@ -178,17 +194,128 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.
+///
+/// Each connection is HTTP/1.1 (with upgrades, for GraphQL's WebSocket) and must send each
+/// request's headers within the configured timeout, so a client that trickles bytes (or
+/// idles) cannot hold a connection; one client address may hold only so many at once.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let header_read_timeout = state.config.header_read_timeout;
+    let clients = ClientConnections::new(state.config.max_connections_per_client);
+    let router = app(state);
+    // Told to stop, each connection finishes its request in flight and closes; `open` closes
+    // when the last connection has (each holds a sender).
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: back off instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Some(slot) = clients.enter(peer.ip()) else {
+            tracing::warn!(client = %peer.ip(), "too many connections from one client; closed");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            tower_service::Service::call(&mut router.clone(), request)
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .with_upgrades();
+        let (mut stopping, open) = (stopping.clone(), open.clone());
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = async { stopping.wait_for(|stop| *stop).await.map(drop) } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, client = %peer, "connection ended with an error");
+            }
+            drop((slot, open));
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    drop(open);
+    all_closed.recv().await;
+    Ok(())
+}
+
+/// Open connections per client address.
+#[derive(Clone)]
+struct ClientConnections {
+    max: usize,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One open connection; counted until dropped.
+struct ClientSlot {
+    clients: ClientConnections,
+    ip: std::net::IpAddr,
+}
+
+impl ClientConnections {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Arc::default(),
+        }
+    }
+
+    fn enter(&self, ip: std::net::IpAddr) -> Option<ClientSlot> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            clients: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .clients
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Starts this node's sweeps (each runs while this node leads it); they stop when the

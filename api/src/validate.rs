@@ -1,6 +1,10 @@
 //! Body validation with DashClaw's rules and messages (contract section 0.4): unknown fields
 //! are dropped, `null` is absent, camelCase aliases are accepted, and every problem is
 //! collected into one `400 {"error":"Validation failed","details":[...]}`.
+//!
+//! Text that PostgreSQL cannot store is refused here, at the edge, for every field: the NUL
+//! character (U+0000), which JSON can carry as `\u0000` but `text` and `jsonb` cannot hold
+//! (see [`nul_fields`]). It is the only one: JSON text is UTF-8 without lone surrogates.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -29,10 +33,62 @@ fn camel(key: &str) -> String {
     out
 }
 
-/// Parses a request body that must be a JSON object.
+/// The message for a field holding a NUL character.
+pub fn nul_message(field: &str) -> String {
+    format!("{field} must not contain the NUL character (\\u0000)")
+}
+
+/// Every place in `value` (named from `path`, `""` for the top) whose text holds a NUL:
+/// string values, and object keys (named by their object). Empty when it can be stored.
+pub fn nul_fields(path: &str, value: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    walk_nul(path, value, &mut found);
+    found
+}
+
+fn walk_nul(path: &str, value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::String(s) if s.contains('\0') => found.push(path.to_owned()),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk_nul(&format!("{path}[{i}]"), item, found);
+            }
+        }
+        Value::Object(map) => walk_nul_map(path, map, found),
+        _ => {}
+    }
+}
+
+fn walk_nul_map(path: &str, map: &Map<String, Value>, found: &mut Vec<String>) {
+    for (key, item) in map {
+        if key.contains('\0') {
+            found.push(if path.is_empty() {
+                "a key of the body".to_owned()
+            } else {
+                format!("a key of {path}")
+            });
+        } else if path.is_empty() {
+            walk_nul(key, item, found);
+        } else {
+            walk_nul(&format!("{path}.{key}"), item, found);
+        }
+    }
+}
+
+/// Parses a request body that must be a JSON object whose text can all be stored.
 pub fn object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Object(map)) => {
+            let mut nul = Vec::new();
+            walk_nul_map("", &map, &mut nul);
+            if nul.is_empty() {
+                Ok(map)
+            } else {
+                Err(ApiError::validation(
+                    nul.iter().map(|field| nul_message(field)).collect(),
+                ))
+            }
+        }
         Ok(_) => Err(ApiError::validation(vec![
             "request body must be a JSON object".to_owned(),
         ])),

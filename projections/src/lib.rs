@@ -8,6 +8,7 @@
 pub mod analytics;
 pub mod decisions;
 pub mod governance;
+pub mod storable;
 pub mod tracker;
 pub mod webhooks;
 
@@ -135,7 +136,7 @@ pub async fn action_at<'e>(
     .await?;
     let mut action = dashclaw_domain::action::Action::default();
     for p in payloads {
-        if let Ok(e) = serde_json::from_str(&p) {
+        if let Ok(e) = storable::decode(&p) {
             action.apply(e);
         }
     }

@@ -47,9 +47,10 @@ pub struct Event<'a> {
 }
 
 impl Event<'_> {
-    /// Decodes the payload into the aggregate's event type.
+    /// Decodes the payload into the aggregate's event type (a NUL in it, which no read model
+    /// can hold, replaced: see [`crate::storable`]).
     pub fn decode<T: DeserializeOwned>(&self, org: &OrgId) -> Result<T, ProjectionError> {
-        serde_json::from_str(self.payload).map_err(|e| ProjectionError::Undecodable {
+        crate::storable::decode(self.payload).map_err(|e| ProjectionError::Undecodable {
             org: org.to_string(),
             ledger_seq: self.ledger_seq as u64,
             aggregate_type: self.aggregate_type.to_owned(),

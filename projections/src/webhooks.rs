@@ -487,7 +487,7 @@ fn decode<T: serde::de::DeserializeOwned>(
     aggregate_type: &str,
     payload: &str,
 ) -> Result<T, ProjectionError> {
-    serde_json::from_str(payload).map_err(|e| ProjectionError::Undecodable {
+    crate::storable::decode(payload).map_err(|e| ProjectionError::Undecodable {
         org: org.to_string(),
         ledger_seq: seq as u64,
         aggregate_type: aggregate_type.to_owned(),

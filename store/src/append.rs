@@ -16,10 +16,19 @@
 //! Either way one org's appends are serialized (across nodes too, by the head row) and there
 //! is no moment at which a committed event is not chained. Commits are announced with
 //! `NOTIFY` right after they are made (see [`Announcer`]).
+//!
+//! Every append has a deadline, the pool's acquire timeout after it was asked for: an append
+//! still unsent at its deadline (the database unreachable, the queue stalled) is refused with
+//! [`StoreError::Unavailable`] and is never written later; its caller can say "not written"
+//! for certain. Once a write is sent, only the database's answer settles it: a connection
+//! lost before that answer (or no answer within [`WRITE_TIMEOUT`]) is
+//! [`StoreError::CommitUnknown`], never reported as a failure.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use dashclaw_events::{genesis_hash, CanonicalJson, Envelope, EventHash, OrgId};
@@ -33,6 +42,8 @@ use crate::{StoreError, LEDGER_CHANNEL};
 const MAX_BATCH: usize = 512;
 /// A committer with nothing to do for this long retires (its org's next append starts another).
 const IDLE_RETIREMENT: Duration = Duration::from_secs(30);
+/// Longest a sent write may go unanswered before its outcome is reported unknown.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An event to append, already serialized by its aggregate.
 #[derive(Clone, Debug)]
@@ -58,7 +69,49 @@ struct Request {
     /// Stream sequence of the first event; the stream must currently end at `first_seq - 1`.
     first_seq: u64,
     events: Vec<NewEvent>,
+    /// Unsent by then, the append is refused as unavailable.
+    deadline: Instant,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+impl Request {
+    /// Whether the append may no longer be sent: past its deadline, or its caller is gone.
+    fn expired(&self, now: Instant) -> bool {
+        now >= self.deadline || self.reply.is_closed()
+    }
+}
+
+/// The refusal of an append whose deadline passed before it could be sent.
+fn too_late() -> StoreError {
+    StoreError::Unavailable("no database connection within the append's deadline".into())
+}
+
+/// A copy of an error that settles a whole batch alike.
+fn settle_all(error: &StoreError) -> Option<StoreError> {
+    match error {
+        StoreError::Unavailable(m) => Some(StoreError::Unavailable(m.clone())),
+        StoreError::CommitUnknown(m) => Some(StoreError::CommitUnknown(m.clone())),
+        _ => None,
+    }
+}
+
+/// An error of a statement not yet committed: the database's refusal stays one (nothing was
+/// written, and the request may be retried alone); a lost connection means nothing was written
+/// either (an open transaction dies with its connection), but the database is unavailable.
+fn before_commit(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(_) => StoreError::Database(e),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+/// An error of the statement that commits: the database's refusal means nothing was written;
+/// anything else leaves the outcome unknown.
+fn at_commit(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(_) => StoreError::Database(e),
+        other => StoreError::CommitUnknown(other.to_string()),
+    }
 }
 
 struct Committer {
@@ -68,6 +121,8 @@ struct Committer {
 
 struct Inner {
     pool: PgPool,
+    /// How long an append may wait to be sent (the pool's acquire timeout).
+    bound: Duration,
     committers: Mutex<HashMap<OrgId, Committer>>,
     generations: std::sync::atomic::AtomicU64,
     announcer: Announcer,
@@ -163,6 +218,7 @@ impl Appender {
     pub fn new(pool: PgPool) -> Self {
         Self {
             inner: Arc::new(Inner {
+                bound: pool.options().get_acquire_timeout(),
                 pool,
                 committers: Mutex::new(HashMap::new()),
                 generations: Default::default(),
@@ -194,6 +250,7 @@ impl Appender {
             stream_id: stream_id.to_owned(),
             first_seq,
             events,
+            deadline: Instant::now() + self.inner.bound,
             reply,
         };
         // A committer may retire between our lookup and our send; then start a fresh one.
@@ -296,10 +353,19 @@ type Head = (u64, EventHash);
 
 /// Writes a batch and answers every request in it: first in one round trip from the known
 /// head, else carefully (head locked, every stream position checked). If the careful batch
-/// fails as a whole, each request is retried alone, so one bad request cannot fail its
-/// neighbours.
+/// is refused by the database as a whole, each request is retried alone, so one bad request
+/// cannot fail its neighbours. Requests past their deadline are refused, never sent.
 async fn commit(inner: &Inner, org: &OrgId, batch: Vec<Request>, head: &mut Option<Head>) {
     let pool = &inner.pool;
+    let now = Instant::now();
+    let (expired, batch): (Vec<Request>, Vec<Request>) =
+        batch.into_iter().partition(|r| r.expired(now));
+    for request in expired {
+        let _ = request.reply.send(Err(too_late()));
+    }
+    if batch.is_empty() {
+        return;
+    }
     if let Some(known) = *head {
         match write_fast(inner, org, &batch, known).await {
             Ok(Some((outcomes, moved))) => {
@@ -312,7 +378,20 @@ async fn commit(inner: &Inner, org: &OrgId, batch: Vec<Request>, head: &mut Opti
             }
             // Another node moved the head, or a stream conflicted: take the careful path.
             Ok(None) => {}
-            Err(error) => tracing::debug!(%org, %error, "fast append refused; retrying carefully"),
+            Err(error) => {
+                if settle_all(&error).is_some() {
+                    // Unreachable, or sent without an answer: where the head is, is unknown.
+                    *head = None;
+                    tracing::warn!(%org, %error, size = batch.len(), "ledger append failed");
+                    for request in batch {
+                        let _ = request
+                            .reply
+                            .send(Err(settle_all(&error).unwrap_or_else(too_late)));
+                    }
+                    return;
+                }
+                tracing::debug!(%org, %error, "fast append refused; retrying carefully");
+            }
         }
     }
     *head = None;
@@ -324,6 +403,14 @@ async fn commit(inner: &Inner, org: &OrgId, batch: Vec<Request>, head: &mut Opti
             }
             for (request, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = request.reply.send(outcome);
+            }
+        }
+        Err(error) if settle_all(&error).is_some() => {
+            tracing::warn!(%org, %error, size = batch.len(), "ledger append failed");
+            for request in batch {
+                let _ = request
+                    .reply
+                    .send(Err(settle_all(&error).unwrap_or_else(too_late)));
             }
         }
         Err(error) if batch.len() == 1 => {
@@ -411,6 +498,8 @@ struct Job {
     to: Head,
     columns: Columns,
     recorded_at: DateTime<Utc>,
+    /// The earliest deadline of its appends: not sent by then, the job is refused.
+    deadline: Instant,
     /// Whether the head was still at `from` (and so the batch is written).
     reply: oneshot::Sender<Result<bool, StoreError>>,
 }
@@ -448,6 +537,11 @@ async fn write_fast(
         to: (end, last),
         columns,
         recorded_at,
+        deadline: batch
+            .iter()
+            .map(|r| r.deadline)
+            .min()
+            .unwrap_or_else(Instant::now),
         reply,
     };
     let combiner = inner.combiner.get_or_init(|| {
@@ -491,7 +585,33 @@ async fn combine(pool: PgPool, mut jobs: mpsc::Receiver<Job>) {
         }
         let pool = pool.clone();
         tokio::spawn(async move {
-            let written = write_combined(&pool, &batch).await;
+            let mut conn = match pool.acquire().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    drop(slot);
+                    for job in batch {
+                        let _ = job.reply.send(Err(StoreError::Unavailable(e.to_string())));
+                    }
+                    return;
+                }
+            };
+            let now = Instant::now();
+            let (late, batch): (Vec<Job>, Vec<Job>) =
+                batch.into_iter().partition(|job| now >= job.deadline);
+            for job in late {
+                let _ = job.reply.send(Err(too_late()));
+            }
+            let written = match tokio::time::timeout(
+                WRITE_TIMEOUT,
+                write_combined(&mut conn, &batch),
+            )
+            .await
+            {
+                Ok(written) => written,
+                Err(_) => Err(StoreError::CommitUnknown(format!(
+                    "no answer from the database within {WRITE_TIMEOUT:?}"
+                ))),
+            };
             drop(slot);
             match written {
                 Ok(moved) => {
@@ -499,9 +619,17 @@ async fn combine(pool: PgPool, mut jobs: mpsc::Receiver<Job>) {
                         let _ = job.reply.send(Ok(moved.contains(job.org.as_str())));
                     }
                 }
+                Err(error) if settle_all(&error).is_some() => {
+                    for job in batch {
+                        let _ = job
+                            .reply
+                            .send(Err(settle_all(&error).unwrap_or_else(too_late)));
+                    }
+                }
                 Err(error) => {
-                    // A stream position was taken meanwhile (primary key) or the database
-                    // failed: nothing was written; every org retries on its careful path.
+                    // A stream position was taken meanwhile (primary key), or the database
+                    // refused the statement: nothing was written; every org retries on its
+                    // careful path.
                     tracing::debug!(%error, orgs = batch.len(), "combined append refused");
                     for job in batch {
                         let _ = job.reply.send(Ok(false));
@@ -518,9 +646,12 @@ async fn combine(pool: PgPool, mut jobs: mpsc::Receiver<Job>) {
 /// events' primary key refuses a stream position taken meanwhile (the statement then fails
 /// and nothing is written). Returns the orgs written.
 async fn write_combined(
-    pool: &PgPool,
+    conn: &mut sqlx::PgConnection,
     batch: &[Job],
 ) -> Result<std::collections::HashSet<String>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Default::default());
+    }
     let mut heads = HeadColumns::default();
     let mut events = Columns::default();
     let mut orgs = Vec::new();
@@ -557,8 +688,10 @@ async fn write_combined(
         .bind(&events.prev_hash)
         .bind(&events.hash)
         .bind(&recorded)
-        .fetch_all(pool)
-        .await?;
+        .fetch_all(conn)
+        .await
+        // One statement is its own transaction: it is the commit.
+        .map_err(at_commit)?;
     Ok(moved.into_iter().collect())
 }
 
@@ -603,13 +736,46 @@ WITH want AS (
 )
 SELECT org_id FROM moved";
 
-async fn write_batch(
-    pool: &PgPool,
+/// Each request's outcome, and the head after the batch (`None` when nothing is written).
+type Staged = (Vec<Result<Appended, StoreError>>, Option<Head>);
+
+/// The careful path: one transaction, the head locked, every stream position checked.
+async fn write_batch(pool: &PgPool, org: &OrgId, batch: &[Request]) -> Result<Staged, StoreError> {
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let staged = match tokio::time::timeout(WRITE_TIMEOUT, stage(&mut tx, org, batch)).await {
+        Ok(staged) => staged?,
+        // Not committed: the transaction dies with its connection.
+        Err(_) => {
+            return Err(StoreError::Unavailable(format!(
+                "no answer from the database within {WRITE_TIMEOUT:?}"
+            )))
+        }
+    };
+    if staged.1.is_none() {
+        tx.rollback().await.map_err(before_commit)?;
+        return Ok(staged);
+    }
+    match tokio::time::timeout(WRITE_TIMEOUT, tx.commit()).await {
+        Ok(committed) => committed.map_err(at_commit)?,
+        Err(_) => {
+            return Err(StoreError::CommitUnknown(format!(
+                "no answer to the commit within {WRITE_TIMEOUT:?}"
+            )))
+        }
+    }
+    Ok(staged)
+}
+
+/// Locks the head, chains what may still be sent and inserts it, uncommitted.
+async fn stage(
+    tx: &mut Transaction<'_, Postgres>,
     org: &OrgId,
     batch: &[Request],
-) -> Result<(Vec<Result<Appended, StoreError>>, Option<Head>), StoreError> {
-    let mut tx = pool.begin().await?;
-    let (size, head) = lock_head(&mut tx, org).await?;
+) -> Result<Staged, StoreError> {
+    let (size, head) = lock_head(tx, org).await?;
 
     let (types, ids): (Vec<&str>, Vec<&str>) = batch
         .iter()
@@ -622,8 +788,9 @@ async fn write_batch(
     )
     .bind(&types)
     .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?;
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(before_commit)?;
     let mut positions: HashMap<(String, String), u64> = current
         .into_iter()
         .map(|(t, id, seq)| ((t, id), seq as u64))
@@ -634,7 +801,12 @@ async fn write_batch(
     let mut columns = Columns::default();
     let mut outcomes = Vec::with_capacity(batch.len());
     let (mut size, mut head) = (size, head);
+    let now = Instant::now();
     for request in batch {
+        if request.expired(now) {
+            outcomes.push(Err(too_late()));
+            continue;
+        }
         let key = (request.stream_type.clone(), request.stream_id.clone());
         let position = positions.get(&key).copied().unwrap_or(0);
         if request.first_seq != position + 1 {
@@ -664,7 +836,6 @@ async fn write_batch(
         }));
     }
     if columns.hash.is_empty() {
-        tx.rollback().await?;
         return Ok((outcomes, None));
     }
     sqlx::query(INSERT_AND_MOVE_HEAD)
@@ -682,9 +853,9 @@ async fn write_batch(
         .bind(&columns.hash)
         .bind(size as i64)
         .bind(head.to_hex())
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
+        .execute(&mut **tx)
+        .await
+        .map_err(before_commit)?;
     Ok((outcomes, Some((size, head))))
 }
 
@@ -731,7 +902,8 @@ async fn lock_head(
     let mut row: Option<(i64, String)> = sqlx::query_as(SELECT)
         .bind(org.as_str())
         .fetch_optional(&mut **tx)
-        .await?;
+        .await
+        .map_err(before_commit)?;
     if row.is_none() {
         sqlx::query(
             "INSERT INTO ledger_heads (org_id, size, head_hash) VALUES ($1, 0, $2)
@@ -740,11 +912,13 @@ async fn lock_head(
         .bind(org.as_str())
         .bind(genesis_hash(org).to_hex())
         .execute(&mut **tx)
-        .await?;
+        .await
+        .map_err(before_commit)?;
         row = sqlx::query_as(SELECT)
             .bind(org.as_str())
             .fetch_optional(&mut **tx)
-            .await?;
+            .await
+            .map_err(before_commit)?;
     }
     let (size, hash) =
         row.ok_or_else(|| StoreError::Corrupt(format!("no chain head for {org}")))?;

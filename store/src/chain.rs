@@ -203,3 +203,23 @@ pub async fn locate(
     .await?;
     Ok(row.map(|(seq,)| seq as u64))
 }
+
+/// The org whose ledger holds the entity `entity` of `aggregate_type` (its stream is
+/// `<org>/<entity>`), if any: how a command line that names only an id finds its org.
+pub async fn org_of_entity(
+    pool: &PgPool,
+    aggregate_type: &str,
+    entity: &str,
+) -> Result<Option<OrgId>, StoreError> {
+    let stream: Option<String> = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events
+          WHERE aggregate_type = $1 AND sequence = 1
+            AND right(aggregate_id, length($2) + 1) = '/' || $2
+          LIMIT 1",
+    )
+    .bind(aggregate_type)
+    .bind(entity)
+    .fetch_optional(pool)
+    .await?;
+    Ok(stream.and_then(|s| OrgId::of_stream(&s).ok()))
+}

@@ -25,6 +25,14 @@ pub enum StoreError {
     /// Stored data is unreadable (a signing key that does not parse, say).
     #[error("corrupt ledger data: {0}")]
     Corrupt(String),
+    /// The database could not be reached within the append's deadline (no connection, or the
+    /// deadline passed while the append waited): nothing was written. Retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database connection failed after the write was sent: it may or may not have been
+    /// committed. Look the write up (by the ids it carried) before retrying it.
+    #[error("commit outcome unknown: {0}")]
+    CommitUnknown(String),
     /// The append's committer went away (the server is shutting down).
     #[error("the ledger writer is shutting down")]
     ShuttingDown,
@@ -41,6 +49,7 @@ impl From<StoreError> for PersistenceError {
         match e {
             StoreError::Conflict { .. } => Self::OptimisticLockError,
             StoreError::Database(e) => Self::ConnectionError(Box::new(e)),
+            e @ StoreError::Unavailable(_) => Self::ConnectionError(Box::new(e)),
             other => Self::UnknownError(Box::new(other)),
         }
     }

@@ -196,7 +196,14 @@ async fn graphql_needs_a_key_limits_depth_and_serves_graphiql(pool: PgPool) {
     let api = Api::start(pool).await;
     let (status, body) = graphql(&api, "oc_live_nope", "{ policies { id } }", json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert_eq!(body["code"], "UNAUTHORIZED");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "UNAUTHORIZED",
+        "{body}"
+    );
+    assert_eq!(
+        body["errors"][0]["message"],
+        "Unauthorized - Invalid or missing API key"
+    );
 
     let (_, other) = graphql(
         &api,

@@ -81,8 +81,13 @@ async fn a_configured_signing_key_is_used_and_published(pool: PgPool) {
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
 async fn unknown_routes_answer_a_json_404(pool: PgPool) {
+    // Without a key an unknown API route is refused like a known one (nothing tells which
+    // routes exist); with a key it is a JSON 404, and so is any path outside the API.
     let (status, _, body) = get(&pool, "/api/nope").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "UNAUTHORIZED");
+    let (status, _, body) = get(&pool, "/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["code"], "NOT_FOUND");
     assert_eq!(body["error"], "Not found");
 }

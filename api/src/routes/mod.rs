@@ -6,6 +6,7 @@ pub mod assumptions;
 pub mod guard;
 pub mod health;
 pub mod jwks;
+pub mod keys;
 pub mod org;
 pub mod policies;
 pub mod policy_tools;

@@ -4,16 +4,15 @@
 //! committed as `api/schema.graphql`; a test fails when it drifts.
 
 use async_graphql::connection::{query, Connection, Edge};
-use async_graphql::http::GraphiQLSource;
 use async_graphql::{
     ComplexObject, Context, Data, Enum, ErrorExtensions, InputObject, Json, Object, Schema,
     SimpleObject,
 };
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -31,6 +30,9 @@ use crate::server::AppState;
 use crate::wire;
 
 /// The schema type.
+pub mod http;
+mod storable;
+
 pub type DashclawSchema = Schema<Query, Mutation, Subscription>;
 
 /// Deepest query accepted.
@@ -46,6 +48,7 @@ pub fn schema(state: AppState) -> DashclawSchema {
         .data(state)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
+        .extension(storable::StorableText)
         .finish()
 }
 
@@ -60,8 +63,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route(
             "/graphql",
-            get(graphiql).post(move |state, headers, request| {
-                execute(state, headers, request, schema.clone())
+            get(http::graphiql).post(move |caller, headers, body| {
+                http::execute(caller, headers, schema.clone(), body)
             }),
         )
         .route(
@@ -110,28 +113,6 @@ async fn subscribe(
                 })
                 .serve()
         })
-}
-
-async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
-}
-
-async fn execute(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    request: GraphQLRequest,
-    schema: DashclawSchema,
-) -> Response {
-    // Any valid key may query (readonly keys included); mutations check the role.
-    let key = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let caller = match authenticate(&state, key).await {
-        Ok(caller) => caller,
-        Err(e) => return e.into_response(),
-    };
-    GraphQLResponse::from(schema.execute(request.into_inner().data(caller)).await).into_response()
 }
 
 fn parts<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a AppState, &'a Caller)> {
