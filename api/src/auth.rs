@@ -283,7 +283,8 @@ pub async fn limit_requests(
 
 /// Mints an API key for `org`: the key is returned (and shown once); only its SHA-256 is
 /// stored, through an `ApiKeyIssued` event. The read model is caught up before returning,
-/// so the key works at once.
+/// so the key works at once (should that fail, the key is still returned: it is issued, and
+/// works as soon as any catch-up succeeds).
 pub async fn issue_key(
     ledger: &crate::commands::Ledger,
     projector: &dashclaw_projections::Projections,
@@ -321,7 +322,10 @@ pub async fn issue_key(
         Err(crate::commands::CommandError::Failed(e)) => return Err(e),
         Err(crate::commands::CommandError::Rejected(e)) => return Err(ApiError::internal(e)),
     }
-    projector.catch_up(org).await?;
+    // The key is on the ledger now, whatever follows: it must be handed out, never lost.
+    if let Err(e) = projector.catch_up(org).await {
+        tracing::warn!(%org, error = %e, "API key issued; it works once the read models catch up");
+    }
     Ok(key)
 }
 

@@ -133,7 +133,7 @@ impl Ledger {
         store
             .commit(events, context, actor.metadata())
             .await
-            .map_err(infrastructure)?;
+            .map_err(|e| naming::<A>(infrastructure(e), entity))?;
         Ok(after)
     }
 
@@ -163,7 +163,7 @@ impl Ledger {
             match store.commit(events, context, actor.metadata()).await {
                 Ok(_) => return Ok(after),
                 Err(AggregateError::AggregateConflict) => continue,
-                Err(e) => return Err(infrastructure(e).into()),
+                Err(e) => return Err(naming::<A>(infrastructure(e), entity).into()),
             }
         }
         Err(ApiError::new(
@@ -172,6 +172,20 @@ impl Ledger {
         )
         .into())
     }
+}
+
+/// A write whose commit is unknown names what it wrote, so the caller can look it up
+/// (`GET /api/actions/:id`, the decision in `GET /api/guard`) before retrying.
+fn naming<A: Aggregate>(e: ApiError, entity: &str) -> ApiError {
+    if e.code != ErrorCode::CommitUnknown {
+        return e;
+    }
+    let field = match A::TYPE {
+        "Action" => "action_id",
+        "GuardDecision" => "decision_id",
+        _ => "id",
+    };
+    e.with("entity", A::TYPE).with(field, entity)
 }
 
 /// Runs the aggregate's `handle`; returns its state after the command and the new events.

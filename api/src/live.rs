@@ -4,7 +4,6 @@
 //! from the ledger, events committed on any node reach every node's subscribers.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -64,7 +63,8 @@ struct Inner {
     pool: PgPool,
     pub views: OrgViews,
     pub counters: Counters,
-    subscribers: AtomicUsize,
+    /// Open subscriptions per org.
+    subscribers: std::sync::Mutex<HashMap<OrgId, usize>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -208,7 +208,7 @@ impl Live {
                 pool,
                 views,
                 counters,
-                subscribers: AtomicUsize::new(0),
+                subscribers: Default::default(),
                 tasks,
             }),
         })
@@ -223,17 +223,26 @@ impl Live {
     }
 
     /// A receiver of every live event (all orgs; filter by `org`), counted as a subscriber
-    /// until dropped.
-    pub fn subscribe(&self) -> Subscription {
-        self.inner.subscribers.fetch_add(1, Ordering::SeqCst);
+    /// of `org` until dropped.
+    pub fn subscribe(&self, org: &OrgId) -> Subscription {
+        *self.subscribers().entry(org.clone()).or_insert(0) += 1;
         Subscription {
             receiver: self.inner.sender.subscribe(),
             live: self.clone(),
+            org: org.clone(),
         }
     }
 
-    pub fn subscribers(&self) -> usize {
-        self.inner.subscribers.load(Ordering::SeqCst)
+    /// How many subscriptions of `org` this node holds.
+    pub fn subscribers_of(&self, org: &OrgId) -> usize {
+        self.subscribers().get(org).copied().unwrap_or(0)
+    }
+
+    fn subscribers(&self) -> std::sync::MutexGuard<'_, HashMap<OrgId, usize>> {
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Up to `limit` events of `org` after `after`, rendered as the live stream would have
@@ -266,11 +275,18 @@ impl Live {
 pub struct Subscription {
     pub receiver: broadcast::Receiver<Arc<LiveEvent>>,
     live: Live,
+    org: OrgId,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.live.inner.subscribers.fetch_sub(1, Ordering::SeqCst);
+        let mut subscribers = self.live.subscribers();
+        if let Some(n) = subscribers.get_mut(&self.org) {
+            *n -= 1;
+            if *n == 0 {
+                subscribers.remove(&self.org);
+            }
+        }
     }
 }
 

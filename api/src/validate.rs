@@ -307,4 +307,61 @@ mod tests {
             ]
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Map, Value};
+
+        /// Text drawn often from the characters that matter: NUL, quotes, backslashes,
+        /// non-ASCII, the replacement character.
+        fn text() -> impl Strategy<Value = String> {
+            proptest::string::string_regex("[a-z0-9_\\x00\"\\\\é\u{FFFD}\u{1F600}]{0,6}")
+                .unwrap_or_else(|_| unreachable!())
+        }
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                text().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 32, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::vec((text(), inner), 0..4)
+                        .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+                ]
+            })
+        }
+
+        fn holds_nul(v: &Value) -> bool {
+            match v {
+                Value::String(s) => s.contains('\0'),
+                Value::Array(items) => items.iter().any(holds_nul),
+                Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+                _ => false,
+            }
+        }
+
+        proptest! {
+            /// Whatever the body parser accepts can be stored in PostgreSQL text; whatever it
+            /// refuses for a NUL is refused with one problem per place the NUL sits.
+            #[test]
+            fn accepted_bodies_hold_no_nul(fields in prop::collection::vec((text(), json()), 0..6)) {
+                let body = Value::Object(fields.into_iter().collect());
+                let bytes = body.to_string().into_bytes();
+                match super::super::object(&bytes) {
+                    Ok(map) => prop_assert!(!holds_nul(&Value::Object(map))),
+                    Err(e) => {
+                        prop_assert!(holds_nul(&body), "refused without a NUL: {body}");
+                        prop_assert_eq!(serde_json::to_value(e.code).ok(), Some(Value::from("VALIDATION_FAILED")));
+                        let details = e.details.unwrap_or_default();
+                        prop_assert_eq!(details, Value::from(super::super::nul_fields("", &body)
+                            .iter().map(|f| super::super::nul_message(f)).collect::<Vec<_>>()));
+                    }
+                }
+            }
+        }
+    }
 }

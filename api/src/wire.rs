@@ -65,3 +65,15 @@ pub fn reason(reasons: &[String]) -> Value {
         json!(reasons.join("; "))
     }
 }
+
+/// The decision of a stored `GuardDecisionRecorded` payload (JSON text), with any NUL an old
+/// server stored replaced as the read models do.
+pub fn stored_decision(
+    payload: &str,
+) -> Option<dashclaw_domain::guard_decision::GuardDecisionRecord> {
+    use dashclaw_domain::guard_decision::GuardDecisionEvent;
+    match dashclaw_projections::storable::decode::<GuardDecisionEvent>(payload) {
+        Ok(GuardDecisionEvent::Recorded(d)) => Some(*d),
+        Err(_) => None,
+    }
+}

@@ -31,6 +31,10 @@ pub enum ProjectionError {
         aggregate_type: String,
         detail: String,
     },
+    /// Catching every org up, these orgs failed (each with its error); the others were
+    /// caught up.
+    #[error("{} org(s) could not be caught up: {}", .0.len(), .0.iter().map(|(org, e)| format!("{org}: {e}")).collect::<Vec<_>>().join("; "))]
+    OrgsFailed(Vec<(String, String)>),
 }
 
 /// One ledger event as a projection sees it (borrowed from the fetched row).
@@ -399,40 +403,58 @@ pub async fn catch_up_together(
     let orgs: Vec<String> = sqlx::query_scalar("SELECT org_id FROM ledger_heads ORDER BY 1")
         .fetch_all(&first.pool)
         .await?;
+    // One org that cannot be folded must not leave the others without read models: each is
+    // caught up on its own, and the failures are reported together at the end.
+    let mut failed = Vec::new();
     for org in orgs.into_iter().filter_map(|o| OrgId::new(o).ok()) {
-        let mut lowest = i64::MAX;
-        let mut head = 0;
-        for tracker in trackers {
-            let (position, h) = tracker.peek(&org).await?;
-            (lowest, head) = (lowest.min(position), h);
+        if let Err(e) = catch_up_org(trackers, &types, &org, progress).await {
+            tracing::error!(%org, error = %e, "cannot catch this org's read models up");
+            failed.push((org.to_string(), e.to_string()));
         }
-        if head > lowest {
-            // Each fold's transaction and preparing, and the reader.
-            let _permits = first.gate.enter(2 * trackers.len() + 1).await;
-            let span = (lowest, head);
-            let feeds = read_ahead(
-                &first.pool,
-                &org,
-                types.clone(),
-                span,
-                first.window,
-                trackers.len(),
-            );
-            futures_util::future::try_join_all(trackers.iter().zip(feeds).map(
-                |(tracker, mut feed)| {
-                    let org = &org;
-                    async move { tracker.fold_feed(org, &mut feed, progress).await }
-                },
-            ))
-            .await?;
-        }
-        // Whatever the shared read did not cover (later events, a checkpoint moved by someone
-        // else), each catches up on its own.
-        futures_util::future::try_join_all(
-            trackers.iter().map(|t| t.catch_up_with(&org, progress)),
-        )
+    }
+    match failed.len() {
+        0 => Ok(()),
+        _ => Err(ProjectionError::OrgsFailed(failed)),
+    }
+}
+
+/// [`catch_up_together`] for one org.
+async fn catch_up_org(
+    trackers: &[Tracker],
+    types: &[&'static str],
+    org: &OrgId,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(), ProjectionError> {
+    let Some(first) = trackers.first() else {
+        return Ok(());
+    };
+    let mut lowest = i64::MAX;
+    let mut head = 0;
+    for tracker in trackers {
+        let (position, h) = tracker.peek(org).await?;
+        (lowest, head) = (lowest.min(position), h);
+    }
+    if head > lowest {
+        // Each fold's transaction and preparing, and the reader.
+        let _permits = first.gate.enter(2 * trackers.len() + 1).await;
+        let span = (lowest, head);
+        let feeds = read_ahead(
+            &first.pool,
+            org,
+            types.to_vec(),
+            span,
+            first.window,
+            trackers.len(),
+        );
+        futures_util::future::try_join_all(trackers.iter().zip(feeds).map(
+            |(tracker, mut feed)| async move { tracker.fold_feed(org, &mut feed, progress).await },
+        ))
         .await?;
     }
+    // Whatever the shared read did not cover (later events, a checkpoint moved by someone
+    // else), each catches up on its own.
+    futures_util::future::try_join_all(trackers.iter().map(|t| t.catch_up_with(org, progress)))
+        .await?;
     Ok(())
 }
 

@@ -402,7 +402,12 @@ async fn subscriptions_push_ledger_events_and_the_approvals_queue_over_websocket
         .unwrap();
     // Both subscriptions listen to the ledger tail once they run.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while api.state.live.subscribers() < 2 {
+    while api
+        .state
+        .live
+        .subscribers_of(&dashclaw_events::OrgId::new("org_default").unwrap())
+        < 2
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "the subscriptions never started"

@@ -9,6 +9,7 @@ mod architecture;
 mod bad_input;
 mod governance;
 mod graphql;
+mod hardening;
 mod ledger;
 mod nodes;
 mod operator;

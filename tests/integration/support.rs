@@ -68,3 +68,14 @@ pub fn dashclaw(url: &str, args: &[&str]) -> Output {
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A pool of its own on the database behind `pool`, as a separate server node would have. (A
+/// `#[sqlx::test]` pool has 5 connections; two servers sharing it starve each other under a
+/// loaded test run, since each holds one for its ledger tail's LISTEN.)
+pub async fn own_pool(pool: &PgPool, max_connections: u32) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .connect(&url_of(pool).await)
+        .await
+        .unwrap()
+}

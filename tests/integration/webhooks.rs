@@ -794,8 +794,17 @@ async fn denials_lost_confirmations_and_drift_map_to_their_types(pool: PgPool) {
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
 async fn two_servers_on_one_database_deliver_each_event_once(pool: PgPool) {
     let mut receiver = Receiver::start(1).await;
-    let a = Api::with_config(pool.clone(), config(Duration::from_millis(20))).await;
-    let b = Api::with_config(pool, config(Duration::from_millis(20))).await;
+    // Two nodes, each with its own pool, as two processes would have.
+    let a = Api::with_config(
+        crate::support::own_pool(&pool, 8).await,
+        config(Duration::from_millis(20)),
+    )
+    .await;
+    let b = Api::with_config(
+        crate::support::own_pool(&pool, 8).await,
+        config(Duration::from_millis(20)),
+    )
+    .await;
     let (hook, secret) = register(&a, &receiver.url, json!(["action.created"])).await;
     // Traffic through both servers; both tails fold, both workers claim.
     for i in 0..20 {

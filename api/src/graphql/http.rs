@@ -58,10 +58,17 @@ fn request(body: &[u8]) -> Result<async_graphql::Request, ApiError> {
             "Batched GraphQL requests are not supported",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let request: async_graphql::Request = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(ErrorCode::InvalidJson, "The body is not a GraphQL request")
             .with_details(vec![e.to_string()])
-    })
+    })?;
+    if request.query.trim().is_empty() {
+        return Err(
+            ApiError::new(ErrorCode::InvalidJson, "The body is not a GraphQL request")
+                .with_details(vec!["query is required".to_owned()]),
+        );
+    }
+    Ok(request)
 }
 
 pub async fn execute(

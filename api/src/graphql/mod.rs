@@ -317,15 +317,15 @@ type EventRow = (
     i64,
     String,
     String,
-    Value,
-    Value,
+    String,
+    String,
     String,
     String,
     DateTime<Utc>,
 );
 
 const EVENT_COLUMNS_OF_STREAM: &str = "SELECT ledger_seq, aggregate_type, aggregate_id, sequence,
-        event_type, event_version, payload::jsonb, metadata::jsonb, prev_hash, hash, recorded_at
+        event_type, event_version, payload::text, metadata::text, prev_hash, hash, recorded_at
    FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence";
 
 impl From<EventRow> for LedgerEvent {
@@ -351,8 +351,10 @@ impl From<EventRow> for LedgerEvent {
             stream_seq,
             event_type,
             event_version,
-            payload: Json(payload),
-            metadata: Json(metadata),
+            // The stored JSON text as it is (PostgreSQL's jsonb could not hold every payload
+            // an old server accepted; JSON output can).
+            payload: Json(serde_json::from_str(&payload).unwrap_or(Value::String(payload))),
+            metadata: Json(serde_json::from_str(&metadata).unwrap_or(Value::String(metadata))),
             prev_hash,
             hash,
             recorded_at,
@@ -580,7 +582,7 @@ pub struct LiveEventObject {
 
 /// The caller's org's live events, from the ledger tail (so from every node).
 fn org_events(state: &AppState, caller: &Caller) -> impl Stream<Item = LiveEventObject> + use<> {
-    let subscription = state.live.subscribe();
+    let subscription = state.live.subscribe(&caller.org);
     let org = caller.org.clone();
     futures_util::stream::unfold((subscription, org), |(mut sub, org)| async move {
         loop {
@@ -762,8 +764,8 @@ impl Query {
             .await
             .map_err(|e| gql(e.into()))?;
         let limit = first.unwrap_or(50).clamp(1, MAX_PAGE as i32);
-        let records: Vec<Value> = sqlx::query_scalar(
-            "SELECT e.payload::jsonb->'Recorded'
+        let records: Vec<String> = sqlx::query_scalar(
+            "SELECT e.payload::text
                FROM (SELECT org_id, ledger_seq, created_at FROM guard_decisions
                       WHERE org_id = $1 AND ($2::text IS NULL OR agent_id = $2)
                         AND ($3::text IS NULL OR decision = $3)
@@ -778,8 +780,8 @@ impl Query {
         .fetch_all(&state.pool)
         .await?;
         Ok(records
-            .into_iter()
-            .filter_map(|r| serde_json::from_value::<GuardDecisionRecord>(r).ok())
+            .iter()
+            .filter_map(|r| wire::stored_decision(r))
             .map(GuardDecisionObject::from)
             .collect())
     }
@@ -805,7 +807,7 @@ impl Query {
         let (state, caller) = parts(ctx)?;
         let rows: Vec<EventRow> = sqlx::query_as(
             "SELECT ledger_seq, aggregate_type, aggregate_id, sequence, event_type, event_version,
-                    payload::jsonb, metadata::jsonb, prev_hash, hash, recorded_at
+                    payload::text, metadata::text, prev_hash, hash, recorded_at
                FROM events WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT $3",
         )
         .bind(caller.org.as_str())

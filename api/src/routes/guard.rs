@@ -173,8 +173,8 @@ async fn replay(
     key: &str,
 ) -> Result<Option<GuardDecisionRecord>, ApiError> {
     state.projector.catch_up(&caller.org).await?;
-    let doc: Option<Value> = sqlx::query_scalar(
-        "SELECT e.payload::jsonb->'Recorded' FROM guard_decisions g
+    let doc: Option<String> = sqlx::query_scalar(
+        "SELECT e.payload::text FROM guard_decisions g
            JOIN events e ON e.org_id = g.org_id AND e.ledger_seq = g.ledger_seq
           WHERE g.org_id = $1 AND g.idempotency_key = $2 AND g.created_at > $3
           ORDER BY g.created_at DESC LIMIT 1",
@@ -184,7 +184,7 @@ async fn replay(
     .bind(state.clock.now() - chrono::Duration::minutes(10))
     .fetch_optional(&state.pool)
     .await?;
-    Ok(doc.and_then(|d| serde_json::from_value(d).ok()))
+    Ok(doc.as_deref().and_then(wire::stored_decision))
 }
 
 async fn guard(
@@ -369,8 +369,8 @@ async fn history(
     let filter = "org_id = $1 AND ($2::text IS NULL OR agent_id = $2)
         AND ($3::text IS NULL OR decision = $3)
         AND ($4::int IS NULL OR created_at > now() - make_interval(days => $4))";
-    let docs: Vec<Value> = sqlx::query_scalar(&format!(
-        "SELECT e.payload::jsonb->'Recorded'
+    let docs: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT e.payload::text
            FROM (SELECT org_id, ledger_seq, created_at FROM guard_decisions WHERE {filter}
                   ORDER BY created_at DESC, ledger_seq DESC LIMIT $5 OFFSET $6) g
            JOIN events e ON e.org_id = g.org_id AND e.ledger_seq = g.ledger_seq
@@ -403,8 +403,8 @@ async fn history(
     .fetch_one(&state.pool)
     .await?;
     let decisions: Vec<Value> = docs
-        .into_iter()
-        .filter_map(|d| serde_json::from_value::<GuardDecisionRecord>(d).ok())
+        .iter()
+        .filter_map(|d| wire::stored_decision(d))
         .map(|d| wire::decision_row(&caller.org, &d))
         .collect();
     Ok(Json(json!({
@@ -426,8 +426,8 @@ pub async fn recorded_requests(
     limit: i64,
 ) -> Result<Vec<GuardDecisionRecord>, ApiError> {
     state.projector.catch_up(org).await?;
-    let records: Vec<Value> = sqlx::query_scalar(
-        "SELECT e.payload::jsonb->'Recorded'
+    let records: Vec<String> = sqlx::query_scalar(
+        "SELECT e.payload::text
            FROM (SELECT org_id, ledger_seq FROM guard_decisions
                   WHERE org_id = $1 AND created_at > $2
                   ORDER BY ledger_seq DESC LIMIT $3) g
@@ -440,8 +440,8 @@ pub async fn recorded_requests(
     .fetch_all(&state.pool)
     .await?;
     Ok(records
-        .into_iter()
-        .filter_map(|r| serde_json::from_value::<GuardDecisionRecord>(r).ok())
+        .iter()
+        .filter_map(|r| wire::stored_decision(r))
         .filter(|r| r.purpose != DecisionPurpose::Claim)
         .collect())
 }

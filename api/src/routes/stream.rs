@@ -69,7 +69,7 @@ async fn stream(
         .or(q.last_event_id);
     let after = last.as_deref().and_then(|s| s.trim().parse::<u64>().ok());
     // Subscribe before replaying, so nothing falls between the replay and the live feed.
-    let mut subscription = state.live.subscribe();
+    let mut subscription = state.live.subscribe(&caller.org);
     let replayed = match after {
         Some(after) => state.live.replay(&caller.org, after, REPLAY_LIMIT).await?,
         None => Vec::new(),
@@ -141,9 +141,8 @@ async fn stream(
     ))
 }
 
-/// How many SSE subscribers this node has (all orgs): lets a test or an operator see that a
-/// waiting agent is connected.
+/// How many live subscriptions (SSE and GraphQL) of the caller's org this node holds: lets a
+/// test or an operator see that a waiting agent is connected. Other orgs are not counted.
 async fn status(State(state): State<AppState>, caller: Caller) -> Json<Value> {
-    let _ = caller;
-    Json(json!({ "subscribers": state.live.subscribers() }))
+    Json(json!({ "subscribers": state.live.subscribers_of(&caller.org) }))
 }

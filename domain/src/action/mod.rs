@@ -148,6 +148,14 @@ impl Aggregate for Action {
             }
             ActionCommand::ReportOutcome(report) => {
                 let record = self.recorded()?;
+                // A second report hears of the outcome the agent set (a `partial` one leaves
+                // the action `failed`; the retry must be told `partial`). A late report after
+                // the sweep's lost confirmation hears of the status (`unknown`).
+                match record.outcome_status {
+                    OutcomeStatus::Pending => {}
+                    OutcomeStatus::LostConfirmation if record.status.refuses_outcomes() => {}
+                    set => return Err(ActionError::OutcomeAlreadySet(set)),
+                }
                 if record.status.refuses_outcomes() {
                     return Err(ActionError::OutcomeNotAllowed(record.status));
                 }

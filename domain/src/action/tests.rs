@@ -346,6 +346,25 @@ fn the_outcome_is_one_shot() {
 }
 
 #[test]
+fn a_retried_partial_outcome_is_told_partial() {
+    let partial = ActionEvent::OutcomeReported {
+        status: ReportedOutcome::Partial,
+        summary: Some("half".into()),
+        error_message: None,
+        progress: None,
+        at: t0() + Duration::minutes(1),
+    };
+    let s = state(vec![recorded(Verdict::Allow), partial.clone()]);
+    assert_eq!(s.outcome_status, OutcomeStatus::Partial);
+    Fixture::with(())
+        .given(vec![recorded(Verdict::Allow), partial])
+        .when(ActionCommand::ReportOutcome(outcome(
+            ReportedOutcome::Partial,
+        )))
+        .then_expect_error(ActionError::OutcomeAlreadySet(OutcomeStatus::Partial));
+}
+
+#[test]
 fn outcomes_are_refused_for_actions_that_must_not_run() {
     let denied = ActionEvent::ApprovalDenied {
         denied_by: "key_admin".into(),
