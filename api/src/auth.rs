@@ -360,7 +360,7 @@ pub async fn revoke_key(
     id: &str,
     by: &str,
 ) -> Result<(), ApiError> {
-    use dashclaw_domain::api_key::{ApiKey, ApiKeyCommand};
+    use dashclaw_domain::api_key::{ApiKey, ApiKeyCommand, ApiKeyError};
 
     if dashclaw_domain::ids::ApiKeyId::parse(id).is_err() {
         return Err(ApiError::new(ErrorCode::NotFound, "API key not found"));
@@ -370,7 +370,16 @@ pub async fn revoke_key(
     ledger
         .execute::<ApiKey>(org, id, ApiKeyCommand::Revoke { now }, &actor)
         .await
-        .map_err(crate::routes::keys::revoke_error)?;
+        .map_err(|e| match e {
+            crate::commands::CommandError::Failed(e) => e,
+            crate::commands::CommandError::Rejected(ApiKeyError::NotFound) => {
+                ApiError::new(ErrorCode::NotFound, "API key not found")
+            }
+            crate::commands::CommandError::Rejected(ApiKeyError::AlreadyRevoked) => {
+                ApiError::new(ErrorCode::Conflict, "API key already revoked")
+            }
+            crate::commands::CommandError::Rejected(other) => ApiError::internal(other),
+        })?;
     keys.revoked(id);
     projector.catch_up(org).await?;
     Ok(())

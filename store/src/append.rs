@@ -18,9 +18,10 @@
 //! `NOTIFY` right after they are made (see [`Announcer`]).
 //!
 //! Every append has a deadline, the pool's acquire timeout after it was asked for: an append
-//! still unsent at its deadline (the database unreachable, the queue stalled) is refused with
-//! [`StoreError::Unavailable`] and is never written later; its caller can say "not written"
-//! for certain. Once a write is sent, only the database's answer settles it: a connection
+//! still unsent at its deadline (the database unreachable, the queue stalled behind a hung
+//! write) is refused with [`StoreError::Unavailable`] at its deadline and is never written
+//! later; its caller can say "not written" for certain. (A [`Claim`] settles the race between
+//! the caller giving up and the committer sending.) Once a write is sent, only the database's answer settles it: a connection
 //! lost before that answer (or no answer within [`WRITE_TIMEOUT`]) is
 //! [`StoreError::CommitUnknown`], never reported as a failure.
 
@@ -71,13 +72,58 @@ struct Request {
     events: Vec<NewEvent>,
     /// Unsent by then, the append is refused as unavailable.
     deadline: Instant,
+    claim: Claim,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
 impl Request {
-    /// Whether the append may no longer be sent: past its deadline, or its caller is gone.
-    fn expired(&self, now: Instant) -> bool {
-        now >= self.deadline || self.reply.is_closed()
+    /// Whether the append is already given up (so it is not worth chaining).
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed() || self.claim.is_abandoned()
+    }
+}
+
+/// Who decides an append's fate: its caller may abandon it (at its deadline, or by going
+/// away) only while it is queued; once the committer has taken it for sending, only the
+/// database's answer settles it. One atomic, so exactly one side wins.
+#[derive(Clone, Default)]
+struct Claim(Arc<std::sync::atomic::AtomicU8>);
+
+const QUEUED: u8 = 0;
+const SENDING: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Claim {
+    fn swap(&self, from: u8, to: u8) -> Result<u8, u8> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.0.compare_exchange(from, to, SeqCst, SeqCst)
+    }
+
+    /// The committer takes the append for sending: false if it was abandoned (by its caller,
+    /// or here because its deadline has passed), and then it must not be sent.
+    fn take(&self, deadline: Instant) -> bool {
+        if Instant::now() >= deadline {
+            let _ = self.swap(QUEUED, ABANDONED);
+        }
+        matches!(self.swap(QUEUED, SENDING), Ok(_) | Err(SENDING))
+    }
+
+    /// The caller gives up: true if the append will never be sent.
+    fn abandon(&self) -> bool {
+        matches!(self.swap(QUEUED, ABANDONED), Ok(_) | Err(ABANDONED))
+    }
+
+    fn is_abandoned(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst) == ABANDONED
+    }
+}
+
+/// Abandons a queued append when its caller goes away (the request future dropped).
+struct AbandonOnDrop(Claim);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.abandon();
     }
 }
 
@@ -244,20 +290,32 @@ impl Appender {
                 "an append needs at least one event and a first sequence >= 1".into(),
             ));
         }
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
+        let deadline = Instant::now() + self.inner.bound;
+        let claim = Claim::default();
+        let _gone = AbandonOnDrop(claim.clone());
         let mut request = Request {
             stream_type: stream_type.to_owned(),
             stream_id: stream_id.to_owned(),
             first_seq,
             events,
-            deadline: Instant::now() + self.inner.bound,
+            deadline,
+            claim: claim.clone(),
             reply,
         };
         // A committer may retire between our lookup and our send; then start a fresh one.
         for _ in 0..3 {
             let (generation, sender) = self.committer(&org);
             match sender.send(request).await {
-                Ok(()) => return answer.await.map_err(|_| StoreError::ShuttingDown)?,
+                Ok(()) => {
+                    return match tokio::time::timeout_at(deadline, &mut answer).await {
+                        Ok(answered) => answered.map_err(|_| StoreError::ShuttingDown)?,
+                        // Still queued: refused for good. Already being sent: the database
+                        // decides, within the write timeout.
+                        Err(_) if claim.abandon() => Err(too_late()),
+                        Err(_) => answer.await.map_err(|_| StoreError::ShuttingDown)?,
+                    };
+                }
                 Err(mpsc::error::SendError(returned)) => {
                     self.inner.retire(&org, generation);
                     request = returned;
@@ -358,8 +416,9 @@ type Head = (u64, EventHash);
 async fn commit(inner: &Inner, org: &OrgId, batch: Vec<Request>, head: &mut Option<Head>) {
     let pool = &inner.pool;
     let now = Instant::now();
-    let (expired, batch): (Vec<Request>, Vec<Request>) =
-        batch.into_iter().partition(|r| r.expired(now));
+    let (expired, batch): (Vec<Request>, Vec<Request>) = batch
+        .into_iter()
+        .partition(|r| r.abandoned() || now >= r.deadline);
     for request in expired {
         let _ = request.reply.send(Err(too_late()));
     }
@@ -498,8 +557,8 @@ struct Job {
     to: Head,
     columns: Columns,
     recorded_at: DateTime<Utc>,
-    /// The earliest deadline of its appends: not sent by then, the job is refused.
-    deadline: Instant,
+    /// Its appends' claims and deadlines: it is sent only if every one can be taken.
+    claims: Vec<(Claim, Instant)>,
     /// Whether the head was still at `from` (and so the batch is written).
     reply: oneshot::Sender<Result<bool, StoreError>>,
 }
@@ -537,11 +596,10 @@ async fn write_fast(
         to: (end, last),
         columns,
         recorded_at,
-        deadline: batch
+        claims: batch
             .iter()
-            .map(|r| r.deadline)
-            .min()
-            .unwrap_or_else(Instant::now),
+            .map(|r| (r.claim.clone(), r.deadline))
+            .collect(),
         reply,
     };
     let combiner = inner.combiner.get_or_init(|| {
@@ -595,11 +653,15 @@ async fn combine(pool: PgPool, mut jobs: mpsc::Receiver<Job>) {
                     return;
                 }
             };
-            let now = Instant::now();
-            let (late, batch): (Vec<Job>, Vec<Job>) =
-                batch.into_iter().partition(|job| now >= job.deadline);
-            for job in late {
-                let _ = job.reply.send(Err(too_late()));
+            // A job is chained as a whole: if one of its appends was given up meanwhile, the
+            // org re-chains what is left on its careful path.
+            let (batch, broken): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|job| {
+                job.claims
+                    .iter()
+                    .all(|(claim, deadline)| claim.take(*deadline))
+            });
+            for job in broken {
+                let _ = job.reply.send(Ok(false));
             }
             let written = match tokio::time::timeout(
                 WRITE_TIMEOUT,
@@ -801,9 +863,8 @@ async fn stage(
     let mut columns = Columns::default();
     let mut outcomes = Vec::with_capacity(batch.len());
     let (mut size, mut head) = (size, head);
-    let now = Instant::now();
     for request in batch {
-        if request.expired(now) {
+        if !request.claim.take(request.deadline) {
             outcomes.push(Err(too_late()));
             continue;
         }

@@ -997,12 +997,14 @@ async fn an_unauthenticated_body_is_refused_without_being_read(pool: PgPool) {
 // ---- database outage ---------------------------------------------------------------------
 
 /// A TCP proxy between the server and PostgreSQL that the test can cut: `down` drops every
-/// connection and refuses new ones, as a stopped database does; `blackhole_after(marker)`
-/// forwards a statement carrying `marker` and then swallows every answer on that connection,
-/// as a network that fails mid-commit does.
+/// connection and refuses new ones, as a stopped database does; `paused` holds every byte in
+/// both directions (new connections included) until released, as a frozen database or a
+/// stalled network does; `blackhole_after(marker)` forwards a statement carrying `marker` and
+/// then swallows every answer on that connection, as a network that fails mid-commit does.
 struct Proxy {
     address: std::net::SocketAddr,
     down: tokio::sync::watch::Sender<bool>,
+    paused: tokio::sync::watch::Sender<bool>,
     marker: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
 }
 
@@ -1011,6 +1013,7 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (down, watch) = tokio::sync::watch::channel(false);
+        let (paused, pause) = tokio::sync::watch::channel(false);
         let marker: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>> = Default::default();
         let markers = marker.clone();
         tokio::spawn(async move {
@@ -1023,13 +1026,13 @@ impl Proxy {
                     continue;
                 }
                 let mut watch = watch.clone();
-                let marker = markers.clone();
+                let (marker, pause) = (markers.clone(), pause.clone());
                 tokio::spawn(async move {
                     let Ok(server) = tokio::net::TcpStream::connect(target).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = pipe(client, server, marker) => {}
+                        _ = pipe(client, server, marker, pause) => {}
                         _ = watch.wait_for(|down| *down) => {}
                     }
                 });
@@ -1038,12 +1041,17 @@ impl Proxy {
         Self {
             address,
             down,
+            paused,
             marker,
         }
     }
 
     fn set_down(&self, down: bool) {
         self.down.send_replace(down);
+    }
+
+    fn set_paused(&self, paused: bool) {
+        self.paused.send_replace(paused);
     }
 
     fn blackhole_after(&self, marker: &str) {
@@ -1055,8 +1063,11 @@ async fn pipe(
     client: tokio::net::TcpStream,
     server: tokio::net::TcpStream,
     marker: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    pause: tokio::sync::watch::Receiver<bool>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut held_up = pause.clone();
+    let mut held_down = pause;
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let (swallow, swallowing) = tokio::sync::watch::channel(false);
@@ -1067,6 +1078,9 @@ async fn pipe(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            if held_up.wait_for(|p| !*p).await.is_err() {
+                return;
+            }
             let hit = marker
                 .lock()
                 .unwrap()
@@ -1087,6 +1101,9 @@ async fn pipe(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            if held_down.wait_for(|p| !*p).await.is_err() {
+                return;
+            }
             if *swallowing.borrow() {
                 continue;
             }
@@ -1137,7 +1154,7 @@ struct Answer {
     retry_after: bool,
 }
 
-/// One guard call with a 3 s client timeout (the client then gives up: its request future is
+/// One guard call with an 8 s client timeout (the client then gives up: its request future is
 /// dropped, as a disconnect does).
 async fn guard_once(router: &axum::Router, key: &str, goal: String) -> Answer {
     let request = Request::post("/api/guard")
@@ -1148,7 +1165,7 @@ async fn guard_once(router: &axum::Router, key: &str, goal: String) -> Answer {
         ))
         .unwrap();
     let started = Instant::now();
-    let answered = tokio::time::timeout(Duration::from_secs(3), async {
+    let answered = tokio::time::timeout(Duration::from_secs(8), async {
         let response = router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let retry_after = response.headers().contains_key("retry-after");
@@ -1202,11 +1219,19 @@ async fn recorded_goals(pool: &PgPool) -> HashMap<String, usize> {
     goals
 }
 
-#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
-async fn a_database_outage_is_answered_at_once_and_nothing_is_written_late(pool: PgPool) {
-    const BOUND: Duration = Duration::from_secs(1);
-    let proxy = Proxy::start(postgres_address()).await;
-    let api = Api::with_config(pool_through(&proxy, &pool, BOUND).await, wide_config()).await;
+/// How long a request may wait for the database in the outage tests.
+const BOUND: Duration = Duration::from_secs(1);
+
+/// Guard load from six clients against `api`; `cut` takes the database away for three
+/// seconds, `restore` brings it back. Checks that every answer during the outage is a 503
+/// within the bound (with `Retry-After` for `DB_UNAVAILABLE`), that nothing answered
+/// `DB_UNAVAILABLE` is on the ledger (read through `ledger`), that every 2xx is, that health
+/// says so within a second, and that service resumes without a restart.
+async fn outage_under_load<C, R>(api: &Api, ledger: &PgPool, cut: C, restore: R)
+where
+    C: std::future::Future<Output = ()>,
+    R: std::future::Future<Output = ()>,
+{
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
     for worker in 0..6 {
@@ -1221,9 +1246,9 @@ async fn a_database_outage_is_answered_at_once_and_nothing_is_written_late(pool:
             answers
         }));
     }
-    // Let traffic flow, then cut the database for three seconds.
+    // Let traffic flow, then take the database away for three seconds.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    proxy.set_down(true);
+    cut.await;
     let down_at = Instant::now();
     // Health says so at once.
     let health = {
@@ -1245,16 +1270,13 @@ async fn a_database_outage_is_answered_at_once_and_nothing_is_written_late(pool:
         )
     };
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(down_at.elapsed())).await;
-    proxy.set_down(false);
+    let restoring = Instant::now();
+    restore.await;
     let up_at = Instant::now();
     // Until the first success after the database is back (no restart), then a little more.
     let recovered = loop {
-        let answer = guard_once(
-            &api.router,
-            &api.member,
-            format!("probe-{}", up_at.elapsed().as_millis()),
-        )
-        .await;
+        let probe = format!("probe-{}", up_at.elapsed().as_millis());
+        let answer = guard_once(&api.router, &api.member, probe).await;
         if answer.status == Some(StatusCode::OK) {
             break up_at.elapsed();
         }
@@ -1278,11 +1300,12 @@ async fn a_database_outage_is_answered_at_once_and_nothing_is_written_late(pool:
         health.2
     );
 
-    let goals = recorded_goals(&pool).await;
+    let goals = recorded_goals(ledger).await;
     let by_goal: HashMap<&str, &Answer> = answers.iter().map(|a| (a.goal.as_str(), a)).collect();
     let mut outage = Vec::new();
+    let mut unknown = 0;
     for a in &answers {
-        assert!(a.status.is_some(), "a client gave up waiting (3 s): {a:?}");
+        assert!(a.status.is_some(), "a client gave up waiting (8 s): {a:?}");
         let written = goals.get(&a.goal).copied().unwrap_or(0);
         assert!(written <= 1, "{a:?} written {written} times");
         match (a.status, a.code.as_deref()) {
@@ -1291,10 +1314,11 @@ async fn a_database_outage_is_answered_at_once_and_nothing_is_written_late(pool:
                 assert_eq!(written, 0, "answered DB_UNAVAILABLE yet written: {a:?}");
                 assert!(a.retry_after, "{a:?}");
             }
-            (Some(StatusCode::SERVICE_UNAVAILABLE), Some("COMMIT_UNKNOWN")) => {}
+            (Some(StatusCode::SERVICE_UNAVAILABLE), Some("COMMIT_UNKNOWN")) => unknown += 1,
             other => panic!("unexpected answer {other:?}: {a:?}"),
         }
-        let during = a.started > down_at + Duration::from_millis(100) && a.started + a.took < up_at;
+        let during =
+            a.started > down_at + Duration::from_millis(100) && a.started + a.took < restoring;
         if during {
             assert_ne!(a.status, Some(StatusCode::OK), "{a:?}");
             outage.push(a.took);
@@ -1317,20 +1341,118 @@ async fn a_database_outage_is_answered_at_once_and_nothing_is_written_late(pool:
         "an outage answer took {slowest:?} (bound {BOUND:?})"
     );
     println!(
-        "{} requests; {} answered during the outage, slowest {slowest:?}; recovered {recovered:?} after the database returned",
+        "{} requests ({} ok); {} answered during the outage, slowest {slowest:?}; {unknown} \
+         COMMIT_UNKNOWN; health {:?}; first 2xx {recovered:?} after the database was back",
         answers.len(),
-        outage.len()
+        answers
+            .iter()
+            .filter(|a| a.status == Some(StatusCode::OK))
+            .count(),
+        outage.len(),
+        health.2,
     );
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_network_cut_to_the_database_is_answered_at_once_and_nothing_is_written_late(
+    pool: PgPool,
+) {
+    let proxy = Proxy::start(postgres_address()).await;
+    let api = Api::with_config(pool_through(&proxy, &pool, BOUND).await, wide_config()).await;
+    outage_under_load(&api, &pool, async { proxy.set_down(true) }, async {
+        proxy.set_down(false)
+    })
+    .await;
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_database_that_stops_answering_is_answered_within_the_bound(pool: PgPool) {
+    let proxy = Proxy::start(postgres_address()).await;
+    let api = Api::with_config(pool_through(&proxy, &pool, BOUND).await, wide_config()).await;
+    outage_under_load(&api, &pool, async { proxy.set_paused(true) }, async {
+        proxy.set_paused(false)
+    })
+    .await;
+}
+
+/// A private cluster of the machine's PostgreSQL (as `dashclaw up` makes), removed on drop.
+struct OwnCluster {
+    cluster: std::sync::Arc<dashclaw::local_pg::LocalCluster>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = self.cluster.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_postgres_under_load_is_answered_at_once_and_nothing_is_written_late() {
+    use dashclaw::local_pg::{LocalCluster, DATABASE};
+    let dir = std::env::temp_dir().join(format!("dashclaw-outage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cluster = std::sync::Arc::new(LocalCluster::locate(&dir).unwrap());
+    let own = OwnCluster {
+        cluster: cluster.clone(),
+        dir: dir.clone(),
+    };
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        c.init().unwrap();
+        c.start().unwrap();
+    })
+    .await
+    .unwrap();
+    let admin = sqlx::PgPool::connect_with(cluster.connect_options("postgres"))
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {DATABASE}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let ledger = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(cluster.connect_options(DATABASE))
+        .await
+        .unwrap();
+    dashclaw_store::MIGRATOR.run(&ledger).await.unwrap();
+    let server_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(BOUND)
+        .connect_with(cluster.connect_options(DATABASE))
+        .await
+        .unwrap();
+    let api = Api::with_config(server_pool, wide_config()).await;
+    let (down, up) = (cluster.clone(), cluster.clone());
+    outage_under_load(
+        &api,
+        &ledger,
+        async move {
+            tokio::task::spawn_blocking(move || down.stop().unwrap())
+                .await
+                .unwrap();
+        },
+        async move {
+            tokio::task::spawn_blocking(move || {
+                up.start().unwrap();
+            })
+            .await
+            .unwrap();
+        },
+    )
+    .await;
+    drop(api);
+    drop(own);
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
 async fn a_commit_whose_answer_is_lost_is_reported_unknown_not_failed(pool: PgPool) {
     let proxy = Proxy::start(postgres_address()).await;
-    let api = Api::with_config(
-        pool_through(&proxy, &pool, Duration::from_secs(1)).await,
-        wide_config(),
-    )
-    .await;
+    let api = Api::with_config(pool_through(&proxy, &pool, BOUND).await, wide_config()).await;
     // Warm: the write path's statements are prepared and its head known.
     let first = guard_once(&api.router, &api.member, "warm".into()).await;
     assert_eq!(first.status, Some(StatusCode::OK), "{first:?}");
@@ -1446,4 +1568,70 @@ async fn random_text_in_any_field_never_breaks_the_server_or_its_reads(pool: PgP
         refused_nul > 10,
         "the generator rarely drew a NUL ({refused_nul})"
     );
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_replay_folds_every_org_it_can_and_names_the_one_it_cannot(pool: PgPool) {
+    let api = Api::start(pool.clone()).await;
+    actions(&api).await;
+    // An event no projection can decode, in an org sorted before org_default.
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("actor".into(), json!("tester"));
+    dashclaw_store::Appender::new(pool.clone())
+        .append(
+            "Action",
+            "org_aaa_broken/act_broken",
+            1,
+            vec![dashclaw_store::NewEvent {
+                event_type: "ActionRecorded".into(),
+                event_version: "1".into(),
+                payload: dashclaw_events::CanonicalJson::encode(&json!({"NoSuchEvent": 1}))
+                    .unwrap(),
+                metadata,
+            }],
+        )
+        .await
+        .unwrap();
+    let url = crate::support::url_of(&pool).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dashclaw"))
+        .args(["replay"])
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if child.try_wait().unwrap().is_none() {
+        let activity: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT state, wait_event_type || ':' || coalesce(wait_event, ''), left(query, 120)
+               FROM pg_stat_activity WHERE datname = current_database()",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let _ = child.kill();
+        panic!("replay hung: {activity:#?}");
+    }
+    let replay = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&replay.stderr);
+    assert_eq!(replay.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("org_aaa_broken") && stderr.contains("1 org(s)"),
+        "{stderr}"
+    );
+    // Every other org was rebuilt: its actions and keys are back.
+    let (status, body) = api.get("/api/actions", &api.member).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 2, "{body}");
+    let keys: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM api_keys WHERE org_id IN ('org_default', 'org_other')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(keys, 4);
 }

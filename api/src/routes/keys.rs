@@ -6,12 +6,10 @@
 use axum::extract::State;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use dashclaw_domain::api_key::ApiKeyError;
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
-use crate::commands::CommandError;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::extract::Id;
 use crate::server::AppState;
 
@@ -44,18 +42,4 @@ async fn revoke(
     )
     .await?;
     Ok(Json(json!({ "id": id, "revoked": true })))
-}
-
-/// The refusals of a revocation.
-pub fn revoke_error(e: CommandError<ApiKeyError>) -> ApiError {
-    match e {
-        CommandError::Failed(e) => e,
-        CommandError::Rejected(ApiKeyError::NotFound) => {
-            ApiError::new(ErrorCode::NotFound, "API key not found")
-        }
-        CommandError::Rejected(ApiKeyError::AlreadyRevoked) => {
-            ApiError::new(ErrorCode::Conflict, "API key already revoked")
-        }
-        CommandError::Rejected(other) => ApiError::internal(other),
-    }
 }
