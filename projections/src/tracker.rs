@@ -345,11 +345,14 @@ impl Tracker {
     /// the first event.
     pub async fn reset(&self) -> Result<(), ProjectionError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!("TRUNCATE {}", self.fold.tables().join(", ")))
-            .execute(&mut *tx)
-            .await?;
+        // Checkpoints first, then tables: the order every catch-up takes them in (checkpoint
+        // row locked, then its tables written), so a running server's catch-up waits for the
+        // reset instead of deadlocking with it.
         sqlx::query("DELETE FROM projection_checkpoints WHERE projection = $1")
             .bind(self.name())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!("TRUNCATE {}", self.fold.tables().join(", ")))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -662,11 +662,12 @@ async fn events_with_a_nul_stored_by_an_old_server_do_not_stop_the_projections(p
     assert!(body.to_string().contains("z\u{FFFD}"), "{status} {body}");
     // The chain is intact, a replay folds every org, and a key can be issued for the org.
     let url = crate::support::url_of(&pool).await;
-    let verify = crate::support::dashclaw(&url, &["verify"]);
+    let verify = crate::support::dashclaw_async(&url, &["verify"]).await;
     assert!(verify.status.success(), "{verify:?}");
-    let replay = crate::support::dashclaw(&url, &["replay"]);
+    let replay = crate::support::dashclaw_async(&url, &["replay"]).await;
     assert!(replay.status.success(), "{replay:?}");
-    let created = crate::support::dashclaw(&url, &["keys", "create", "--org", "org_default"]);
+    let created =
+        crate::support::dashclaw_async(&url, &["keys", "create", "--org", "org_default"]).await;
     assert!(created.status.success(), "{created:?}");
     let key = crate::support::stdout(&created).trim().to_owned();
     let (status, body) = api.get("/api/actions", &key).await;
@@ -806,7 +807,8 @@ async fn keys_are_listed_and_revoked_from_the_command_line(pool: PgPool) {
     let api = Api::start(pool.clone()).await;
     let url = crate::support::url_of(&pool).await;
     let listed =
-        crate::support::dashclaw(&url, &["keys", "list", "--org", "org_default", "--json"]);
+        crate::support::dashclaw_async(&url, &["keys", "list", "--org", "org_default", "--json"])
+            .await;
     assert!(listed.status.success(), "{listed:?}");
     let keys: Value = serde_json::from_str(&crate::support::stdout(&listed)).unwrap();
     let member = keys
@@ -818,7 +820,7 @@ async fn keys_are_listed_and_revoked_from_the_command_line(pool: PgPool) {
         .as_str()
         .unwrap()
         .to_owned();
-    let revoked = crate::support::dashclaw(&url, &["keys", "revoke", &member]);
+    let revoked = crate::support::dashclaw_async(&url, &["keys", "revoke", &member]).await;
     assert!(revoked.status.success(), "{revoked:?}");
     // The server learns of it from its ledger tail (the CLI is another process).
     let deadline = Instant::now() + Duration::from_secs(1);
@@ -833,11 +835,11 @@ async fn keys_are_listed_and_revoked_from_the_command_line(pool: PgPool) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let again = crate::support::dashclaw(&url, &["keys", "revoke", &member]);
+    let again = crate::support::dashclaw_async(&url, &["keys", "revoke", &member]).await;
     assert_eq!(again.status.code(), Some(2), "{again:?}");
-    let unknown = crate::support::dashclaw(&url, &["keys", "revoke", "key_nope"]);
+    let unknown = crate::support::dashclaw_async(&url, &["keys", "revoke", "key_nope"]).await;
     assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
-    let table = crate::support::dashclaw(&url, &["keys", "list"]);
+    let table = crate::support::dashclaw_async(&url, &["keys", "list"]).await;
     let text = crate::support::stdout(&table);
     assert!(text.contains(&member) && text.contains("revoked"), "{text}");
 }
@@ -1222,7 +1224,7 @@ async fn recorded_goals(pool: &PgPool) -> HashMap<String, usize> {
 /// How long a request may wait for the database in the outage tests.
 const BOUND: Duration = Duration::from_secs(1);
 
-/// Guard load from six clients against `api`; `cut` takes the database away for three
+/// Guard load from twelve clients against `api`; `cut` takes the database away for three
 /// seconds, `restore` brings it back. Checks that every answer during the outage is a 503
 /// within the bound (with `Retry-After` for `DB_UNAVAILABLE`), that nothing answered
 /// `DB_UNAVAILABLE` is on the ledger (read through `ledger`), that every 2xx is, that health
@@ -1234,7 +1236,7 @@ where
 {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
-    for worker in 0..6 {
+    for worker in 0..12 {
         let (router, key, stop) = (api.router.clone(), api.member.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
             let mut answers = Vec::new();
@@ -1593,30 +1595,7 @@ async fn a_replay_folds_every_org_it_can_and_names_the_one_it_cannot(pool: PgPoo
         .await
         .unwrap();
     let url = crate::support::url_of(&pool).await;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dashclaw"))
-        .args(["replay"])
-        .env("DATABASE_URL", &url)
-        .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(20) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if child.try_wait().unwrap().is_none() {
-        let activity: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT state, wait_event_type || ':' || coalesce(wait_event, ''), left(query, 120)
-               FROM pg_stat_activity WHERE datname = current_database()",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        let _ = child.kill();
-        panic!("replay hung: {activity:#?}");
-    }
-    let replay = child.wait_with_output().unwrap();
+    let replay = crate::support::dashclaw_async(&url, &["replay"]).await;
     let stderr = String::from_utf8_lossy(&replay.stderr);
     assert_eq!(replay.status.code(), Some(2), "{stderr}");
     assert!(

@@ -79,3 +79,16 @@ pub async fn own_pool(pool: &PgPool, max_connections: u32) -> PgPool {
         .await
         .unwrap()
 }
+
+/// [`dashclaw`] without blocking the test's runtime: a server running in the test process
+/// keeps serving (and folding) while the command runs. (A blocked runtime can freeze the
+/// server mid-catch-up holding a checkpoint lock that the command then waits for.)
+pub async fn dashclaw_async(url: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_dashclaw"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("the dashclaw binary runs")
+}
