@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::api::Api;
-use crate::support::{dashclaw, url_of};
+use crate::support::{dashclaw_async, url_of};
 
 async fn count(api: &Api, aggregate_type: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = $1")
@@ -60,7 +60,7 @@ async fn a_thousand_identical_creates_make_one_action(pool: PgPool) {
     assert_eq!(ids.len(), 1, "every answer names the same action");
     assert_eq!(count(&api, "Action").await, 1);
 
-    let verify = dashclaw(&url_of(&pool).await, &["verify"]);
+    let verify = dashclaw_async(&url_of(&pool).await, &["verify"]).await;
     assert!(verify.status.success(), "{verify:?}");
 }
 
