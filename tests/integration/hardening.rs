@@ -73,24 +73,6 @@ fn poisoned(body: &Value, path: &str) -> Value {
     body
 }
 
-async fn send(api: &Api, method: Method, uri: &str, key: &str, body: &[u8]) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .header("x-api-key", key)
-        .body(Body::from(body.to_vec()))
-        .unwrap();
-    let response = api.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
-        .await
-        .unwrap();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| panic!("{status}: not JSON: {}", String::from_utf8_lossy(&bytes)));
-    (status, body)
-}
-
 /// A pending action (a require_approval policy on `deploy`) and a running one.
 async fn actions(api: &Api) -> (String, String) {
     let (status, body) = api
@@ -291,14 +273,9 @@ async fn a_nul_in_any_field_of_any_write_endpoint_is_refused_and_writes_nothing(
         keyed["k\u{0}"] = json!(1);
         cases.push((keyed, nul("a key of the body")));
         for (poisoned, message) in cases {
-            let (status, answer) = send(
-                &api,
-                method.clone(),
-                uri,
-                key,
-                poisoned.to_string().as_bytes(),
-            )
-            .await;
+            let (status, answer) = api
+                .raw(method.clone(), uri, key, poisoned.to_string().into_bytes())
+                .await;
             assert_eq!(
                 status,
                 StatusCode::BAD_REQUEST,
@@ -364,7 +341,7 @@ async fn a_nul_in_a_query_parameter_or_path_id_is_refused(pool: PgPool) {
         for param in params {
             let encoded: String = param.replace('\u{0}', "%00");
             let uri = format!("{route}?{encoded}=a%00b");
-            let (status, body) = send(&api, Method::GET, &uri, &api.admin, b"").await;
+            let (status, body) = api.raw(Method::GET, &uri, &api.admin, Vec::new()).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
             assert_eq!(
                 body["details"],
@@ -380,7 +357,7 @@ async fn a_nul_in_a_query_parameter_or_path_id_is_refused(pool: PgPool) {
         (Method::DELETE, "/api/policies?id=gp%00"),
         (Method::DELETE, "/api/webhooks?id=wh%00"),
     ] {
-        let (status, body) = send(&api, method, uri, &api.admin, b"").await;
+        let (status, body) = api.raw(method, uri, &api.admin, Vec::new()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
     }
     for (method, uri) in [
@@ -391,7 +368,9 @@ async fn a_nul_in_a_query_parameter_or_path_id_is_refused(pool: PgPool) {
         (Method::DELETE, "/api/keys/key_%00"),
         (Method::POST, "/api/webhooks/wh_%00/test"),
     ] {
-        let (status, body) = send(&api, method.clone(), uri, &api.admin, b"{}").await;
+        let (status, body) = api
+            .raw(method.clone(), uri, &api.admin, b"{}".to_vec())
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {body}");
         assert_eq!(
             body["details"],
@@ -1536,14 +1515,14 @@ async fn random_text_in_any_field_never_breaks_the_server_or_its_reads(pool: PgP
     let mut refused_nul = 0;
     for _ in 0..120 {
         let (uri, body) = request.new_tree(&mut runner).unwrap().current();
-        let (status, answer) = send(
-            &api,
-            Method::POST,
-            uri,
-            &api.member,
-            body.to_string().as_bytes(),
-        )
-        .await;
+        let (status, answer) = api
+            .raw(
+                Method::POST,
+                uri,
+                &api.member,
+                body.to_string().into_bytes(),
+            )
+            .await;
         assert!(
             status.is_success() || status.is_client_error(),
             "{uri} {body}: {status} {answer}"
