@@ -181,11 +181,14 @@ pub async fn require_key(
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = match parts.extensions.get::<Caller>() {
-            Some(caller) => caller.clone(),
-            None => authenticate_headers(state, &parts.headers).await?,
-        };
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        // Set by `require_key`, which every protected route sits behind; a route outside it
+        // gets no caller (fail closed).
+        let caller = parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(unauthorized)?;
         if caller.role == Role::Readonly && parts.method != Method::GET {
             return Err(ApiError::forbidden("Forbidden - readonly API key"));
         }

@@ -38,11 +38,11 @@ pub fn nul_message(field: &str) -> String {
     format!("{field} must not contain the NUL character (\\u0000)")
 }
 
-/// Every place in `value` (named from `path`, `""` for the top) whose text holds a NUL:
-/// string values, and object keys (named by their object). Empty when it can be stored.
-pub fn nul_fields(path: &str, value: &Value) -> Vec<String> {
+/// Every place in a body whose text holds a NUL: string values at any depth (named by their
+/// path, `act.args[0]`), and object keys (named by their object). Empty when it can be stored.
+pub fn nul_fields(body: &Map<String, Value>) -> Vec<String> {
     let mut found = Vec::new();
-    walk_nul(path, value, &mut found);
+    walk_nul_map("", body, &mut found);
     found
 }
 
@@ -79,8 +79,7 @@ fn walk_nul_map(path: &str, map: &Map<String, Value>, found: &mut Vec<String>) {
 pub fn object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => {
-            let mut nul = Vec::new();
-            walk_nul_map("", &map, &mut nul);
+            let nul = nul_fields(&map);
             if nul.is_empty() {
                 Ok(map)
             } else {
@@ -357,7 +356,7 @@ mod tests {
                         prop_assert!(holds_nul(&body), "refused without a NUL: {body}");
                         prop_assert_eq!(serde_json::to_value(e.code).ok(), Some(Value::from("VALIDATION_FAILED")));
                         let details = e.details.unwrap_or_default();
-                        prop_assert_eq!(details, Value::from(super::super::nul_fields("", &body)
+                        prop_assert_eq!(details, Value::from(super::super::nul_fields(body.as_object().unwrap_or(&Map::new()))
                             .iter().map(|f| super::super::nul_message(f)).collect::<Vec<_>>()));
                     }
                 }

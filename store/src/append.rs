@@ -141,6 +141,16 @@ fn settle_all(error: &StoreError) -> Option<StoreError> {
     }
 }
 
+/// Answers every request of a batch with the same unavailable or unknown outcome.
+fn fail_all(org: &OrgId, batch: Vec<Request>, error: &StoreError) {
+    tracing::warn!(%org, %error, size = batch.len(), "ledger append failed");
+    for request in batch {
+        let _ = request
+            .reply
+            .send(Err(settle_all(error).unwrap_or_else(too_late)));
+    }
+}
+
 /// An error of a statement not yet committed: the database's refusal stays one (nothing was
 /// written, and the request may be retried alone); a lost connection means nothing was written
 /// either (an open transaction dies with its connection), but the database is unavailable.
@@ -441,12 +451,7 @@ async fn commit(inner: &Inner, org: &OrgId, batch: Vec<Request>, head: &mut Opti
                 if settle_all(&error).is_some() {
                     // Unreachable, or sent without an answer: where the head is, is unknown.
                     *head = None;
-                    tracing::warn!(%org, %error, size = batch.len(), "ledger append failed");
-                    for request in batch {
-                        let _ = request
-                            .reply
-                            .send(Err(settle_all(&error).unwrap_or_else(too_late)));
-                    }
+                    fail_all(org, batch, &error);
                     return;
                 }
                 tracing::debug!(%org, %error, "fast append refused; retrying carefully");
@@ -464,14 +469,7 @@ async fn commit(inner: &Inner, org: &OrgId, batch: Vec<Request>, head: &mut Opti
                 let _ = request.reply.send(outcome);
             }
         }
-        Err(error) if settle_all(&error).is_some() => {
-            tracing::warn!(%org, %error, size = batch.len(), "ledger append failed");
-            for request in batch {
-                let _ = request
-                    .reply
-                    .send(Err(settle_all(&error).unwrap_or_else(too_late)));
-            }
-        }
+        Err(error) if settle_all(&error).is_some() => fail_all(org, batch, &error),
         Err(error) if batch.len() == 1 => {
             tracing::warn!(%org, %error, "ledger append failed");
             if let Some(request) = batch.into_iter().next() {

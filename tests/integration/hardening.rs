@@ -1250,6 +1250,13 @@ where
             started.elapsed(),
         )
     };
+    // Besides the load (whose requests may all be in one write the outage froze), six fresh
+    // requests well inside the outage.
+    tokio::time::sleep_until((down_at + Duration::from_millis(150)).into()).await;
+    let probes = futures_util::future::join_all(
+        (0..6).map(|i| guard_once(&api.router, &api.member, format!("outage-probe-{i}"))),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(down_at.elapsed())).await;
     let restoring = Instant::now();
     restore.await;
@@ -1268,7 +1275,7 @@ where
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut answers = Vec::new();
+    let mut answers = probes;
     for w in workers {
         answers.extend(w.await.unwrap());
     }
@@ -1305,7 +1312,10 @@ where
             outage.push(a.took);
         }
     }
-    for goal in goals.keys().filter(|g| g.starts_with("load-")) {
+    for goal in goals
+        .keys()
+        .filter(|g| g.starts_with("load-") || g.starts_with("outage-probe-"))
+    {
         assert!(
             by_goal.contains_key(goal.as_str()),
             "{goal} written but never asked for"
