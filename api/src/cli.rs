@@ -392,7 +392,10 @@ async fn run(command: Command) -> Result<ExitCode> {
                         "cli",
                     )
                     .await
-                    .map_err(|e| anyhow::anyhow!("{} ({:?})", e.error, e.code))?;
+                    .map_err(|e| {
+                        let code = serde_json::to_value(e.code).unwrap_or_default();
+                        anyhow::anyhow!("{} ({})", e.error, code.as_str().unwrap_or("?"))
+                    })?;
                     eprintln!("key {id} of {org} revoked; servers refuse it within a second");
                 }
             }
@@ -561,7 +564,7 @@ fn print_keys(org: &OrgId, keys: &[serde_json::Value]) {
     for k in keys {
         let text = |field: &str| k[field].as_str().unwrap_or("-").to_owned();
         println!(
-            "{:<40} {:<9} {:<25} {:<25} {}",
+            "{:<41} {:<9} {:<25} {:<25} {}",
             text("id"),
             text("role"),
             text("created_at"),
