@@ -8,6 +8,8 @@
 pub mod action;
 pub mod api_key;
 pub mod assumption;
+#[cfg(test)]
+mod golden_events;
 pub mod guard;
 pub mod guard_decision;
 pub mod ids;
