@@ -1,6 +1,7 @@
-//! Request extractors whose refusals are the JSON error envelope, never axum's plain-text
-//! rejections: the body (with the 2 MB cap), path ids and query strings. Path ids and query
-//! parameters holding a NUL are refused here (bodies in `validate::object`).
+//! The HTTP edge shared by the HTTP adapters (REST, GraphQL over HTTP): the `x-api-key`
+//! header, and request extractors whose refusals are the JSON error envelope, never axum's
+//! plain-text rejections: the body (with the 2 MB cap), path ids and query strings. Path ids and query
+//! parameters holding a NUL are refused here (bodies in `input::fields::object`).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -9,26 +10,44 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::input::fields::nul_message;
+use crate::server::AppState;
 use crate::server::MAX_BODY_BYTES;
-use crate::validate::nul_message;
+use crate::service::{Caller, Error, ErrorCode};
+
+/// The `x-api-key` header, if it holds a key.
+pub fn api_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty())
+}
+
+/// The caller named by the request's `x-api-key`, or 401.
+pub async fn authenticate_headers(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Caller, Error> {
+    let key = api_key(headers).ok_or_else(Error::unauthorized)?;
+    state.service.authenticate(key).await
+}
 
 /// The raw request body, refused with 413 JSON above [`MAX_BODY_BYTES`].
 pub struct Body(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for Body {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
         Bytes::from_request(req, state)
             .await
             .map(Body)
             .map_err(|e: BytesRejection| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(ErrorCode::PayloadTooLarge, "Request body too large")
+                    Error::new(ErrorCode::PayloadTooLarge, "Request body too large")
                         .with("maxBytes", MAX_BODY_BYTES)
                 } else {
-                    ApiError::bad_request("Could not read the request body")
+                    Error::bad_request("Could not read the request body")
                 }
             })
     }
@@ -40,15 +59,15 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 pub struct Id(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Id {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let id = Path::<String>::from_request_parts(parts, state)
             .await
             .map(|Path(id)| id)
             .unwrap_or_default();
         if id.contains('\0') {
-            return Err(ApiError::validation(vec![nul_message("the path id")]));
+            return Err(Error::validation(vec![nul_message("the path id")]));
         }
         Ok(Id(id))
     }
@@ -58,20 +77,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
 pub struct Params<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
-    type Rejection = ApiError;
+    type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         let query = parts.uri.query().unwrap_or_default().as_bytes();
         let nul: Vec<String> = form_urlencoded::parse(query)
             .filter(|(key, value)| key.contains('\0') || value.contains('\0'))
             .map(|(key, _)| nul_message(&format!("query parameter {}", key.replace('\0', ""))))
             .collect();
         if !nul.is_empty() {
-            return Err(ApiError::validation(nul));
+            return Err(Error::validation(nul));
         }
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(q)| Params(q))
-            .map_err(|e| ApiError::validation(vec![e.body_text()]))
+            .map_err(|e| Error::validation(vec![e.body_text()]))
     }
 }

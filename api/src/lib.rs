@@ -1,26 +1,18 @@
-//! The composition root: the `dashclaw` CLI, configuration, start-up, and the HTTP edge.
+//! The composition root: the application layer (`service`), the adapters in front of it
+//! (REST, GraphQL, the CLI), the shared wire shapes and input rules, configuration and
+//! start-up.
 //!
-//! Everything that touches the outside world is wired here; the ledger itself lives in
-//! `dashclaw-store` and the pure formats in `dashclaw-events`.
+//! The ledger itself lives in `dashclaw-store`, the rules in `dashclaw-domain`, the read
+//! models in `dashclaw-projections` and the pure formats in `dashclaw-events`.
 
-pub mod auth;
 pub mod bench;
-pub mod bench_guard;
-pub mod bench_replay;
 pub mod cli;
-pub mod commands;
-pub mod database;
-pub mod error;
 pub mod extract;
-pub mod governance;
 pub mod graphql;
-pub mod http_client;
-pub mod live;
-pub mod local_pg;
-pub mod operator;
-pub mod routes;
+pub mod http_error;
+pub mod input;
+pub mod provision;
+pub mod rest;
 pub mod server;
-pub mod sweeping;
-pub mod validate;
-pub mod webhooks;
+pub mod service;
 pub mod wire;

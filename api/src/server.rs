@@ -1,54 +1,29 @@
-//! The HTTP server: shared state, the router, graceful shutdown, background tasks.
+//! The HTTP server: the adapters' shared state, the router, the accept loop, graceful shutdown.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use dashclaw_domain::OrgId;
-use dashclaw_events::LedgerKey;
-use dashclaw_projections::{Outbox, Projections};
-use dashclaw_store::LedgerRepository;
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
-use crate::auth::{KeyCache, RateLimiter};
-use crate::commands::Ledger;
-use crate::error::ApiError;
-use crate::live::{Live, OutboxFeed};
-use crate::routes;
-use crate::webhooks::{WebhookConfig, Webhooks};
+use crate::rest;
+use crate::service::limits::{RateLimit, Windows};
+use crate::service::{self, Service};
 
 /// Request bodies larger than this are refused with 413 (contract section 0.2).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// A fixed-window rate limit: `max` requests per `window`.
-#[derive(Clone, Copy, Debug)]
-pub struct RateLimit {
-    pub max: u32,
-    pub window: Duration,
-}
-
-/// Server configuration, validated at start.
+/// Server configuration: the application's settings and the HTTP edge's.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// SHA-256 of `DASHCLAW_API_KEY`, the bootstrap admin key.
-    pub bootstrap_key: Option<[u8; 32]>,
-    /// The org the bootstrap key acts in.
-    pub bootstrap_org: OrgId,
+    pub service: service::Config,
     /// Per client IP and path, every route (contract: 100 per 60 s).
     pub ip_limit: RateLimit,
-    /// Per org on `POST /api/guard` and `POST /api/actions` (contract: 600 per 60 s).
-    pub org_limit: RateLimit,
     /// SSE heartbeat period (contract: 15 s).
     pub heartbeat: Duration,
-    /// The sweeps' timeouts and cadences (orgs may override them).
-    pub sweeps: dashclaw_sweeps::Settings,
-    /// Webhook delivery: retries, timeouts, which targets are allowed.
-    pub webhooks: WebhookConfig,
     /// A client must send a request's headers within this long, and a kept-alive connection
     /// may sit idle between requests no longer than this.
     pub header_read_timeout: Duration,
@@ -59,102 +34,47 @@ pub struct Config {
 impl Config {
     pub fn new(bootstrap_key: Option<&str>) -> Self {
         Self {
-            bootstrap_key: bootstrap_key.map(|k| Sha256::digest(k.as_bytes()).into()),
-            bootstrap_org: OrgId::new("org_default").unwrap_or_else(|_| unreachable!()),
+            service: service::Config::new(bootstrap_key),
             ip_limit: RateLimit {
                 max: 100,
                 window: Duration::from_secs(60),
             },
-            org_limit: RateLimit {
-                max: 600,
-                window: Duration::from_secs(60),
-            },
             heartbeat: Duration::from_secs(15),
-            sweeps: dashclaw_sweeps::Settings::default(),
-            webhooks: WebhookConfig::default(),
             header_read_timeout: Duration::from_secs(5),
             max_connections_per_client: 256,
         }
     }
 }
 
-/// The server's clock: the system clock plus an offset that tests can advance, so that
-/// time-driven rules (approval expiry, claim windows) are tested without waiting.
-#[derive(Clone, Default)]
-pub struct Clock {
-    offset_ms: Arc<AtomicI64>,
+/// The HTTP edge's settings.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub heartbeat: Duration,
+    pub header_read_timeout: Duration,
+    pub max_connections_per_client: usize,
 }
 
-impl Clock {
-    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        crate::wire::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::SeqCst))
-    }
-
-    /// Moves this clock forward (tests only ever need forward).
-    pub fn advance(&self, by: chrono::Duration) {
-        self.offset_ms
-            .fetch_add(by.num_milliseconds(), Ordering::SeqCst);
-    }
-}
-
-/// What every handler can reach. Cheap to clone.
+/// What every HTTP adapter can reach: the application, the edge's settings and its
+/// per-client limit. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub clock: Clock,
-    pub pool: PgPool,
-    pub ledger: Ledger,
-    pub projector: Projections,
-    pub live: Live,
-    pub config: Arc<Config>,
-    pub keys: KeyCache,
-    pub limiter: RateLimiter,
-    /// The webhook outbox fold (also run by the ledger tail) and the delivery worker.
-    pub outbox: Outbox,
-    pub webhooks: Webhooks,
+    pub service: Service,
+    pub http: Arc<HttpConfig>,
+    pub ip_limit: Windows,
 }
 
 impl AppState {
-    /// How long past its declared wait a pending approval of `org` lives: the org's override,
-    /// else the server's setting.
-    pub async fn approval_grace(&self, org: &OrgId) -> Result<chrono::Duration, ApiError> {
-        let view = self.live.views().get(&self.ledger, org).await?;
-        let grace = self.config.sweeps.for_org(&view.sweeps).approval_grace;
-        chrono::Duration::from_std(grace).map_err(ApiError::internal)
-    }
-
-    /// Builds the state and starts the ledger tail (LISTEN/NOTIFY) that feeds SSE, caches,
-    /// the projector and the webhook outbox, and the webhook delivery worker. They stop when
-    /// the last clone of the state is dropped (the worker gracefully with [`Self::stop`]).
-    pub async fn start(pool: PgPool, config: Config) -> Result<Self, ApiError> {
-        let repo = LedgerRepository::new(pool.clone());
-        let projector = Projections::new(pool.clone());
-        let keys = KeyCache::default();
-        let outbox = Outbox::new(pool.clone());
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let webhooks = Webhooks::start(pool.clone(), config.webhooks.clone(), wake.clone());
-        let feed = OutboxFeed {
-            outbox: outbox.clone(),
-            wake,
-        };
-        let live = Live::start(pool.clone(), projector.clone(), feed, keys.clone()).await?;
+    /// Starts the application (see [`Service::start`]) behind the HTTP edge.
+    pub async fn start(pool: PgPool, config: Config) -> Result<Self, service::Error> {
         Ok(Self {
-            clock: Clock::default(),
-            ledger: Ledger::new(repo),
-            projector,
-            live,
-            limiter: RateLimiter::new(config.ip_limit, config.org_limit),
-            config: Arc::new(config),
-            keys,
-            pool,
-            outbox,
-            webhooks,
+            service: Service::start(pool, config.service).await?,
+            http: Arc::new(HttpConfig {
+                heartbeat: config.heartbeat,
+                header_read_timeout: config.header_read_timeout,
+                max_connections_per_client: config.max_connections_per_client,
+            }),
+            ip_limit: Windows::new(config.ip_limit),
         })
-    }
-
-    /// Stops background work that should not be cut off mid-way: the webhook worker records
-    /// the attempts it has in flight, then stops.
-    pub async fn stop(&self) {
-        self.webhooks.shutdown().await;
     }
 }
 
@@ -162,24 +82,24 @@ impl AppState {
 /// GraphQL (which checks keys itself, answering in GraphQL's error shape).
 pub fn app(state: AppState) -> Router {
     let public = Router::new()
-        .merge(routes::health::router())
-        .merge(routes::jwks::router());
+        .merge(rest::health::router())
+        .merge(rest::jwks::router());
     let rest = Router::new()
-        .merge(routes::guard::router())
-        .merge(routes::actions::router())
-        .merge(routes::assumptions::router())
-        .merge(routes::policies::router())
-        .merge(routes::policy_tools::router())
-        .merge(routes::org::router())
-        .merge(routes::keys::router())
-        .merge(routes::analytics::router())
-        .merge(routes::posture::router())
-        .merge(routes::stream::router())
-        .merge(routes::webhooks::router())
-        .fallback(|| async { ApiError::not_found() })
+        .merge(rest::guard::router())
+        .merge(rest::actions::router())
+        .merge(rest::assumptions::router())
+        .merge(rest::policies::router())
+        .merge(rest::policy_tools::router())
+        .merge(rest::org::router())
+        .merge(rest::keys::router())
+        .merge(rest::analytics::router())
+        .merge(rest::posture::router())
+        .merge(rest::stream::router())
+        .merge(rest::webhooks::router())
+        .fallback(|| async { service::Error::not_found() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::auth::require_key,
+            rest::auth::require_key,
         ));
     Router::new()
         .merge(public)
@@ -187,7 +107,7 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::graphql::router(&state))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::auth::limit_requests,
+            rest::auth::limit_requests,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -203,8 +123,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let header_read_timeout = state.config.header_read_timeout;
-    let clients = ClientConnections::new(state.config.max_connections_per_client);
+    let header_read_timeout = state.http.header_read_timeout;
+    let clients = ClientConnections::new(state.http.max_connections_per_client);
     let router = app(state);
     // Told to stop, each connection finishes its request in flight and closes; `open` closes
     // when the last connection has (each holds a sender).
@@ -316,24 +236,6 @@ impl Drop for ClientSlot {
             }
         }
     }
-}
-
-/// Starts this node's sweeps (each runs while this node leads it); they stop when the
-/// returned handles are aborted.
-pub fn start_sweeps(state: &AppState, key: LedgerKey) -> Vec<tokio::task::JoinHandle<()>> {
-    let effects = crate::sweeping::LedgerEffects {
-        ledger: state.ledger.clone(),
-        pool: state.pool.clone(),
-        key,
-    };
-    let clock = state.clock.clone();
-    dashclaw_sweeps::Sweeps::new(
-        state.pool.clone(),
-        state.config.sweeps.clone(),
-        Arc::new(effects),
-        Arc::new(move || clock.now()),
-    )
-    .spawn()
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -478,3 +478,16 @@ pub async fn keys_of(pool: &PgPool, org: &OrgId) -> Result<Vec<KeyListing>, Proj
     .fetch_all(pool)
     .await?)
 }
+
+/// A live key found by its hash (hex SHA-256): `(key id, org, role)`.
+pub async fn key_by_hash(
+    pool: &PgPool,
+    key_hash_hex: &str,
+) -> Result<Option<(String, String, String)>, ProjectionError> {
+    Ok(sqlx::query_as(
+        "SELECT id, org_id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+    )
+    .bind(key_hash_hex)
+    .fetch_optional(pool)
+    .await?)
+}

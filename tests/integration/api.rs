@@ -4,13 +4,27 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
-use dashclaw::auth::issue_key;
-use dashclaw::server::{app, AppState, Config, RateLimit};
+use dashclaw::server::{app, AppState, Config};
+use dashclaw::service::keys::KeyAdmin;
+use dashclaw::service::RateLimit;
 use dashclaw_domain::api_key::Role;
 use dashclaw_events::OrgId;
 use serde_json::Value;
 use sqlx::PgPool;
 use tower::ServiceExt;
+
+/// Mints a key of `role` in `org` through the ledger, as `dashclaw keys create` does.
+pub async fn issue_key(state: &AppState, org: &OrgId, role: Role, name: &str, by: &str) -> String {
+    let service = &state.service;
+    KeyAdmin::new(
+        service.aggregates(),
+        service.projections(),
+        service.clock().now(),
+    )
+    .issue(org, role, name, by)
+    .await
+    .unwrap()
+}
 
 pub const BOOTSTRAP: &str = "oc_test_bootstrap_key";
 
@@ -35,7 +49,7 @@ impl Api {
             window: std::time::Duration::from_secs(60),
         };
         config.ip_limit = wide;
-        config.org_limit = wide;
+        config.service.org_limit = wide;
         Self::with_config(pool, config).await
     }
 
@@ -45,11 +59,7 @@ impl Api {
         let other = OrgId::new("org_other").unwrap();
         let key = |org: OrgId, role| {
             let state = state.clone();
-            async move {
-                issue_key(&state.ledger, &state.projector, &org, role, "test", "test")
-                    .await
-                    .unwrap()
-            }
+            async move { issue_key(&state, &org, role, "test", "test").await }
         };
         Self {
             admin: key(org.clone(), Role::Admin).await,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use dashclaw::auth::issue_key;
-use dashclaw::server::{Config, RateLimit};
+use dashclaw::server::Config;
+use dashclaw::service::RateLimit;
 use dashclaw_domain::api_key::Role;
 use dashclaw_events::OrgId;
 use serde_json::{json, Value};
@@ -371,16 +371,14 @@ async fn another_orgs_key_cannot_see_or_touch_an_action(pool: PgPool) {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let assumption = body["assumption_id"].as_str().unwrap().to_owned();
 
-    let other_admin = issue_key(
-        &api.state.ledger,
-        &api.state.projector,
+    let other_admin = crate::api::issue_key(
+        &api.state,
         &OrgId::new("org_other").unwrap(),
         Role::Admin,
         "other admin",
         "test",
     )
-    .await
-    .unwrap();
+    .await;
     let attempt = "0123456789abcdef0123";
     let cases = [
         (
@@ -2161,7 +2159,7 @@ async fn prompt_injection_scan_requires_text(pool: PgPool) {
 fn limited(ip: RateLimit, org: RateLimit) -> Config {
     let mut config = Config::new(Some(BOOTSTRAP));
     config.ip_limit = ip;
-    config.org_limit = org;
+    config.service.org_limit = org;
     config
 }
 

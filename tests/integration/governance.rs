@@ -173,7 +173,8 @@ async fn an_expired_approval_releases_nothing(pool: PgPool) {
 
     // 5 s wait + 15 min grace, then a little more.
     api.state
-        .clock
+        .service
+        .clock()
         .advance(chrono::Duration::seconds(5 + 15 * 60 + 1));
     let (status, body) = api
         .post(
@@ -217,7 +218,9 @@ async fn an_expired_approval_releases_nothing(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
-async fn the_pending_queue_expires_overdue_approvals_first(pool: PgPool) {
+async fn the_pending_queue_shows_overdue_approvals_as_expired_and_reads_write_nothing(
+    pool: PgPool,
+) {
     let api = Api::start(pool).await;
     policy(
         &api,
@@ -226,33 +229,58 @@ async fn the_pending_queue_expires_overdue_approvals_first(pool: PgPool) {
     )
     .await;
     create(&api, &api.member, json!({"agent_id": "a", "action_type": "deploy", "declared_goal": "old", "approval_wait_seconds": 5})).await;
-    api.state.clock.advance(chrono::Duration::minutes(30));
+    api.state
+        .service
+        .clock()
+        .advance(chrono::Duration::minutes(30));
     create(
         &api,
         &api.member,
         json!({"agent_id": "a", "action_type": "deploy", "declared_goal": "new"}),
     )
     .await;
+    let goals = |body: &Value| -> Vec<Value> {
+        body["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["declared_goal"].clone())
+            .collect()
+    };
     let (_, queue) = api
         .get("/api/actions?status=pending_approval", &api.admin)
         .await;
-    let goals: Vec<_> = queue["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["declared_goal"].clone())
-        .collect();
-    assert_eq!(goals, vec![json!("new")]);
-    assert_eq!(count(&api, "Action").await, 3, "two recorded, one expired");
-    assert_eq!(
+    assert_eq!(goals(&queue), vec![json!("new")]);
+    assert_eq!(queue["total"], 1, "{queue}");
+    let (_, expired) = api.get("/api/actions?status=expired", &api.admin).await;
+    assert_eq!(goals(&expired), vec![json!("old")]);
+    assert_eq!(expired["actions"][0]["status"], "expired", "{expired}");
+    let (_, others) = api
+        .get("/api/actions?exclude_status=expired", &api.admin)
+        .await;
+    assert_eq!(goals(&others), vec![json!("new")]);
+    let expiries = || async {
         sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM events WHERE event_type = 'ActionApprovalExpired'"
+            "SELECT count(*) FROM events WHERE event_type = 'ActionApprovalExpired'",
         )
         .fetch_one(&api.pool)
         .await
-        .unwrap(),
-        1
-    );
+        .unwrap()
+    };
+    assert_eq!(count(&api, "Action").await, 2, "reads recorded nothing");
+    assert_eq!(expiries().await, 0);
+    // The sweep records the expiry, once.
+    api.state
+        .service
+        .projections()
+        .catch_up_all()
+        .await
+        .unwrap();
+    let sweeps = crate::sweeps::sweeps_of(&api, dashclaw_sweeps::Settings::default()).await;
+    assert_eq!(sweeps.expired_approvals().await.unwrap(), 1);
+    assert_eq!(expiries().await, 1);
+    let (_, expired) = api.get("/api/actions?status=expired", &api.admin).await;
+    assert_eq!(goals(&expired), vec![json!("old")]);
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
@@ -280,7 +308,10 @@ async fn an_approved_claim_must_come_within_fifteen_minutes(pool: PgPool) {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    api.state.clock.advance(chrono::Duration::minutes(16));
+    api.state
+        .service
+        .clock()
+        .advance(chrono::Duration::minutes(16));
     let mut claim = claim_body(1);
     claim["act"] = act;
     let (status, body) = api
@@ -449,7 +480,10 @@ async fn guard_replays_a_keyed_decision_for_ten_minutes(pool: PgPool) {
         1,
         "a replay writes nothing"
     );
-    api.state.clock.advance(chrono::Duration::minutes(11));
+    api.state
+        .service
+        .clock()
+        .advance(chrono::Duration::minutes(11));
     let (_, third) = api.post("/api/guard", &api.member, body).await;
     assert!(third.get("idempotent_replay").is_none(), "{third}");
     assert_ne!(third["decision_id"], first["decision_id"]);
@@ -470,7 +504,12 @@ async fn rate_limits_count_decisions_made_before_a_restart(pool: PgPool) {
         let (_, d) = api.post("/api/guard", &api.member, ask.clone()).await;
         assert_eq!(d["decision"], "allow", "{d}");
     }
-    api.state.projector.catch_up_all().await.unwrap();
+    api.state
+        .service
+        .projections()
+        .catch_up_all()
+        .await
+        .unwrap();
     drop(api);
 
     // A new server process on the same database has seen none of them.
@@ -632,23 +671,34 @@ async fn analytics_count_volume_cost_enforcement_and_approvals(pool: PgPool) {
         json!({"action_type": "research", "agent_id": "a"}),
     )
     .await;
-    api.state.clock.advance(chrono::Duration::seconds(60));
+    api.state
+        .service
+        .clock()
+        .advance(chrono::Duration::seconds(60));
     api.post(
         &format!("/api/actions/{}/approve", held[0]),
         &api.admin,
         json!({"decision": "allow"}),
     )
     .await;
-    api.state.clock.advance(chrono::Duration::seconds(60));
+    api.state
+        .service
+        .clock()
+        .advance(chrono::Duration::seconds(60));
     api.post(
         &format!("/api/actions/{}/approve", held[1]),
         &api.admin,
         json!({"decision": "deny"}),
     )
     .await;
-    api.state.clock.advance(chrono::Duration::minutes(30));
-    api.get("/api/actions?status=pending_approval", &api.admin)
-        .await;
+    api.state
+        .service
+        .clock()
+        .advance(chrono::Duration::minutes(30));
+    // The third approval is overdue: the sweep records its expiry (reads never write).
+    api.state.service.projections().catch_up_all().await.unwrap();
+    let sweeps = crate::sweeps::sweeps_of(&api, dashclaw_sweeps::Settings::default()).await;
+    assert_eq!(sweeps.expired_approvals().await.unwrap(), 1);
 
     let (status, a) = api.get("/api/analytics?days=7", &api.readonly).await;
     assert_eq!(status, StatusCode::OK, "{a}");

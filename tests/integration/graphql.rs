@@ -404,7 +404,8 @@ async fn subscriptions_push_ledger_events_and_the_approvals_queue_over_websocket
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while api
         .state
-        .live
+        .service
+        .tail()
         .subscribers_of(&dashclaw_events::OrgId::new("org_default").unwrap())
         < 2
     {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use dashclaw::server::{Config, RateLimit};
+use dashclaw::server::Config;
+use dashclaw::service::RateLimit;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tower::ServiceExt;
@@ -675,7 +676,7 @@ async fn a_retried_partial_outcome_reports_partial(pool: PgPool) {
 async fn stream_status_counts_only_the_callers_org(pool: PgPool) {
     let api = Api::start(pool).await;
     let other = dashclaw_events::OrgId::new("org_other").unwrap();
-    let _held = api.state.live.subscribe(&other);
+    let _held = api.state.service.tail().subscribe(&other);
     let (status, body) = api.get("/api/stream/status", &api.member).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["subscribers"], 0, "{body}");
@@ -707,7 +708,7 @@ fn wide_config() -> Config {
         window: Duration::from_secs(60),
     };
     config.ip_limit = wide;
-    config.org_limit = wide;
+    config.service.org_limit = wide;
     config
 }
 
@@ -1368,7 +1369,7 @@ async fn a_database_that_stops_answering_is_answered_within_the_bound(pool: PgPo
 
 /// A private cluster of the machine's PostgreSQL (as `dashclaw up` makes), removed on drop.
 struct OwnCluster {
-    cluster: std::sync::Arc<dashclaw::local_pg::LocalCluster>,
+    cluster: std::sync::Arc<dashclaw::provision::local_pg::LocalCluster>,
     dir: std::path::PathBuf,
 }
 
@@ -1381,7 +1382,7 @@ impl Drop for OwnCluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_postgres_under_load_is_answered_at_once_and_nothing_is_written_late() {
-    use dashclaw::local_pg::{LocalCluster, DATABASE};
+    use dashclaw::provision::local_pg::{LocalCluster, DATABASE};
     let dir = std::env::temp_dir().join(format!("dashclaw-outage-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

@@ -123,7 +123,12 @@ async fn checkpoint(pool: &PgPool) -> i64 {
 async fn a_projector_killed_mid_stream_resumes_to_the_same_state_as_a_rebuild(pool: PgPool) {
     let api = Api::start(pool.clone()).await;
     traffic(&api).await;
-    api.state.projector.catch_up_all().await.unwrap();
+    api.state
+        .service
+        .projections()
+        .catch_up_all()
+        .await
+        .unwrap();
     let live = snapshot(&pool).await;
     for table in [
         "analytics_actions",
@@ -208,7 +213,12 @@ async fn a_projector_killed_mid_stream_resumes_to_the_same_state_as_a_rebuild(po
 async fn racing_catch_ups_fold_every_event_once(pool: PgPool) {
     let api = Api::start(pool.clone()).await;
     traffic(&api).await;
-    api.state.projector.catch_up_all().await.unwrap();
+    api.state
+        .service
+        .projections()
+        .catch_up_all()
+        .await
+        .unwrap();
     let live = snapshot(&pool).await;
     drop(api);
 

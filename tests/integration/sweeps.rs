@@ -6,23 +6,23 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use dashclaw::sweeping::LedgerEffects;
+use dashclaw::service::sweep_effects::LedgerEffects;
 use dashclaw_sweeps::{Settings, Sweeps};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::api::{assert_client_error, Api};
 
-async fn sweeps_of(api: &Api, settings: Settings) -> Sweeps {
+pub(crate) async fn sweeps_of(api: &Api, settings: Settings) -> Sweeps {
     let key = dashclaw_store::keys::signing_key(&api.pool, None)
         .await
         .unwrap();
     let effects = LedgerEffects {
-        ledger: api.state.ledger.clone(),
+        aggregates: api.state.service.aggregates().clone(),
         pool: api.pool.clone(),
         key,
     };
-    let clock = api.state.clock.clone();
+    let clock = api.state.service.clock().clone();
     Sweeps::new(
         api.pool.clone(),
         settings,
@@ -68,10 +68,18 @@ async fn running_actions(api: &Api, n: usize) -> Vec<String> {
 async fn a_sweep_racing_late_reports_leaves_exactly_one_outcome_per_action(pool: PgPool) {
     let api = Api::start(pool.clone()).await;
     let ids = running_actions(&api, 24).await;
-    api.state.projector.catch_up_all().await.unwrap();
+    api.state
+        .service
+        .projections()
+        .catch_up_all()
+        .await
+        .unwrap();
     let sweeps = sweeps_of(&api, Settings::default()).await;
     assert_eq!(sweeps.lost_confirmations().await.unwrap(), 0, "not due yet");
-    api.state.clock.advance(chrono::Duration::minutes(16));
+    api.state
+        .service
+        .clock()
+        .advance(chrono::Duration::minutes(16));
 
     // The sweep and every agent's late report at the same time.
     let sweep = tokio::spawn(async move { sweeps.lost_confirmations().await });
@@ -104,7 +112,12 @@ async fn a_sweep_racing_late_reports_leaves_exactly_one_outcome_per_action(pool:
     }
     // Lost ones are signals; running the sweep again changes nothing.
     let sweeps = sweeps_of(api, Settings::default()).await;
-    api.state.projector.catch_up_all().await.unwrap();
+    api.state
+        .service
+        .projections()
+        .catch_up_all()
+        .await
+        .unwrap();
     assert_eq!(sweeps.lost_confirmations().await.unwrap(), 0);
     let (_, signals) = api.get("/api/signals", &api.member).await;
     let lost = signals["signals"]
@@ -148,16 +161,27 @@ async fn pending_approvals_are_not_lost_but_expire_by_the_orgs_grace(pool: PgPoo
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{held}");
     let id = held["action_id"].as_str().unwrap().to_owned();
-    api.state.projector.catch_up_all().await.unwrap();
+    api.state
+        .service
+        .projections()
+        .catch_up_all()
+        .await
+        .unwrap();
     let sweeps = sweeps_of(&api, Settings::default()).await;
 
-    api.state.clock.advance(chrono::Duration::seconds(5));
+    api.state
+        .service
+        .clock()
+        .advance(chrono::Duration::seconds(5));
     assert_eq!(
         sweeps.expired_approvals().await.unwrap(),
         0,
         "within the grace"
     );
-    api.state.clock.advance(chrono::Duration::minutes(5));
+    api.state
+        .service
+        .clock()
+        .advance(chrono::Duration::minutes(5));
     assert_eq!(
         sweeps.lost_confirmations().await.unwrap(),
         0,
@@ -166,7 +190,12 @@ async fn pending_approvals_are_not_lost_but_expire_by_the_orgs_grace(pool: PgPoo
     assert_eq!(sweeps.expired_approvals().await.unwrap(), 1);
     let (_, action) = api.get(&format!("/api/actions/{id}"), &api.member).await;
     assert_eq!(action["action"]["status"], "expired", "{action}");
-    api.state.projector.catch_up_all().await.unwrap();
+    api.state
+        .service
+        .projections()
+        .catch_up_all()
+        .await
+        .unwrap();
     assert_eq!(sweeps.expired_approvals().await.unwrap(), 0, "exactly once");
     let (status, body) = api
         .post(
@@ -209,7 +238,10 @@ async fn checkpoints_are_signed_every_n_events_or_after_t(pool: PgPool) {
     );
     running_actions(&api, 1).await; // 2 events: fewer than 5, younger than an hour
     assert_eq!(sweeps.checkpoints().await.unwrap(), 0);
-    api.state.clock.advance(chrono::Duration::minutes(61));
+    api.state
+        .service
+        .clock()
+        .advance(chrono::Duration::minutes(61));
     // (org_other's unsigned key event is as old, under the server's default interval.)
     assert!(sweeps.checkpoints().await.unwrap() >= 1);
     assert_eq!(checkpoints().await, signed + 1, "old enough");

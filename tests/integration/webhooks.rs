@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::post;
-use dashclaw::auth::issue_key;
-use dashclaw::server::{Config, RateLimit};
-use dashclaw::webhooks::signature;
+use dashclaw::server::Config;
+use dashclaw::service::webhooks::signature;
+use dashclaw::service::RateLimit;
 use dashclaw_domain::api_key::Role;
 use dashclaw_events::OrgId;
 use serde_json::{json, Value};
@@ -125,12 +125,12 @@ fn config(retry_base: Duration) -> Config {
         window: Duration::from_secs(60),
     };
     config.ip_limit = wide;
-    config.org_limit = wide;
-    config.webhooks.allow_private = true;
-    config.webhooks.retry_base = retry_base;
-    config.webhooks.retry_max = retry_base * 16;
-    config.webhooks.timeout = Duration::from_secs(5);
-    config.webhooks.poll = Duration::from_millis(100);
+    config.service.org_limit = wide;
+    config.service.webhooks.allow_private = true;
+    config.service.webhooks.retry_base = retry_base;
+    config.service.webhooks.retry_max = retry_base * 16;
+    config.service.webhooks.timeout = Duration::from_secs(5);
+    config.service.webhooks.poll = Duration::from_millis(100);
     config
 }
 
@@ -155,8 +155,8 @@ async fn register(api: &Api, url: &str, events: Value) -> (String, String) {
 /// Delivery ids queued for `webhook` (after folding everything recorded so far).
 async fn queued(api: &Api, webhook: &str) -> HashSet<String> {
     let org = OrgId::new("org_default").unwrap();
-    api.state.outbox.catch_up(&org).await.unwrap();
-    api.state.webhooks.wake();
+    api.state.service.outbox().catch_up(&org).await.unwrap();
+    api.state.service.webhooks().wake();
     sqlx::query_scalar("SELECT delivery_id FROM webhook_outbox WHERE webhook_id = $1")
         .bind(webhook)
         .fetch_all(&api.pool)
@@ -231,7 +231,7 @@ async fn every_subscribed_event_arrives_once_and_signed(pool: PgPool) {
     let expected = queued(&api, &hook).await;
     let got = receiver.until_delivered(&expected).await;
     // Quiesce the worker (it records what it has in flight), then nothing more may arrive.
-    api.state.stop().await;
+    api.state.service.stop().await;
     assert!(receiver.requests.try_recv().is_err(), "an extra request");
 
     let mut types = HashMap::new();
@@ -282,7 +282,7 @@ async fn a_failing_receiver_sees_retries_with_backoff_and_attempts_are_recorded(
     let expected = queued(&api, &hook).await;
     assert_eq!(expected.len(), 1);
     let got = receiver.until_delivered(&expected).await;
-    api.state.stop().await;
+    api.state.service.stop().await;
     assert!(receiver.requests.try_recv().is_err(), "an extra request");
 
     let codes: Vec<u16> = got.iter().map(|r| r.answered.as_u16()).collect();
@@ -336,7 +336,7 @@ async fn a_delivery_failing_across_a_restart_completes_once(pool: PgPool) {
     let first = receiver.next(Duration::from_secs(20)).await;
     assert_eq!(first.answered, StatusCode::INTERNAL_SERVER_ERROR);
     // Stop A mid-retry: its worker records the failed attempt and stops; then A goes away.
-    a.state.stop().await;
+    a.state.service.stop().await;
     drop(a);
 
     // Server B on the same database finishes it, and delivers what happens next.
@@ -346,7 +346,7 @@ async fn a_delivery_failing_across_a_restart_completes_once(pool: PgPool) {
     assert_eq!(expected.len(), 2, "one delivery per event, none doubled");
     let mut got = vec![first];
     got.extend(receiver.until_delivered(&expected).await);
-    b.state.stop().await;
+    b.state.service.stop().await;
     assert!(receiver.requests.try_recv().is_err(), "an extra request");
 
     let mut per_delivery: HashMap<String, Vec<u16>> = HashMap::new();
@@ -458,16 +458,14 @@ async fn bad_registrations_and_foreign_ids_are_refused_and_change_nothing(pool: 
     let api = Api::start(pool).await;
     // A registration nobody will ever deliver to (a signal that is accepted, never sent).
     let (hook, _) = register(&api, "http://hooks.example.com/x", json!(["stale_loop"])).await;
-    let other_admin = issue_key(
-        &api.state.ledger,
-        &api.state.projector,
+    let other_admin = crate::api::issue_key(
+        &api.state,
         &OrgId::new("org_other").unwrap(),
         Role::Admin,
         "other admin",
         "test",
     )
-    .await
-    .unwrap();
+    .await;
     let before = webhook_rows(&api).await;
 
     let cases: Vec<(Value, &str, StatusCode, &str)> = vec![
@@ -692,7 +690,7 @@ async fn https_targets_are_spoken_to_over_tls(pool: PgPool) {
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
 async fn denials_lost_confirmations_and_drift_map_to_their_types(pool: PgPool) {
-    use dashclaw::commands::Actor;
+    use dashclaw::service::Actor;
     use dashclaw_domain::action::{Action, ActionCommand};
 
     let api = Api::with_config(pool, config(Duration::from_millis(50))).await;
@@ -722,12 +720,13 @@ async fn denials_lost_confirmations_and_drift_map_to_their_types(pool: PgPool) {
     let running = record_action(&api, "research").await;
     let org = OrgId::new("org_default").unwrap();
     api.state
-        .ledger
+        .service
+        .aggregates()
         .execute::<Action>(
             &org,
             &running,
             ActionCommand::MarkConfirmationLost {
-                now: api.state.clock.now(),
+                now: api.state.service.clock().now(),
             },
             &Actor::of("sweep", None),
         )
@@ -754,7 +753,7 @@ async fn denials_lost_confirmations_and_drift_map_to_their_types(pool: PgPool) {
 
     let expected = queued(&api, &hook).await;
     let got = receiver.until_delivered(&expected).await;
-    api.state.stop().await;
+    api.state.service.stop().await;
     assert!(receiver.requests.try_recv().is_err(), "an extra request");
     let mut seen: Vec<(String, Value)> = got
         .iter()
@@ -813,10 +812,10 @@ async fn two_servers_on_one_database_deliver_each_event_once(pool: PgPool) {
     }
     let expected = queued(&a, &hook).await;
     assert_eq!(expected.len(), 20);
-    b.state.webhooks.wake();
+    b.state.service.webhooks().wake();
     let got = receiver.until_delivered(&expected).await;
-    a.state.stop().await;
-    b.state.stop().await;
+    a.state.service.stop().await;
+    b.state.service.stop().await;
     assert!(receiver.requests.try_recv().is_err(), "an extra request");
     let mut per_delivery: HashMap<&str, Vec<u16>> = HashMap::new();
     for r in &got {
@@ -843,7 +842,7 @@ async fn two_servers_on_one_database_deliver_each_event_once(pool: PgPool) {
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
 async fn a_delivery_is_given_up_after_the_maximum_attempts(pool: PgPool) {
     let mut config = config(Duration::from_millis(20));
-    config.webhooks.max_attempts = 3;
+    config.service.webhooks.max_attempts = 3;
     let api = Api::with_config(pool, config).await;
     let mut receiver = Receiver::start(usize::MAX).await;
     let (hook, _) = register(&api, &receiver.url, json!(["action.created"])).await;
@@ -854,7 +853,7 @@ async fn a_delivery_is_given_up_after_the_maximum_attempts(pool: PgPool) {
         let r = receiver.next(Duration::from_secs(10)).await;
         assert_eq!(r.answered, StatusCode::INTERNAL_SERVER_ERROR);
     }
-    api.state.stop().await;
+    api.state.service.stop().await;
     let (attempts, state): (i32, String) =
         sqlx::query_as("SELECT attempts, state FROM webhook_outbox WHERE webhook_id = $1")
             .bind(&hook)
@@ -910,7 +909,7 @@ impl Served {
     }
 
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let client = dashclaw::http_client::HttpClient::new(true, Duration::from_secs(10));
+        let client = dashclaw::service::http_client::HttpClient::new(true, Duration::from_secs(10));
         let request = axum::http::Request::post(format!("{}{path}", self.base))
             .header("x-api-key", BOOTSTRAP)
             .header("content-type", "application/json")
@@ -1002,7 +1001,7 @@ async fn a_served_process_killed_mid_retry_loses_and_doubles_nothing(pool: PgPoo
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
 async fn a_receiver_that_hangs_does_not_hold_up_other_webhooks(pool: PgPool) {
     let mut config = config(Duration::from_secs(60));
-    config.webhooks.timeout = Duration::from_secs(3);
+    config.service.webhooks.timeout = Duration::from_secs(3);
     let api = Api::with_config(pool, config).await;
     // A receiver that accepts requests and never answers.
     let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1040,7 +1039,7 @@ async fn deleting_a_webhook_cancels_its_pending_deliveries(pool: PgPool) {
     let first = receiver.next(Duration::from_secs(10)).await;
     assert_eq!(first.answered, StatusCode::INTERNAL_SERVER_ERROR);
     // Quiesce the worker so that the failed attempt is recorded.
-    api.state.stop().await;
+    api.state.service.stop().await;
     let (status, body) = api
         .call(
             Method::DELETE,

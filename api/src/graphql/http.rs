@@ -14,20 +14,21 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::DashclawSchema;
-use crate::auth::{authenticate_headers, Caller};
-use crate::error::{ApiError, ErrorCode};
+use crate::extract::authenticate_headers;
 use crate::extract::Body;
 use crate::server::AppState;
+use crate::service::Caller;
+use crate::service::{Error, ErrorCode};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
-/// An [`ApiError`] in GraphQL's shape, with its HTTP status.
-pub fn error_response(e: ApiError) -> Response {
+/// An [`Error`] in GraphQL's shape, with its HTTP status.
+pub fn error_response(e: Error) -> Response {
     let mut extensions = json!({ "code": e.code });
     if let Some(details) = e.details {
         extensions["details"] = details;
     }
-    let status = e.code.status();
+    let status = crate::http_error::status(e.code);
     let body = json!({ "errors": [{ "message": e.error, "extensions": extensions }] });
     (status, axum::Json(body)).into_response()
 }
@@ -51,20 +52,20 @@ pub async fn graphiql() -> impl IntoResponse {
 }
 
 /// Parses the body as one GraphQL request (`{query, operationName?, variables?}`).
-fn request(body: &[u8]) -> Result<async_graphql::Request, ApiError> {
+fn request(body: &[u8]) -> Result<async_graphql::Request, Error> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
-        return Err(ApiError::bad_request(
+        return Err(Error::bad_request(
             "Batched GraphQL requests are not supported",
         ));
     }
     let request: async_graphql::Request = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidJson, "The body is not a GraphQL request")
+        Error::new(ErrorCode::InvalidJson, "The body is not a GraphQL request")
             .with_details(vec![e.to_string()])
     })?;
     if request.query.trim().is_empty() {
         return Err(
-            ApiError::new(ErrorCode::InvalidJson, "The body is not a GraphQL request")
+            Error::new(ErrorCode::InvalidJson, "The body is not a GraphQL request")
                 .with_details(vec!["query is required".to_owned()]),
         );
     }
@@ -75,7 +76,7 @@ pub async fn execute(
     GraphqlCaller(caller): GraphqlCaller,
     headers: HeaderMap,
     schema: DashclawSchema,
-    body: Result<Body, ApiError>,
+    body: Result<Body, Error>,
 ) -> Response {
     let body = match body {
         Ok(Body(body)) => body,
@@ -96,7 +97,7 @@ pub async fn execute(
         && response.errors.iter().all(|e| e.path.is_empty());
     let mut body = match serde_json::to_value(&response) {
         Ok(body) => body,
-        Err(e) => return error_response(ApiError::internal(e)),
+        Err(e) => return error_response(Error::internal(e)),
     };
     let status = if modern && request_error {
         if let Value::Object(map) = &mut body {

@@ -24,9 +24,10 @@ use dashclaw_domain::policy_set::{PolicySet, POLICY_SET_ID};
 use futures_util::Stream;
 use serde_json::Value;
 
-use crate::auth::{authenticate, Caller};
-use crate::error::ApiError;
 use crate::server::AppState;
+use crate::service::policies::NewPolicy;
+use crate::service::Caller;
+use crate::service::Error;
 use crate::wire;
 
 /// The schema type.
@@ -86,7 +87,7 @@ async fn subscribe(
     schema: DashclawSchema,
 ) -> Response {
     let from_header = match headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        Some(key) => match authenticate(&state, key).await {
+        Some(key) => match state.service.authenticate(key).await {
             Ok(caller) => Some(caller),
             Err(e) => return e.into_response(),
         },
@@ -104,7 +105,7 @@ async fn subscribe(
                                 .get("x-api-key")
                                 .and_then(Value::as_str)
                                 .unwrap_or_default();
-                            authenticate(&state, key).await.map_err(gql)?
+                            state.service.authenticate(key).await.map_err(gql)?
                         }
                     };
                     let mut data = Data::default();
@@ -121,7 +122,7 @@ fn parts<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a AppState, &'a Call
 
 /// An API error as a GraphQL error, its code in `extensions.code` (the same closed set as
 /// REST's `code`).
-fn gql(e: ApiError) -> async_graphql::Error {
+fn gql(e: Error) -> async_graphql::Error {
     let code = serde_json::to_value(e.code)
         .ok()
         .and_then(|c| c.as_str().map(str::to_owned))
@@ -234,7 +235,7 @@ impl Decision {
         let rows: Vec<EventRow> = sqlx::query_as(EVENT_COLUMNS_OF_STREAM)
             .bind(Action::TYPE)
             .bind(self.org.stream_id(&self.action_id))
-            .fetch_all(&state.pool)
+            .fetch_all(state.service.pool())
             .await?;
         Ok(rows.into_iter().map(LedgerEvent::from).collect())
     }
@@ -246,7 +247,8 @@ impl Decision {
     ) -> async_graphql::Result<Option<GuardDecisionObject>> {
         let (state, _) = parts(ctx)?;
         let d: GuardDecision = state
-            .ledger
+            .service
+            .aggregates()
             .load(&self.org, &self.guard_decision_id)
             .await
             .map_err(gql)?;
@@ -420,8 +422,7 @@ fn policy_object(p: dashclaw_domain::policy_set::StoredPolicy) -> PolicyObject {
 
 fn rules_of(v: &Value) -> async_graphql::Result<Value> {
     let mut errors = Vec::new();
-    crate::routes::policies::parse_rules(v, &mut errors)
-        .ok_or_else(|| gql(ApiError::validation(errors)))
+    crate::input::policies::rules(v, &mut errors).ok_or_else(|| gql(Error::validation(errors)))
 }
 
 /// Operators' commands: the same commands as REST, so the same rules and the same events.
@@ -437,7 +438,9 @@ impl Mutation {
         reasoning: Option<String>,
     ) -> async_graphql::Result<Decision> {
         let (state, caller) = admin(ctx)?;
-        let r = crate::routes::actions::decide_approval(state, caller, &action_id, true, reasoning)
+        let r = state
+            .service
+            .decide_approval(caller, &action_id, true, reasoning)
             .await
             .map_err(gql)?;
         Ok(Decision::new(&caller.org, &r))
@@ -451,10 +454,11 @@ impl Mutation {
         reasoning: Option<String>,
     ) -> async_graphql::Result<Decision> {
         let (state, caller) = admin(ctx)?;
-        let r =
-            crate::routes::actions::decide_approval(state, caller, &action_id, false, reasoning)
-                .await
-                .map_err(gql)?;
+        let r = state
+            .service
+            .decide_approval(caller, &action_id, false, reasoning)
+            .await
+            .map_err(gql)?;
         Ok(Decision::new(&caller.org, &r))
     }
 
@@ -465,11 +469,13 @@ impl Mutation {
         halted: bool,
         reason: Option<String>,
     ) -> async_graphql::Result<HaltObject> {
-        let (state, caller) = admin(ctx)?;
-        let settings = crate::routes::org::change_halt(state, caller, halted, reason)
+        let (state, caller) = parts(ctx)?;
+        let halt = state
+            .service
+            .set_halt(caller, halted, reason)
             .await
             .map_err(gql)?;
-        Ok(match settings.halt {
+        Ok(match halt {
             Some(h) => HaltObject {
                 halted: h.halted,
                 actor: Some(h.actor),
@@ -491,19 +497,20 @@ impl Mutation {
         ctx: &Context<'_>,
         input: PolicyInput,
     ) -> async_graphql::Result<PolicyObject> {
-        let (state, caller) = admin(ctx)?;
-        let rules = rules_of(&input.rules.0)?;
-        let stored = crate::routes::policies::create_policy(
-            state,
-            caller,
-            input.name,
-            input.policy_type,
-            rules,
-            input.active.unwrap_or(true),
-            input.agent_ids.filter(|ids| !ids.is_empty()),
-        )
-        .await
-        .map_err(gql)?;
+        let (state, caller) = parts(ctx)?;
+        caller.require_admin("Admin access required").map_err(gql)?;
+        let new = NewPolicy {
+            name: input.name,
+            policy_type: input.policy_type,
+            rules: rules_of(&input.rules.0)?,
+            active: input.active.unwrap_or(true),
+            agent_ids: input.agent_ids,
+        };
+        let stored = state
+            .service
+            .create_policy(caller, new)
+            .await
+            .map_err(gql)?;
         Ok(policy_object(stored))
     }
 
@@ -514,37 +521,29 @@ impl Mutation {
         id: String,
         patch: PolicyPatch,
     ) -> async_graphql::Result<PolicyObject> {
-        let (state, caller) = admin(ctx)?;
-        let rules = patch.rules.map(|r| rules_of(&r.0)).transpose()?;
+        let (state, caller) = parts(ctx)?;
+        caller.require_admin("Admin access required").map_err(gql)?;
         let changes = dashclaw_domain::policy_set::PolicyChanges {
             name: patch.name,
             policy_type: patch.policy_type,
-            rules,
+            rules: patch.rules.map(|r| rules_of(&r.0)).transpose()?,
             active: patch.active,
             agent_ids: patch.agent_ids.map(|ids| (!ids.is_empty()).then_some(ids)),
         };
-        let command = dashclaw_domain::policy_set::PolicySetCommand::Update {
-            id: id.clone(),
-            changes,
-            now: state.clock.now(),
-        };
-        let set = crate::routes::policies::change_policies(state, caller, command)
+        let stored = state
+            .service
+            .update_policy(caller, &id, changes)
             .await
             .map_err(gql)?;
-        set.get(&id)
-            .cloned()
-            .map(policy_object)
-            .ok_or_else(|| gql(ApiError::not_found()))
+        Ok(policy_object(stored))
     }
 
     /// Removes a policy (admin).
     async fn delete_policy(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<bool> {
-        let (state, caller) = admin(ctx)?;
-        let command = dashclaw_domain::policy_set::PolicySetCommand::Delete {
-            ids: vec![id],
-            now: state.clock.now(),
-        };
-        crate::routes::policies::change_policies(state, caller, command)
+        let (state, caller) = parts(ctx)?;
+        state
+            .service
+            .delete_policies(caller, vec![id])
             .await
             .map_err(gql)?;
         Ok(true)
@@ -582,16 +581,17 @@ pub struct LiveEventObject {
 
 /// The caller's org's live events, from the ledger tail (so from every node).
 fn org_events(state: &AppState, caller: &Caller) -> impl Stream<Item = LiveEventObject> + use<> {
-    let subscription = state.live.subscribe(&caller.org);
+    let subscription = state.service.tail().subscribe(&caller.org);
     let org = caller.org.clone();
     futures_util::stream::unfold((subscription, org), |(mut sub, org)| async move {
         loop {
             match sub.receiver.recv().await {
                 Ok(e) if e.org == org => {
+                    let (name, data) = crate::wire::live_event(&e);
                     let item = LiveEventObject {
                         ledger_seq: e.ledger_seq as i64,
-                        name: e.name.to_owned(),
-                        data: Json(e.data.clone()),
+                        name: name.to_owned(),
+                        data: Json(data),
                     };
                     return Some((item, (sub, org)));
                 }
@@ -609,7 +609,8 @@ async fn pending_approvals(
     caller: &Caller,
 ) -> async_graphql::Result<Vec<Decision>> {
     state
-        .projector
+        .service
+        .projections()
         .catch_up(&caller.org)
         .await
         .map_err(|e| gql(e.into()))?;
@@ -618,7 +619,7 @@ async fn pending_approvals(
           ORDER BY timestamp_start LIMIT 500",
     )
     .bind(caller.org.as_str())
-    .fetch_all(&state.pool)
+    .fetch_all(state.service.pool())
     .await?;
     Ok(docs
         .into_iter()
@@ -681,7 +682,8 @@ impl Query {
         let (state, caller) = parts(ctx)?;
         let filter = filter.unwrap_or_default();
         state
-            .projector
+            .service
+            .projections()
             .catch_up(&caller.org)
             .await
             .map_err(|e| gql(e.into()))?;
@@ -709,7 +711,7 @@ impl Query {
             .bind(filter.until)
             .bind(size as i64 + 1)
             .bind(start as i64)
-            .fetch_all(&state.pool)
+            .fetch_all(state.service.pool())
             .await?;
             let has_next = docs.len() > size;
             let mut connection = Connection::new(start > 0, has_next);
@@ -736,7 +738,8 @@ impl Query {
             return Ok(None);
         };
         let action: Action = state
-            .ledger
+            .service
+            .aggregates()
             .load(&caller.org, id.as_str())
             .await
             .map_err(gql)?;
@@ -759,7 +762,8 @@ impl Query {
     ) -> async_graphql::Result<Vec<GuardDecisionObject>> {
         let (state, caller) = parts(ctx)?;
         state
-            .projector
+            .service
+            .projections()
             .catch_up(&caller.org)
             .await
             .map_err(|e| gql(e.into()))?;
@@ -777,11 +781,11 @@ impl Query {
         .bind(&agent_id)
         .bind(&decision)
         .bind(i64::from(limit))
-        .fetch_all(&state.pool)
+        .fetch_all(state.service.pool())
         .await?;
         Ok(records
             .iter()
-            .filter_map(|r| wire::stored_decision(r))
+            .filter_map(|r| crate::service::guard::stored_decision(r))
             .map(GuardDecisionObject::from)
             .collect())
     }
@@ -790,7 +794,8 @@ impl Query {
     async fn policies(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PolicyObject>> {
         let (state, caller) = parts(ctx)?;
         let set: PolicySet = state
-            .ledger
+            .service
+            .aggregates()
             .load(&caller.org, POLICY_SET_ID)
             .await
             .map_err(gql)?;
@@ -813,7 +818,7 @@ impl Query {
         .bind(caller.org.as_str())
         .bind(after.unwrap_or(0))
         .bind(i64::from(first.unwrap_or(50).clamp(1, MAX_PAGE as i32)))
-        .fetch_all(&state.pool)
+        .fetch_all(state.service.pool())
         .await?;
         Ok(rows.into_iter().map(LedgerEvent::from).collect())
     }
@@ -823,7 +828,7 @@ impl Query {
     async fn posture(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<Value>> {
         let (state, caller) = parts(ctx)?;
         Ok(Json(
-            crate::routes::posture::posture_of(state, caller)
+            crate::rest::posture::posture_of(state, caller)
                 .await
                 .map_err(gql)?,
         ))
@@ -842,20 +847,14 @@ impl Query {
         let (state, caller) = parts(ctx)?;
         let days = i64::from(days.unwrap_or(7));
         if !(1..=90).contains(&days) {
-            return Err(gql(ApiError::validation(vec![
+            return Err(gql(Error::validation(vec![
                 "days must be between 1 and 90".into(),
             ])));
         }
         Ok(Json(
-            crate::routes::policy_tools::simulate_policy(
-                state,
-                caller,
-                &policy_type,
-                rules.0,
-                days,
-            )
-            .await
-            .map_err(gql)?,
+            crate::rest::policy_tools::simulate_policy(state, caller, &policy_type, rules.0, days)
+                .await
+                .map_err(gql)?,
         ))
     }
 
@@ -869,13 +868,13 @@ impl Query {
         action_type: Option<String>,
     ) -> async_graphql::Result<Json<Value>> {
         let (state, caller) = parts(ctx)?;
-        let q = crate::routes::analytics::AnalyticsQuery {
+        let q = crate::rest::analytics::AnalyticsQuery {
             days: days.map(|d| d.to_string()),
             agent_id,
             action_type,
         };
         Ok(Json(
-            crate::routes::analytics::analytics_of(state, caller, &q)
+            crate::rest::analytics::analytics_of(state, caller, &q)
                 .await
                 .map_err(gql)?,
         ))
@@ -885,7 +884,8 @@ impl Query {
     async fn agents(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<AgentObject>> {
         let (state, caller) = parts(ctx)?;
         state
-            .projector
+            .service
+            .projections()
             .catch_up(&caller.org)
             .await
             .map_err(|e| gql(e.into()))?;
@@ -896,7 +896,7 @@ impl Query {
               ORDER BY count(*) DESC, agent_id LIMIT 500",
         )
         .bind(caller.org.as_str())
-        .fetch_all(&state.pool)
+        .fetch_all(state.service.pool())
         .await?;
         Ok(rows
             .into_iter()
@@ -914,7 +914,7 @@ impl Query {
     /// The org's signed checkpoints, oldest first.
     async fn checkpoints(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CheckpointObject>> {
         let (state, caller) = parts(ctx)?;
-        let signed = dashclaw_store::checkpoints::list(&state.pool, &caller.org)
+        let signed = dashclaw_store::checkpoints::list(state.service.pool(), &caller.org)
             .await
             .map_err(|e| gql(e.into()))?;
         Ok(signed

@@ -11,7 +11,7 @@ use async_graphql::Value as ConstValue;
 use async_graphql::{ErrorExtensionValues, Name, ServerError, ServerResult, Variables};
 use async_graphql_value::Value;
 
-use crate::validate::nul_message;
+use crate::input::fields::nul_message;
 
 /// The extension (stateless).
 pub struct StorableText;

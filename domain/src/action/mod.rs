@@ -147,7 +147,9 @@ impl Aggregate for Action {
                 }
             }
             ActionCommand::ReportOutcome(report) => {
-                let record = self.recorded()?;
+                // An approval past its deadline is expired, recorded by the sweep or not.
+                let seen = self.recorded()?.as_seen_at(report.now);
+                let record = &seen;
                 // A second report hears of the outcome the agent set (a `partial` one leaves
                 // the action `failed`; the retry must be told `partial`). A late report after
                 // the sweep's lost confirmation hears of the status (`unknown`).
@@ -180,7 +182,8 @@ impl Aggregate for Action {
                 ActionEvent::ConfirmationLost { at: now }
             }
             ActionCommand::Update(update) => {
-                let record = self.recorded()?;
+                let seen = self.recorded()?.as_seen_at(update.now);
+                let record = &seen;
                 if update.closes() && record.status != ActionStatus::Running {
                     return Err(ActionError::NotRunning(record.status));
                 }

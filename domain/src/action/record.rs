@@ -345,6 +345,20 @@ impl ActionRecord {
         now > deadline
     }
 
+    /// This record as a reader should see it at `now`: a pending approval past its deadline
+    /// is expired (as of its deadline) even before the sweep records the expiry, so no read
+    /// ever shows an approval that can no longer be granted as pending.
+    pub fn as_seen_at(&self, now: DateTime<Utc>) -> ActionRecord {
+        let mut seen = self.clone();
+        if seen.status == ActionStatus::PendingApproval && seen.is_overdue(now) {
+            let deadline = seen
+                .approval_expires_at
+                .unwrap_or(seen.created_at + Duration::hours(24));
+            seen.apply(ActionEvent::ApprovalExpired { at: deadline });
+        }
+        seen
+    }
+
     pub(super) fn apply(&mut self, event: ActionEvent) {
         match event {
             ActionEvent::Recorded(_) => {}

@@ -225,6 +225,34 @@ fn expiry_happens_only_after_the_window() {
 }
 
 #[test]
+fn an_overdue_approval_reads_as_expired_before_the_sweep_records_it() {
+    let held = state(vec![recorded(Verdict::RequireApproval)]);
+    let deadline = held.approval_expires_at.unwrap();
+    assert_eq!(
+        held.as_seen_at(deadline).status,
+        ActionStatus::PendingApproval
+    );
+    let seen = held.as_seen_at(deadline + Duration::seconds(1));
+    assert_eq!(seen.status, ActionStatus::Expired);
+    assert_eq!(seen.approval_decided_at, Some(deadline));
+    // What the sweep then records reads the same, apart from when it was recorded.
+    let late = deadline + Duration::minutes(5);
+    let swept = state(vec![
+        recorded(Verdict::RequireApproval),
+        ActionEvent::ApprovalExpired { at: late },
+    ]);
+    assert_eq!(swept.status, seen.status);
+    assert_eq!(swept.error_message, seen.error_message);
+    // Outcomes and updates meet the expiry too, recorded or not.
+    let mut report = outcome(ReportedOutcome::Completed);
+    report.now = late;
+    Fixture::with(())
+        .given(vec![recorded(Verdict::RequireApproval)])
+        .when(ActionCommand::ReportOutcome(report))
+        .then_expect_error(ActionError::OutcomeNotAllowed(ActionStatus::Expired));
+}
+
+#[test]
 fn a_running_action_can_be_claimed_once() {
     let c = claim(t0());
     let claimed = ActionEvent::ExecutionClaimed {

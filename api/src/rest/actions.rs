@@ -1,0 +1,489 @@
+//! Actions: record (`POST /api/actions`), list, read, the legacy update and the execution
+//! claim (`PATCH`), one-shot outcomes, approvals, trace and graph. Contract sections 4-7, 16.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dashclaw_domain::action::{ActionRecord, ActionStatus};
+use dashclaw_domain::assumption::AssumptionRecord;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::extract::{Body, Id, Params};
+use crate::input::fields::object;
+use crate::rest::clamp_param;
+use crate::server::AppState;
+use crate::service::actions::Recorded;
+use crate::service::{Caller, Error};
+use crate::wire;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/actions", get(list).post(create))
+        .route("/api/actions/{id}", get(read).patch(patch))
+        .route(
+            "/api/actions/{id}/outcome",
+            get(outcome).post(report_outcome),
+        )
+        .route("/api/actions/{id}/approve", post(approve))
+        .route("/api/approvals/{id}", post(approve))
+        .route("/api/actions/{id}/trace", get(trace))
+        .route("/api/actions/{id}/graph", get(graph))
+}
+
+// ---- POST /api/actions -------------------------------------------------------------------
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body,
+) -> Result<Response, Error> {
+    let new = crate::input::actions::record_action(&object(&body)?)?;
+    let org = &caller.org;
+    Ok(match state.service.record_action(&caller, new).await? {
+        Recorded::Replayed(record) => (
+            StatusCode::OK,
+            Json(json!({
+                "action": wire::action_row(org, &record),
+                "action_id": record.action_id,
+                "idempotent_replay": true,
+            })),
+        ),
+        Recorded::New { record, decision } => (
+            if record.status == ActionStatus::PendingApproval {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::CREATED
+            },
+            Json(json!({
+                "action": wire::action_row(org, &record),
+                "action_id": record.action_id,
+                "decision": Value::Object(wire::decision_body(&decision)),
+                "security": wire::security(),
+            })),
+        ),
+    }
+    .into_response())
+}
+
+// ---- GET /api/actions --------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct ListQuery {
+    agent_id: Option<String>,
+    swarm_id: Option<String>,
+    status: Option<String>,
+    exclude_status: Option<String>,
+    action_type: Option<String>,
+    risk_min: Option<String>,
+    outcome_status: Option<String>,
+    days: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+const OUTCOME_STATUSES: &[&str] = &[
+    "pending",
+    "completed",
+    "partial",
+    "failed",
+    "lost_confirmation",
+];
+
+fn check_enum(value: &Option<String>, name: &str, allowed: &[&str]) -> Result<(), Error> {
+    match value {
+        Some(v) if !allowed.contains(&v.as_str()) => Err(Error::validation(vec![format!(
+            "{name} must be one of: {}",
+            allowed.join(", ")
+        )])),
+        _ => Ok(()),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<ListQuery>,
+) -> Result<Json<Value>, Error> {
+    let limit = clamp_param(q.limit.as_deref(), 50, 1, 200, "limit")?;
+    let offset = clamp_param(q.offset.as_deref(), 0, 0, i64::MAX, "offset")?;
+    let risk_min = q
+        .risk_min
+        .as_deref()
+        .map(|r| clamp_param(Some(r), 0, 0, 100, "risk_min"))
+        .transpose()?;
+    let days = q
+        .days
+        .as_deref()
+        .map(|d| clamp_param(Some(d), 1, 1, 365, "days"))
+        .transpose()?;
+    check_enum(&q.status, "status", ActionStatus::ALL)?;
+    check_enum(&q.exclude_status, "exclude_status", ActionStatus::ALL)?;
+    check_enum(&q.outcome_status, "outcome_status", OUTCOME_STATUSES)?;
+    state.service.projections().catch_up(&caller.org).await?;
+    let now = state.service.clock().now();
+    let exclude = if q.status.is_some() {
+        None
+    } else {
+        q.exclude_status.clone()
+    };
+    // A pending approval past its deadline reads as expired (the sweep records it).
+    let overdue = "(status = 'pending_approval'
+        AND COALESCE(approval_expires_at, timestamp_start + interval '24 hours') < $10)";
+    let filter = format!(
+        "org_id = $1
+        AND ($2::text IS NULL OR agent_id = $2) AND ($3::text IS NULL OR swarm_id = $3)
+        AND ($4::text IS NULL OR (status = $4 AND NOT ($4 = 'pending_approval' AND {overdue}))
+             OR ($4 = 'expired' AND {overdue}))
+        AND ($5::text IS NULL OR (CASE WHEN {overdue} THEN 'expired' ELSE status END) <> $5)
+        AND ($6::text IS NULL OR action_type = $6) AND ($7::int IS NULL OR risk_score >= $7)
+        AND ($8::text IS NULL OR outcome_status = $8)
+        AND ($9::int IS NULL OR timestamp_start > now() - make_interval(days => $9))"
+    );
+    macro_rules! bind_filter {
+        ($query:expr) => {
+            $query
+                .bind(caller.org.as_str())
+                .bind(&q.agent_id)
+                .bind(&q.swarm_id)
+                .bind(&q.status)
+                .bind(&exclude)
+                .bind(&q.action_type)
+                .bind(risk_min.map(|r| r as i32))
+                .bind(&q.outcome_status)
+                .bind(days.map(|d| d as i32))
+        };
+    }
+    let docs: Vec<Value> = bind_filter!(sqlx::query_scalar(&format!(
+        "SELECT doc::json FROM action_records WHERE {filter}
+          ORDER BY timestamp_start DESC, ledger_seq DESC LIMIT $11 OFFSET $12"
+    )))
+    .bind(now)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(state.service.pool())
+    .await?;
+    type Stats = (i64, i64, i64, i64, i64, i64, Option<f64>, Option<f64>);
+    let stats: Stats = bind_filter!(sqlx::query_as(&format!(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'completed'),
+                count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE status = 'running'),
+                count(*) FILTER (WHERE status = 'blocked'), count(*) FILTER (WHERE risk_score >= 70),
+                avg(risk_score)::float8, sum(cost_estimate)::float8
+           FROM action_records WHERE {filter}"
+    )))
+    .bind(now)
+    .fetch_one(state.service.pool())
+    .await?;
+    let actions: Vec<Value> = docs
+        .into_iter()
+        .filter_map(|d| serde_json::from_value::<ActionRecord>(d).ok())
+        .map(|r| wire::action_row(&caller.org, &r.as_seen_at(now)))
+        .collect();
+    Ok(Json(json!({
+        "actions": actions,
+        "total": stats.0,
+        "stats": {
+            "total": stats.0, "completed": stats.1, "failed": stats.2, "running": stats.3,
+            "blocked": stats.4, "high_risk": stats.5,
+            "avg_risk": stats.6.unwrap_or(0.0), "total_cost": stats.7.unwrap_or(0.0),
+        },
+        "lastUpdated": wire::ts(state.service.clock().now()),
+    })))
+}
+
+// ---- GET /api/actions/:id ----------------------------------------------------------------
+
+fn assumption_row(a: &AssumptionRecord) -> Value {
+    let mut v = serde_json::to_value(a).unwrap_or_default();
+    if let Value::Object(m) = &mut v {
+        m.insert("validated".into(), json!(u8::from(a.validated)));
+        m.insert("invalidated".into(), json!(u8::from(a.invalidated)));
+    }
+    v
+}
+
+async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<Json<Value>, Error> {
+    let view = state.service.action(&caller, &id).await?;
+    let org = &caller.org;
+    Ok(Json(json!({
+        "action": wire::action_row(org, &view.record),
+        "assumptions": view.assumptions.iter().map(assumption_row).collect::<Vec<_>>(),
+        "guard_decision": view.guard_decision.map(|d| wire::decision_row(org, &d)),
+        "message_summary": {"total": 0, "participants": [], "first_message_at": null, "last_message_at": null},
+        "deviations": [],
+    })))
+}
+
+// ---- PATCH /api/actions/:id --------------------------------------------------------------
+
+async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Body(body): Body,
+) -> Result<Response, Error> {
+    let body = object(&body)?;
+    let org = &caller.org;
+    if body.contains_key("claim_execution") {
+        let claim = crate::input::actions::claim(&body)?;
+        let attempt_id = claim.attempt_id.clone();
+        let claimed = state.service.claim_execution(&caller, &id, claim).await?;
+        return Ok((
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(json!({
+                "claimed": true,
+                "action_id": claimed.action_id,
+                "attempt_id": attempt_id,
+                "claimed_at": claimed.execution_claimed_at.map(wire::ts),
+            })),
+        )
+            .into_response());
+    }
+    let (update, close_if_running) = crate::input::actions::legacy_update(&body)?;
+    let updated = state
+        .service
+        .update_action(&caller, &id, update, close_if_running)
+        .await?;
+    Ok(Json(json!({
+        "action": wire::action_row(org, &updated),
+        "security": wire::security(),
+    }))
+    .into_response())
+}
+
+// ---- outcomes ----------------------------------------------------------------------------
+
+async fn outcome(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<Json<Value>, Error> {
+    let record = state.service.load_action(&caller, &id).await?;
+    let elapsed = state.service.elapsed_ms(&record);
+    Ok(Json(wire::outcome_body(&record, elapsed)))
+}
+
+async fn report_outcome(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Body(body): Body,
+) -> Result<Json<Value>, Error> {
+    let outcome = crate::input::actions::outcome(&object(&body)?)?;
+    let done = state.service.report_outcome(&caller, &id, outcome).await?;
+    let elapsed = state.service.elapsed_ms(&done);
+    Ok(Json(json!({
+        "outcome": wire::outcome_body(&done, elapsed),
+        "security": wire::security(),
+    })))
+}
+
+// ---- approvals ---------------------------------------------------------------------------
+
+async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Body(body): Body,
+) -> Result<Json<Value>, Error> {
+    caller.require_admin("Admin access required for approvals")?;
+    let (allow, reasoning) = crate::input::actions::approval(&object(&body)?)?;
+    let decided = state
+        .service
+        .decide_approval(&caller, &id, allow, reasoning)
+        .await?;
+    Ok(Json(json!({
+        "success": true,
+        "action": wire::action_row(&caller.org, &decided),
+        "security": wire::security(),
+    })))
+}
+
+// ---- trace and graph ---------------------------------------------------------------------
+
+/// Actions of the org matching a SQL condition on `action_records` (bound: $1 org, $2 value).
+async fn actions_where(
+    state: &AppState,
+    caller: &Caller,
+    condition: &str,
+    value: &str,
+    limit: i64,
+) -> Result<Vec<ActionRecord>, Error> {
+    let docs: Vec<Value> = sqlx::query_scalar(&format!(
+        "SELECT doc::json FROM action_records WHERE org_id = $1 AND {condition}
+          ORDER BY timestamp_start DESC LIMIT {limit}"
+    ))
+    .bind(caller.org.as_str())
+    .bind(value)
+    .fetch_all(state.service.pool())
+    .await?;
+    Ok(docs
+        .into_iter()
+        .filter_map(|d| serde_json::from_value(d).ok())
+        .collect())
+}
+
+struct Trace {
+    action: ActionRecord,
+    assumptions: Vec<AssumptionRecord>,
+    parents: Vec<ActionRecord>,
+    children: Vec<ActionRecord>,
+    related: Vec<ActionRecord>,
+}
+
+async fn gather(state: &AppState, caller: &Caller, id: &str) -> Result<Trace, Error> {
+    let action = state.service.load_action(caller, id).await?;
+    let assumptions = state
+        .service
+        .assumptions_of(caller, &action.action_id)
+        .await?;
+    let mut parents = Vec::new();
+    let mut next = action.parent_action_id.clone();
+    while let Some(parent) = next.take() {
+        if parents.len() >= 10 {
+            break;
+        }
+        match state.service.load_action(caller, &parent).await {
+            Ok(p) => {
+                next = p.parent_action_id.clone();
+                parents.push(p);
+            }
+            Err(_) => break,
+        }
+    }
+    let children = actions_where(
+        state,
+        caller,
+        "doc::json->>'parent_action_id' = $2",
+        action.action_id.as_str(),
+        100,
+    )
+    .await?;
+    let related = actions_where(state, caller, "agent_id = $2", &action.agent_id, 200)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            r.action_id != action.action_id
+                && (r.timestamp_start - action.timestamp_start)
+                    .num_seconds()
+                    .abs()
+                    <= 3600
+        })
+        .take(20)
+        .collect();
+    Ok(Trace {
+        action,
+        assumptions,
+        parents,
+        children,
+        related,
+    })
+}
+
+async fn trace(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<Json<Value>, Error> {
+    let t = gather(&state, &caller, &id).await?;
+    let org = &caller.org;
+    let row = |r: &ActionRecord| wire::action_row(org, r);
+    let invalidated: Vec<&AssumptionRecord> =
+        t.assumptions.iter().filter(|a| a.invalidated).collect();
+    let validated = t.assumptions.iter().filter(|a| a.validated).count();
+    let failed = |rs: &[ActionRecord]| -> Vec<String> {
+        rs.iter()
+            .filter(|r| r.status == ActionStatus::Failed)
+            .map(|r| r.action_id.to_string())
+            .collect()
+    };
+    let mut indicators = Vec::new();
+    if !invalidated.is_empty() {
+        indicators.push(json!({"type": "invalidated_assumptions", "severity": "high", "count": invalidated.len(),
+            "detail": invalidated.iter().map(|a| a.assumption.clone()).collect::<Vec<_>>()}));
+    }
+    let parent_failures = failed(&t.parents);
+    if !parent_failures.is_empty() {
+        indicators.push(json!({"type": "parent_failures", "severity": "high", "count": parent_failures.len(), "detail": parent_failures}));
+    }
+    let related_failures = failed(&t.related);
+    if !related_failures.is_empty() {
+        indicators.push(json!({"type": "related_failures", "severity": "medium", "count": related_failures.len(), "detail": related_failures}));
+    }
+    Ok(Json(json!({
+        "action": row(&t.action),
+        "trace": {
+            "assumptions": {
+                "total": t.assumptions.len(), "validated": validated, "invalidated": invalidated.len(),
+                "unvalidated": t.assumptions.len() - validated - invalidated.len(),
+                "items": t.assumptions.iter().map(assumption_row).collect::<Vec<_>>(),
+            },
+            "loops": {"total": 0, "open": 0, "resolved": 0, "cancelled": 0, "items": []},
+            "parent_chain": t.parents.iter().map(row).collect::<Vec<_>>(),
+            "sub_actions": t.children.iter().map(row).collect::<Vec<_>>(),
+            "related_actions": t.related.iter().map(row).collect::<Vec<_>>(),
+            "root_cause_indicators": indicators,
+        }
+    })))
+}
+
+async fn graph(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<Json<Value>, Error> {
+    let t = gather(&state, &caller, &id).await?;
+    let node = |r: &ActionRecord, root: bool| {
+        json!({
+            "id": format!("action:{}", r.action_id), "type": "action", "label": r.declared_goal,
+            "status": r.status.as_str(), "riskScore": r.risk_score, "agentId": r.agent_id,
+            "agentName": r.agent_name, "actionType": r.action_type,
+            "timestamp": wire::ts(r.timestamp_start), "isRoot": root, "meta": {},
+        })
+    };
+    let root = format!("action:{}", t.action.action_id);
+    let mut nodes = vec![node(&t.action, true)];
+    let mut edges = Vec::new();
+    let mut child = root.clone();
+    for p in &t.parents {
+        let pid = format!("action:{}", p.action_id);
+        nodes.push(node(p, false));
+        edges.push(json!({"id": format!("{pid}->{child}"), "source": pid, "target": child, "type": "parent_child", "label": "spawned"}));
+        child = pid;
+    }
+    for c in &t.children {
+        let cid = format!("action:{}", c.action_id);
+        nodes.push(node(c, false));
+        edges.push(json!({"id": format!("{root}->{cid}"), "source": root, "target": cid, "type": "parent_child", "label": "spawned"}));
+    }
+    for r in &t.related {
+        let rid = format!("action:{}", r.action_id);
+        nodes.push(node(r, false));
+        edges.push(json!({"id": format!("{root}~{rid}"), "source": root, "target": rid, "type": "related", "label": "same agent"}));
+    }
+    for a in &t.assumptions {
+        let aid = format!("assumption:{}", a.assumption_id);
+        let status = if a.invalidated {
+            "invalidated"
+        } else if a.validated {
+            "validated"
+        } else {
+            "unvalidated"
+        };
+        nodes.push(
+            json!({"id": aid, "type": "assumption", "label": a.assumption, "status": status,
+            "riskScore": null, "agentId": t.action.agent_id, "agentName": t.action.agent_name,
+            "actionType": null, "timestamp": wire::ts(a.created_at), "isRoot": false, "meta": {}}),
+        );
+        edges.push(json!({"id": format!("{aid}->{root}"), "source": aid, "target": root, "type": "assumption_of", "label": "assumed by"}));
+    }
+    Ok(Json(
+        json!({"rootActionId": t.action.action_id, "nodes": nodes, "edges": edges}),
+    ))
+}

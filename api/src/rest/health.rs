@@ -1,0 +1,42 @@
+//! `GET /api/health`: liveness, version and database status (public).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::server::AppState;
+
+/// Longest the database probe may take before the answer is "unreachable".
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/health", get(health))
+}
+
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let version = env!("CARGO_PKG_VERSION");
+    // Within a second, whatever the database does: a load balancer must hear "down" at once.
+    let probe = tokio::time::timeout(
+        HEALTH_TIMEOUT,
+        sqlx::query("SELECT 1").execute(state.service.pool()),
+    );
+    let answer = match probe.await {
+        Ok(result) => result.map(drop).map_err(|e| e.to_string()),
+        Err(_) => Err("no answer within 1 s".to_owned()),
+    };
+    match answer {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({"status": "healthy", "version": version, "database": "connected"})),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unhealthy", "version": version, "database": "unreachable"})),
+            )
+        }
+    }
+}

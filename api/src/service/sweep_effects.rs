@@ -1,0 +1,87 @@
+//! The sweeps' effects on this server: commands on the Action aggregate through the same
+//! [`Aggregates`] as the REST handlers (so a sweep racing an agent's report is settled by the
+//! aggregate), checkpoint signing with the server's key, and each org's overrides.
+
+use chrono::{DateTime, Utc};
+use dashclaw_domain::action::{Action, ActionCommand};
+use dashclaw_domain::ids::ActionId;
+use dashclaw_domain::org_settings::{OrgSettings, SweepOverrides, ORG_SETTINGS_ID};
+use dashclaw_domain::OrgId;
+use dashclaw_events::LedgerKey;
+use dashclaw_sweeps::{Effects, SweepError};
+use futures_util::future::BoxFuture;
+use sqlx::PgPool;
+
+use super::aggregates::{Actor, Aggregates, CommandError};
+
+/// The principal recorded on a sweep's events.
+pub const SWEEPER: &str = "system:sweeper";
+
+pub struct LedgerEffects {
+    pub aggregates: Aggregates,
+    pub pool: PgPool,
+    pub key: LedgerKey,
+}
+
+impl LedgerEffects {
+    async fn command(
+        &self,
+        org: &OrgId,
+        action: &ActionId,
+        command: ActionCommand,
+    ) -> Result<bool, SweepError> {
+        match self
+            .aggregates
+            .execute::<Action>(org, action.as_str(), command, &Actor::of(SWEEPER, None))
+            .await
+        {
+            Ok(_) => Ok(true),
+            // The agent (or another node) settled the action first.
+            Err(CommandError::Rejected(_)) => Ok(false),
+            Err(CommandError::Failed(e)) => Err(SweepError(e.error)),
+        }
+    }
+}
+
+impl Effects for LedgerEffects {
+    fn overrides<'a>(
+        &'a self,
+        org: &'a OrgId,
+    ) -> BoxFuture<'a, Result<SweepOverrides, SweepError>> {
+        Box::pin(async move {
+            let settings: OrgSettings = self
+                .aggregates
+                .load(org, ORG_SETTINGS_ID)
+                .await
+                .map_err(|e| SweepError(e.error))?;
+            Ok(settings.sweeps)
+        })
+    }
+
+    fn mark_confirmation_lost<'a>(
+        &'a self,
+        org: &'a OrgId,
+        action: &'a ActionId,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, SweepError>> {
+        Box::pin(self.command(org, action, ActionCommand::MarkConfirmationLost { now }))
+    }
+
+    fn expire_approval<'a>(
+        &'a self,
+        org: &'a OrgId,
+        action: &'a ActionId,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, SweepError>> {
+        Box::pin(self.command(org, action, ActionCommand::Expire { now }))
+    }
+
+    fn sign_checkpoint<'a>(&'a self, org: &'a OrgId) -> BoxFuture<'a, Result<bool, SweepError>> {
+        Box::pin(async move {
+            dashclaw_store::checkpoints::sign(&self.pool, &self.key, org)
+                .await
+                .map(|signed| signed.is_some())
+                .map_err(|e| SweepError(e.to_string()))
+        })
+    }
+}
