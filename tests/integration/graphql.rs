@@ -119,7 +119,8 @@ async fn decisions_are_queried_with_filters_history_and_their_guard_decision(poo
         &api.member,
         "{ approvals { actionId } policies { name policyType } guardDecisions(first: 10) { decision }
            ledgerEvents(first: 3) { ledgerSeq prevHash hash } checkpoints { size }
-           agents { agentId actions } posture analytics(days: 7) }",
+           agents { agentId actions } posture { score summary { totalUnits } }
+           analytics(days: 7) { totals { actions } } }",
         json!({}),
     )
     .await;
@@ -140,7 +141,8 @@ async fn decisions_are_queried_with_filters_history_and_their_guard_decision(poo
     // Simulation replays the recorded requests under a proposed policy, changing nothing.
     let events = api.events().await;
     let simulate = "query($t: String!, $r: JSON!, $d: Int) {
-        simulatePolicy(policyType: $t, rules: $r, days: $d) }";
+        simulatePolicy(policyType: $t, rules: $r, days: $d) {
+          summary { total matches block } matches { actionId simulatedAction } } }";
     let (_, fires) = graphql(
         &api,
         &api.readonly,

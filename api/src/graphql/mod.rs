@@ -25,10 +25,11 @@ use futures_util::Stream;
 use serde_json::Value;
 
 use crate::server::AppState;
+use crate::service::insight::{AnalyticsFilter, ANALYTICS_DAYS};
 use crate::service::policies::NewPolicy;
 use crate::service::Caller;
 use crate::service::Error;
-use crate::wire;
+use crate::wire::{self, AnalyticsBody, PostureBody, SimulationBody};
 
 /// The schema type.
 pub mod http;
@@ -824,60 +825,55 @@ impl Query {
     }
 
     /// The posture score of the org's real traffic under its current policies, with findings
-    /// (worst first) and the daily trend (same shape as `GET /api/posture`).
-    async fn posture(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<Value>> {
+    /// (worst first) and the daily trend (the body of `GET /api/posture`).
+    async fn posture(&self, ctx: &Context<'_>) -> async_graphql::Result<PostureBody> {
         let (state, caller) = parts(ctx)?;
-        Ok(Json(
-            crate::rest::posture::posture_of(state, caller)
-                .await
-                .map_err(gql)?,
-        ))
+        let report = state.service.posture(caller).await.map_err(gql)?;
+        Ok(PostureBody::from(&report))
     }
 
     /// Replays a proposed policy (`policyType`, `rules`) over the guard requests recorded in
     /// the last `days` (default 7, at most 90) and reports what it alone would have decided;
-    /// no side effects (same shape as `POST /api/policies/simulate`).
+    /// no side effects (the body of `POST /api/policies/simulate`).
     async fn simulate_policy(
         &self,
         ctx: &Context<'_>,
         policy_type: String,
         rules: Json<Value>,
         days: Option<i32>,
-    ) -> async_graphql::Result<Json<Value>> {
+    ) -> async_graphql::Result<SimulationBody> {
         let (state, caller) = parts(ctx)?;
         let days = i64::from(days.unwrap_or(7));
-        if !(1..=90).contains(&days) {
-            return Err(gql(Error::validation(vec![
-                "days must be between 1 and 90".into(),
-            ])));
-        }
-        Ok(Json(
-            crate::rest::policy_tools::simulate_policy(state, caller, &policy_type, rules.0, days)
-                .await
-                .map_err(gql)?,
-        ))
+        let report = state
+            .service
+            .simulate_policy(caller, &policy_type, rules.0, days)
+            .await
+            .map_err(gql)?;
+        Ok(SimulationBody::from(&report))
     }
 
-    /// Volume, cost, enforcement and approval analytics with per-day series (same shape as
-    /// `GET /api/analytics`).
+    /// Volume, cost, enforcement and approval analytics with per-day series (the body of
+    /// `GET /api/analytics`; `days` 1-365, default 30).
     async fn analytics(
         &self,
         ctx: &Context<'_>,
         days: Option<i32>,
         agent_id: Option<String>,
         action_type: Option<String>,
-    ) -> async_graphql::Result<Json<Value>> {
+    ) -> async_graphql::Result<AnalyticsBody> {
         let (state, caller) = parts(ctx)?;
-        let q = crate::rest::analytics::AnalyticsQuery {
-            days: days.map(|d| d.to_string()),
+        let filter = AnalyticsFilter {
+            days: i64::from(days.unwrap_or(30))
+                .clamp(*ANALYTICS_DAYS.start(), *ANALYTICS_DAYS.end()),
             agent_id,
             action_type,
         };
-        Ok(Json(
-            crate::rest::analytics::analytics_of(state, caller, &q)
-                .await
-                .map_err(gql)?,
-        ))
+        let report = state
+            .service
+            .analytics(caller, &filter)
+            .await
+            .map_err(gql)?;
+        Ok(AnalyticsBody::from(&report))
     }
 
     /// The agents that have recorded actions, most active first.

@@ -6,15 +6,14 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use dashclaw_domain::guard::{
-    evaluate, validate_policy, DecisionCounter, GuardContext, GuardRequest, Policy, Verdict,
-};
+use dashclaw_domain::guard::{validate_policy, Policy};
 use serde_json::{json, Map, Value};
 
 use crate::extract::Body;
 use crate::input::fields::{object, Fields};
 use crate::input::guard::guard_fields;
 use crate::server::AppState;
+use crate::service::policy_tools::decide_alone;
 use crate::service::Caller;
 use crate::service::Error;
 use crate::wire;
@@ -23,37 +22,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/policies/test", post(test))
         .route("/api/policies/simulate", post(simulate))
-}
-
-/// Recipes and simulations see no rate history.
-struct NoHistory;
-
-impl DecisionCounter for NoHistory {
-    fn decisions_since(&self, _: &str, _: DateTime<Utc>) -> u32 {
-        0
-    }
-}
-
-/// The verdict `policy` alone gives `request`.
-fn decide_alone(policy: &Policy, request: &GuardRequest, now: DateTime<Utc>) -> (Verdict, String) {
-    let evaluation = evaluate(
-        request,
-        &GuardContext {
-            policies: std::slice::from_ref(policy),
-            halt: None,
-            counter: &NoHistory,
-            operator_grant: None,
-            now,
-        },
-    );
-    let reason = evaluation
-        .reasons
-        .iter()
-        .chain(&evaluation.warnings)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("; ");
-    (evaluation.decision, reason)
 }
 
 /// Runs one recipe `{name, input, expect: {decision}}` against `policy`'s rules (its agent
@@ -176,18 +144,13 @@ async fn test(
     Ok(Json(answer))
 }
 
-/// Most recorded requests one simulation replays.
-const SIMULATION_SAMPLE: i64 = 10_000;
-/// Most matches listed.
-const SIMULATION_MATCHES: usize = 50;
-
 /// `POST /api/policies/simulate {policy_type, rules, days=7}`: what the proposed policy alone
 /// would have decided for each guard request recorded in the window (no side effects).
 async fn simulate(
     State(state): State<AppState>,
     caller: Caller,
     Body(body): Body,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<wire::SimulationBody>, Error> {
     let body = object(&body)?;
     let mut f = Fields::new(&body);
     let policy_type = f.required_string("policy_type", 64);
@@ -200,61 +163,9 @@ async fn simulate(
     let (Some(policy_type), Some(rules)) = (policy_type, rules) else {
         return Err(Error::validation(vec!["policy_type is required".into()]));
     };
-    Ok(Json(
-        simulate_policy(&state, &caller, &policy_type, Value::Object(rules), days).await?,
-    ))
-}
-
-/// What a proposed policy alone would have decided for each guard request of the caller's
-/// org recorded in the last `days` (REST and GraphQL; no side effects).
-pub async fn simulate_policy(
-    state: &AppState,
-    caller: &Caller,
-    policy_type: &str,
-    rules: Value,
-    days: i64,
-) -> Result<Value, Error> {
-    validate_policy(policy_type, &rules).map_err(Error::validation)?;
-    let policy = Policy {
-        id: "proposed".into(),
-        name: "proposed policy".into(),
-        policy_type: policy_type.to_owned(),
-        rules,
-        active: true,
-        agent_ids: None,
-    };
-    let since = state.service.clock().now() - chrono::Duration::days(days);
-    let records = state
+    let report = state
         .service
-        .recorded_requests(&caller.org, since, SIMULATION_SAMPLE)
+        .simulate_policy(&caller, &policy_type, Value::Object(rules), days)
         .await?;
-    let mut counts = [0usize; 4];
-    let mut matches = Vec::new();
-    let mut total = 0;
-    for record in records {
-        total += 1;
-        let (verdict, reason) = decide_alone(&policy, &record.request, record.evaluated_at);
-        counts[verdict as usize] += 1;
-        if verdict != Verdict::Allow && matches.len() < SIMULATION_MATCHES {
-            matches.push(json!({
-                "action_id": record.action_id.as_ref().map(ToString::to_string)
-                    .unwrap_or_else(|| record.decision_id.to_string()),
-                "goal": record.request.declared_goal,
-                "agent_name": record.request.agent_name.as_ref().or(record.request.agent_id.as_ref()),
-                "timestamp": wire::ts(record.evaluated_at),
-                "original_status": record.evaluation.decision,
-                "simulated_action": verdict,
-                "simulated_reason": reason,
-            }));
-        }
-    }
-    let [allow, warn, require_approval, block] = counts;
-    Ok(json!({
-        "summary": {"total": total, "matches": total - allow, "block": block, "warn": warn,
-                    "require_approval": require_approval, "allow": allow},
-        "matches": matches,
-        "matches_truncated": total - allow > matches.len(),
-        "sample_size": total,
-        "window_days": days,
-    }))
+    Ok(Json(wire::SimulationBody::from(&report)))
 }

@@ -1,6 +1,10 @@
 //! How records look on the wire: DashClaw's row shapes, ISO-8601 UTC timestamps with
 //! milliseconds.
 
+pub mod insight;
+
+pub use insight::{AnalyticsBody, PostureBody, SimulationBody};
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use dashclaw_domain::action::ActionRecord;
 use dashclaw_domain::guard_decision::GuardDecisionRecord;
