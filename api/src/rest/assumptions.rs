@@ -5,11 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use dashclaw_domain::action::Action;
-use dashclaw_domain::assumption::{
-    Assumption, AssumptionCommand, AssumptionError, AssumptionRecord,
-};
-use dashclaw_domain::ids::{ActionId, AssumptionId};
+use dashclaw_domain::assumption::AssumptionRecord;
+use dashclaw_domain::ids::AssumptionId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -17,10 +14,8 @@ use crate::extract::{Body, Id, Params};
 use crate::input::fields::{object, Fields};
 use crate::rest::clamp_param;
 use crate::server::AppState;
-use crate::service::random;
-use crate::service::Caller;
-use crate::service::{Actor, CommandError};
-use crate::service::{Error, ErrorCode};
+use crate::service::assumptions::{AssumptionFilter, NewAssumption, Verdict};
+use crate::service::{Caller, Error};
 use crate::wire;
 
 pub fn router() -> Router<AppState> {
@@ -31,10 +26,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/actions/assumptions/{id}", get(read).patch(update))
 }
 
-fn not_found() -> Error {
-    Error::new(ErrorCode::NotFound, "Assumption not found")
-}
-
 fn row(a: &AssumptionRecord) -> Value {
     let mut v = serde_json::to_value(a).unwrap_or_default();
     if let Value::Object(m) = &mut v {
@@ -42,10 +33,6 @@ fn row(a: &AssumptionRecord) -> Value {
         m.insert("invalidated".into(), json!(u8::from(a.invalidated)));
     }
     v
-}
-
-fn security() -> Value {
-    json!({"clean": true, "findings_count": 0, "critical_count": 0, "categories": []})
 }
 
 async fn register(
@@ -66,76 +53,22 @@ async fn register(
     let (Some(action_id), Some(assumption)) = (action_id, assumption) else {
         return Err(Error::validation(vec!["action_id is required".into()]));
     };
-    let parent = match ActionId::parse(&action_id) {
-        Ok(id) => {
-            state
-                .service
-                .aggregates()
-                .load::<Action>(&caller.org, id.as_str())
-                .await?
-                .record
-        }
-        Err(_) => None,
-    };
-    let Some(parent) = parent else {
-        return Err(Error::new(ErrorCode::NotFound, "Parent action not found"));
-    };
-    let id = match assumption_id {
-        Some(id) => AssumptionId::parse(&id).map_err(|e| Error::validation(vec![e.to_string()]))?,
-        None => AssumptionId::random(random()?),
-    };
-    let record = AssumptionRecord {
-        assumption_id: id.clone(),
-        action_id: parent.action_id,
+    let assumption_id = assumption_id
+        .map(|id| AssumptionId::parse(&id).map_err(|e| Error::validation(vec![e.to_string()])))
+        .transpose()?;
+    let new = NewAssumption {
+        action_id,
         assumption,
         basis,
-        validated: false,
-        invalidated: false,
-        invalidated_reason: None,
-        validated_at: None,
-        invalidated_at: None,
-        created_at: state.service.clock().now(),
+        assumption_id,
     };
-    let actor = Actor::of(&caller.principal, Some(&parent.agent_id));
-    match state
-        .service
-        .aggregates()
-        .execute::<Assumption>(
-            &caller.org,
-            id.as_str(),
-            AssumptionCommand::Register(Box::new(record)),
-            &actor,
-        )
-        .await
-    {
-        Ok(a) => {
-            let r = a.record.ok_or_else(not_found)?;
-            Ok((
-                StatusCode::CREATED,
-                Json(
-                    json!({"assumption": row(&r), "assumption_id": r.assumption_id, "security": security()}),
-                ),
-            ))
-        }
-        Err(CommandError::Rejected(AssumptionError::AlreadyExists)) => Err(Error::new(
-            ErrorCode::Conflict,
-            "Assumption with this assumption_id already exists",
-        )),
-        Err(CommandError::Rejected(e)) => Err(Error::internal(e)),
-        Err(CommandError::Failed(e)) => Err(e),
-    }
-}
-
-async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<AssumptionRecord, Error> {
-    let Ok(id) = AssumptionId::parse(id) else {
-        return Err(not_found());
-    };
-    let a: Assumption = state
-        .service
-        .aggregates()
-        .load(&caller.org, id.as_str())
-        .await?;
-    a.record.ok_or_else(not_found)
+    let r = state.service.register_assumption(&caller, new).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"assumption": row(&r), "assumption_id": r.assumption_id, "security": wire::security()}),
+        ),
+    ))
 }
 
 async fn read(
@@ -143,14 +76,9 @@ async fn read(
     caller: Caller,
     Id(id): Id,
 ) -> Result<Json<Value>, Error> {
-    let a = load(&state, &caller, &id).await?;
-    let action: Action = state
-        .service
-        .aggregates()
-        .load(&caller.org, a.action_id.as_str())
-        .await?;
+    let (a, action) = state.service.assumption(&caller, &id).await?;
     let mut v = row(&a);
-    if let (Value::Object(m), Some(act)) = (&mut v, action.record) {
+    if let (Value::Object(m), Some(act)) = (&mut v, action) {
         m.insert("agent_id".into(), json!(act.agent_id));
         m.insert("agent_name".into(), json!(act.agent_name));
         m.insert("declared_goal".into(), json!(act.declared_goal));
@@ -182,41 +110,20 @@ async fn update(
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(Error::bad_request("invalidated_reason must be a string")),
     };
-    let now = state.service.clock().now();
-    let command = if *validated {
-        AssumptionCommand::Validate { now }
+    let verdict = if *validated {
+        Verdict::Validated
     } else {
-        let Some(reason) = reason.filter(|r| !r.is_empty()) else {
-            return Err(Error::bad_request(
-                "invalidated_reason is required when invalidating an assumption",
-            ));
-        };
-        AssumptionCommand::Invalidate { reason, now }
+        Verdict::Invalidated(reason.unwrap_or_default())
     };
-    let a = load(&state, &caller, &id).await?;
-    let actor = Actor::of(&caller.principal, None);
-    match state
+    let r = state
         .service
-        .aggregates()
-        .execute::<Assumption>(&caller.org, a.assumption_id.as_str(), command, &actor)
-        .await
-    {
-        Ok(a) => {
-            let r = a.record.ok_or_else(not_found)?;
-            let mut body = json!({ "assumption": row(&r) });
-            if !*validated {
-                body["security"] = security();
-            }
-            Ok(Json(body))
-        }
-        Err(CommandError::Rejected(AssumptionError::AlreadyInvalidated)) => Err(Error::new(
-            ErrorCode::Conflict,
-            "Assumption is already invalidated",
-        )),
-        Err(CommandError::Rejected(AssumptionError::NotFound)) => Err(not_found()),
-        Err(CommandError::Rejected(e)) => Err(Error::internal(e)),
-        Err(CommandError::Failed(e)) => Err(e),
+        .judge_assumption(&caller, &id, verdict)
+        .await?;
+    let mut body = json!({ "assumption": row(&r) });
+    if !*validated {
+        body["security"] = wire::security();
     }
+    Ok(Json(body))
 }
 
 #[derive(Deserialize)]
@@ -245,27 +152,19 @@ async fn list(
             ]))
         }
     };
-    state.service.projections().catch_up(&caller.org).await?;
-    let docs: Vec<Value> = sqlx::query_scalar(
-        "SELECT a.doc FROM assumptions a
-           LEFT JOIN action_records r ON r.org_id = a.org_id AND r.action_id = a.action_id
-          WHERE a.org_id = $1 AND ($2::text IS NULL OR a.action_id = $2)
-            AND ($3::text IS NULL OR r.agent_id = $3)
-            AND ($4::bool IS NULL OR (a.doc->>'validated')::bool = $4)
-          ORDER BY a.created_at DESC LIMIT $5 OFFSET $6",
-    )
-    .bind(caller.org.as_str())
-    .bind(&q.action_id)
-    .bind(&q.agent_id)
-    .bind(validated)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(state.service.pool())
-    .await?;
-    let items: Vec<Value> = docs
-        .into_iter()
-        .filter_map(|d| serde_json::from_value::<AssumptionRecord>(d).ok())
-        .map(|a| row(&a))
+    let filter = AssumptionFilter {
+        limit,
+        offset,
+        validated,
+        action_id: q.action_id,
+        agent_id: q.agent_id,
+    };
+    let items: Vec<Value> = state
+        .service
+        .assumptions(&caller, &filter)
+        .await?
+        .iter()
+        .map(row)
         .collect();
     Ok(Json(
         json!({"assumptions": items, "total": items.len(), "lastUpdated": wire::ts(state.service.clock().now())}),

@@ -9,6 +9,7 @@
 pub mod actions;
 pub mod aggregates;
 pub mod approvals;
+pub mod assumptions;
 pub mod caller;
 pub mod clock;
 pub mod error;

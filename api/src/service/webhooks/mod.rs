@@ -4,6 +4,7 @@
 //! the ledger by the `webhooks` projection (`dashclaw_projections::webhooks`), fed by the
 //! ledger tail; requests that cause events never wait for deliveries.
 
+pub mod registrations;
 pub mod signature;
 pub mod target;
 
