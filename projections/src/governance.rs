@@ -18,6 +18,9 @@ use sqlx::{PgConnection, PgPool};
 use crate::analytics::{self, Deltas};
 use crate::tracker::{Event, Fold, Prepared, ProjectionError};
 
+/// The key listing moved to [`crate::read::keys`]; kept here for existing callers.
+pub use crate::read::keys::{keys_of, KeyListing};
+
 /// Folds actions, assumptions and API keys.
 pub struct Governance;
 
@@ -456,38 +459,4 @@ async fn write_assumption(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// An API key as its org's admins see it listed: never its hash.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct KeyListing {
-    pub id: String,
-    pub name: String,
-    pub role: String,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// The org's API keys, oldest first (read model `api_keys`).
-pub async fn keys_of(pool: &PgPool, org: &OrgId) -> Result<Vec<KeyListing>, ProjectionError> {
-    Ok(sqlx::query_as(
-        "SELECT id, name, role, created_at, revoked_at FROM api_keys
-          WHERE org_id = $1 ORDER BY created_at, id",
-    )
-    .bind(org.as_str())
-    .fetch_all(pool)
-    .await?)
-}
-
-/// A live key found by its hash (hex SHA-256): `(key id, org, role)`.
-pub async fn key_by_hash(
-    pool: &PgPool,
-    key_hash_hex: &str,
-) -> Result<Option<(String, String, String)>, ProjectionError> {
-    Ok(sqlx::query_as(
-        "SELECT id, org_id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-    )
-    .bind(key_hash_hex)
-    .fetch_optional(pool)
-    .await?)
 }

@@ -4,10 +4,14 @@
 //!
 //! Projections only read the ledger and write their own tables; they never write events.
 //! Each has its own checkpoints, so they fold (and rebuild) side by side.
+//!
+//! [`read`] is how everyone else reads (and, for the few tables not folded from the ledger,
+//! writes) those tables: the one owner of their SQL outside the folds.
 
 pub mod analytics;
 pub mod decisions;
 pub mod governance;
+pub mod read;
 pub mod storable;
 pub mod tracker;
 pub mod webhooks;

@@ -31,10 +31,35 @@ pub enum ProjectionError {
         aggregate_type: String,
         detail: String,
     },
+    /// A read-model row does not decode into its type, or the ledger event it points at is
+    /// not there (a row written around the projection, or by code this version cannot
+    /// read). A read stops at it rather than leave the row out of its answer: fix the code,
+    /// or rebuild the read model (`dashclaw replay`).
+    #[error("{table} row ({org}, {key}) cannot be read: {detail}")]
+    UnreadableRow {
+        table: &'static str,
+        org: String,
+        key: String,
+        detail: String,
+    },
+    /// The ledger could not be read for a reason other than the database failing (the store
+    /// found stored data it cannot read): see the store's error.
+    #[error("ledger read failed: {0}")]
+    Store(dashclaw_store::StoreError),
     /// Catching every org up, these orgs failed (each with its error); the others were
     /// caught up.
     #[error("{} org(s) could not be caught up: {}", .0.len(), .0.iter().map(|(org, e)| format!("{org}: {e}")).collect::<Vec<_>>().join("; "))]
     OrgsFailed(Vec<(String, String)>),
+}
+
+impl From<dashclaw_store::StoreError> for ProjectionError {
+    /// A database failure stays one (the caller retries), whoever met it.
+    fn from(e: dashclaw_store::StoreError) -> Self {
+        match e {
+            dashclaw_store::StoreError::Database(e) => Self::Database(e),
+            other => Self::Store(other),
+        }
+    }
 }
 
 /// One ledger event as a projection sees it (borrowed from the fetched row).

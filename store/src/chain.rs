@@ -1,4 +1,7 @@
-//! Reading chains back: heads, events in `ledger_seq` order, and where a hash is stored.
+//! Reading chains back: heads, events in `ledger_seq` order, and where a hash is stored; and
+//! every other read of the ledger tables outside the writer and verification (the ledger
+//! tail, listings of stored events, the events a read model points at, the chains a
+//! checkpoint is due for), so that their SQL has one owner.
 
 use dashclaw_events::{genesis_hash, CanonicalJson, Envelope, EnvelopeRef, EventHash, OrgId};
 use futures_util::{Stream, StreamExt};
@@ -222,4 +225,205 @@ pub async fn org_of_entity(
     .fetch_optional(pool)
     .await?;
     Ok(stream.and_then(|s| OrgId::of_stream(&s).ok()))
+}
+
+/// Every org's chain size as its head records it, in no particular order: what the ledger
+/// tail starts its cursors from and re-scans for missed notifications. A head whose org id
+/// does not parse (a row written around the store) names no chain anyone can follow, so it
+/// is left out with a warning rather than stop the scan of every other org; `verify`
+/// reports it.
+pub async fn heads(pool: &PgPool) -> Result<Vec<(OrgId, u64)>, StoreError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT org_id, size FROM ledger_heads")
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(org, size)| match OrgId::new(org) {
+            Ok(org) => Some((org, size as u64)),
+            Err(e) => {
+                tracing::warn!(error = %e, "a ledger head names an invalid org id; skipped");
+                None
+            }
+        })
+        .collect())
+}
+
+/// How many events the heads of `org` (or of every org) record: the size of what a
+/// verification will walk, read from the heads alone.
+pub async fn recorded_size(pool: &PgPool, org: Option<&OrgId>) -> Result<u64, StoreError> {
+    let total: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(sum(size), 0)::int8 FROM ledger_heads WHERE $1::text IS NULL OR org_id = $1",
+    )
+    .bind(org.map(OrgId::as_str))
+    .fetch_one(pool)
+    .await?;
+    Ok(total.max(0) as u64)
+}
+
+/// One event as a reader of payloads needs it (the ledger tail, the guard decisions read back
+/// from their events): where it sits and its payload, stored JSON text.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct EventPayload {
+    pub ledger_seq: i64,
+    pub aggregate_type: String,
+    /// The stream id, `<org>/<entity>`.
+    pub aggregate_id: String,
+    /// The event's position in its stream (1 for the event that created the entity).
+    pub sequence: i64,
+    /// JSON text exactly as stored (`payload::text`: never cast to `jsonb`, which cannot hold
+    /// a NUL an old server stored).
+    pub payload: String,
+}
+
+/// Up to `limit` events of `org` with `ledger_seq > after`, in `ledger_seq` order, payloads
+/// only (the ledger tail and the SSE replay render these; [`events`] has every column).
+pub async fn events_after(
+    pool: &PgPool,
+    org: &OrgId,
+    after: u64,
+    limit: i64,
+) -> Result<Vec<EventPayload>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT ledger_seq, aggregate_type, aggregate_id, sequence, payload::text AS payload
+           FROM events WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT $3",
+    )
+    .bind(org.as_str())
+    .bind(after.min(i64::MAX as u64) as i64)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The events of `org` at these `ledger_seq`s, in `ledger_seq` order (a position with no
+/// event is simply absent, so the caller can tell). How a read model that points at events
+/// (the guard decision log) reads their payloads.
+pub async fn events_at(
+    pool: &PgPool,
+    org: &OrgId,
+    ledger_seqs: &[i64],
+) -> Result<Vec<EventPayload>, StoreError> {
+    if ledger_seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_as(
+        "SELECT ledger_seq, aggregate_type, aggregate_id, sequence, payload::text AS payload
+           FROM events WHERE org_id = $1 AND ledger_seq = ANY($2) ORDER BY ledger_seq",
+    )
+    .bind(org.as_str())
+    .bind(ledger_seqs)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// One event with every stored column, as text where it is text: what an auditor-facing
+/// listing shows (GraphQL `ledgerEvents`, an action's `history`). Unlike [`Envelope`], a
+/// stored hash that is not even hex is shown as it is, and `recorded_at` is included.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub ledger_seq: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    /// JSON text exactly as stored.
+    pub payload: String,
+    /// JSON text exactly as stored.
+    pub metadata: String,
+    pub prev_hash: String,
+    pub hash: String,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The columns of a [`StoredEvent`] (a macro, so that the queries stay `&'static str`).
+macro_rules! stored_columns {
+    () => {
+        "SELECT ledger_seq, aggregate_type, aggregate_id, sequence, event_type, event_version,
+                payload::text AS payload, metadata::text AS metadata, prev_hash, hash, recorded_at
+           FROM events"
+    };
+}
+
+/// Up to `limit` events of `org` with `ledger_seq > after`, in `ledger_seq` order, every
+/// column.
+pub async fn stored_events_after(
+    pool: &PgPool,
+    org: &OrgId,
+    after: u64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    Ok(sqlx::query_as(concat!(
+        stored_columns!(),
+        " WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT $3"
+    ))
+    .bind(org.as_str())
+    .bind(after.min(i64::MAX as u64) as i64)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Every event of the entity `entity` of `aggregate_type` in `org` (the stream
+/// `<org>/<entity>`), in stream order, every column.
+pub async fn stream_events(
+    pool: &PgPool,
+    org: &OrgId,
+    aggregate_type: &str,
+    entity: &str,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    Ok(sqlx::query_as(concat!(
+        stored_columns!(),
+        " WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+    ))
+    .bind(aggregate_type)
+    .bind(org.stream_id(entity))
+    .fetch_all(pool)
+    .await?)
+}
+
+/// An org's chain with events no checkpoint covers yet: what the checkpoint sweep decides on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnsignedChain {
+    pub org_id: OrgId,
+    /// The chain's size (its head).
+    pub size: u64,
+    /// The size of its latest checkpoint (0 when it has none).
+    pub signed_size: u64,
+    /// When the first event after that checkpoint was recorded (`None` if it is missing).
+    pub oldest_unsigned_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Every org whose head is past its latest checkpoint, by org id. A head whose org id does
+/// not parse is left out with a warning (nothing could sign it; `verify` reports it).
+pub async fn unsigned_chains(pool: &PgPool) -> Result<Vec<UnsignedChain>, StoreError> {
+    type Row = (String, i64, i64, Option<chrono::DateTime<chrono::Utc>>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT h.org_id, h.size, COALESCE(c.size, 0),
+                (SELECT e.recorded_at FROM events e
+                  WHERE e.org_id = h.org_id AND e.ledger_seq = COALESCE(c.size, 0) + 1)
+           FROM ledger_heads h
+           LEFT JOIN LATERAL (SELECT max(size) AS size FROM checkpoints
+                               WHERE org_id = h.org_id) c ON true
+          WHERE h.size > COALESCE(c.size, 0)
+          ORDER BY h.org_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(
+            |(org, size, signed_size, oldest_unsigned_at)| match OrgId::new(org) {
+                Ok(org_id) => Some(UnsignedChain {
+                    org_id,
+                    size: size as u64,
+                    signed_size: signed_size as u64,
+                    oldest_unsigned_at,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a ledger head names an invalid org id; skipped");
+                    None
+                }
+            },
+        )
+        .collect())
 }

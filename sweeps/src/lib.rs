@@ -18,12 +18,11 @@ pub mod settings;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use dashclaw_domain::action::ActionRecord;
 use dashclaw_domain::ids::ActionId;
 use dashclaw_domain::org_settings::SweepOverrides;
 use dashclaw_domain::OrgId;
+use dashclaw_projections::read::actions::{open_actions, OpenActions};
 use futures_util::future::BoxFuture;
-use sqlx::types::Json;
 use sqlx::PgPool;
 
 pub use settings::{OrgSweeps, Settings};
@@ -35,6 +34,18 @@ pub struct SweepError(pub String);
 
 impl From<sqlx::Error> for SweepError {
     fn from(e: sqlx::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<dashclaw_store::StoreError> for SweepError {
+    fn from(e: dashclaw_store::StoreError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<dashclaw_projections::ProjectionError> for SweepError {
+    fn from(e: dashclaw_projections::ProjectionError) -> Self {
         Self(e.to_string())
     }
 }
@@ -137,11 +148,7 @@ impl Sweeps {
 
     /// Running actions without an outcome past their org's timeout -> lost confirmation.
     pub async fn lost_confirmations(&self) -> Result<usize, SweepError> {
-        let candidates = candidates(
-            &self.pool,
-            "status IN ('running', 'pending') AND outcome_status = 'pending'",
-        )
-        .await?;
+        let candidates = open_actions(&self.pool, OpenActions::AwaitingOutcome).await?;
         let now = (self.clock)();
         let mut cache = std::collections::HashMap::new();
         let mut changed = 0;
@@ -164,7 +171,7 @@ impl Sweeps {
 
     /// Pending approvals past their deadline -> expired.
     pub async fn expired_approvals(&self) -> Result<usize, SweepError> {
-        let candidates = candidates(&self.pool, "status = 'pending_approval'").await?;
+        let candidates = open_actions(&self.pool, OpenActions::AwaitingApproval).await?;
         let now = (self.clock)();
         let mut changed = 0;
         for (org, record) in candidates {
@@ -182,29 +189,17 @@ impl Sweeps {
 
     /// Signs every org whose chain is due.
     pub async fn checkpoints(&self) -> Result<usize, SweepError> {
-        type Row = (String, i64, i64, Option<DateTime<Utc>>);
-        let chains: Vec<Row> = sqlx::query_as(
-            "SELECT h.org_id, h.size, COALESCE(c.size, 0),
-                    (SELECT e.recorded_at FROM events e
-                      WHERE e.org_id = h.org_id AND e.ledger_seq = COALESCE(c.size, 0) + 1)
-               FROM ledger_heads h
-               LEFT JOIN LATERAL (SELECT max(size) AS size FROM checkpoints
-                                   WHERE org_id = h.org_id) c ON true
-              WHERE h.size > COALESCE(c.size, 0)
-              ORDER BY h.org_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let chains = dashclaw_store::chain::unsigned_chains(&self.pool).await?;
         let now = (self.clock)();
         let mut cache = std::collections::HashMap::new();
         let mut signed = 0;
-        for (org, size, signed_size, oldest_unsigned_at) in chains {
-            let Ok(org) = OrgId::new(org) else { continue };
+        for chain in chains {
+            let org = chain.org_id;
             let s = self.org_settings(&mut cache, &org).await?;
             let chain = decide::ChainState {
-                size: size as u64,
-                signed_size: signed_size as u64,
-                oldest_unsigned_at,
+                size: chain.size,
+                signed_size: chain.signed_size,
+                oldest_unsigned_at: chain.oldest_unsigned_at,
             };
             if decide::checkpoint_due(chain, now, s.checkpoint_every_events, s.checkpoint_interval)
                 && self.effects.sign_checkpoint(&org).await?
@@ -213,34 +208,5 @@ impl Sweeps {
             }
         }
         Ok(signed)
-    }
-}
-
-/// Action records matching `filter` (a fixed SQL condition), by org, read in pages.
-async fn candidates(pool: &PgPool, filter: &str) -> Result<Vec<(OrgId, ActionRecord)>, SweepError> {
-    const PAGE: i64 = 500;
-    let mut out = Vec::new();
-    let mut after = (String::new(), String::new());
-    loop {
-        let rows: Vec<(String, String, Json<ActionRecord>)> = sqlx::query_as(&format!(
-            "SELECT org_id, action_id, doc::json FROM action_records
-              WHERE {filter} AND (org_id, action_id) > ($1, $2)
-              ORDER BY org_id, action_id LIMIT $3"
-        ))
-        .bind(&after.0)
-        .bind(&after.1)
-        .bind(PAGE)
-        .fetch_all(pool)
-        .await?;
-        let done = (rows.len() as i64) < PAGE;
-        for (org, id, Json(record)) in rows {
-            after = (org.clone(), id);
-            if let Ok(org) = OrgId::new(org) {
-                out.push((org, record));
-            }
-        }
-        if done {
-            return Ok(out);
-        }
     }
 }

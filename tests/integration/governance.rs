@@ -793,11 +793,20 @@ async fn posture_rises_only_for_policies_that_fire_on_real_traffic(pool: PgPool)
     assert!(score > 50, "{governed}");
     assert_eq!(governed["findings"].as_array().unwrap().len(), 1);
     assert_eq!(governed["findings"][0]["key"], "action_type:research");
-    assert_eq!(governed["snapshots"], json!([]), "reading writes no snapshot");
+    assert_eq!(
+        governed["snapshots"],
+        json!([]),
+        "reading writes no snapshot"
+    );
     // The daily snapshot is recorded by the sweeps (one per org and day, the latest wins).
     let org = dashclaw_events::OrgId::new("org_default").unwrap();
     for _ in 0..2 {
-        let recorded = api.state.service.record_posture_snapshot(&org).await.unwrap();
+        let recorded = api
+            .state
+            .service
+            .record_posture_snapshot(&org)
+            .await
+            .unwrap();
         assert_eq!(i64::from(recorded), score);
     }
     let (_, governed) = api.get("/api/posture", &api.readonly).await;

@@ -14,6 +14,7 @@ mod ledger;
 mod nodes;
 mod operator;
 mod projections;
+mod read_models;
 mod server;
 mod support;
 mod sweeps;

@@ -96,15 +96,16 @@ impl Service {
             return Ok(caller);
         }
         let found =
-            dashclaw_projections::governance::key_by_hash(self.pool(), &hex::encode(hash)).await?;
-        let (id, org, role) = found.ok_or_else(Error::unauthorized)?;
-        if keys.is_revoked(&id) {
+            dashclaw_projections::read::keys::active_key_by_hash(self.pool(), &hex::encode(hash))
+                .await?;
+        let holder = found.ok_or_else(Error::unauthorized)?;
+        if keys.is_revoked(&holder.id) {
             return Err(Error::unauthorized());
         }
         let caller = Caller {
-            org: OrgId::new(org).map_err(Error::internal)?,
-            role: Role::parse(&role).ok_or_else(|| Error::internal("unknown role in api_keys"))?,
-            principal: id,
+            org: holder.org_id,
+            role: holder.role,
+            principal: holder.id,
         };
         keys.put(hash, caller.clone());
         Ok(caller)

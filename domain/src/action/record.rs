@@ -127,6 +127,18 @@ impl OutcomeStatus {
             Self::LostConfirmation => "lost_confirmation",
         }
     }
+
+    /// The outcome named as on the wire (`as_str`'s inverse).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "completed" => Self::Completed,
+            "partial" => Self::Partial,
+            "failed" => Self::Failed,
+            "lost_confirmation" => Self::LostConfirmation,
+            _ => return None,
+        })
+    }
 }
 
 /// What an agent may report as the terminal outcome.

@@ -506,3 +506,20 @@ fn a_lost_confirmation_closes_a_running_action_once_and_races_with_a_late_report
         .when(ActionCommand::MarkConfirmationLost { now: t0() })
         .then_expect_error(ActionError::NotAwaitingOutcome);
 }
+
+#[test]
+fn statuses_and_outcomes_parse_what_they_print() {
+    for s in ActionStatus::ALL {
+        assert_eq!(ActionStatus::parse(s).map(ActionStatus::as_str), Some(*s));
+    }
+    for o in [
+        OutcomeStatus::Pending,
+        OutcomeStatus::Completed,
+        OutcomeStatus::Partial,
+        OutcomeStatus::Failed,
+        OutcomeStatus::LostConfirmation,
+    ] {
+        assert_eq!(OutcomeStatus::parse(o.as_str()), Some(o));
+    }
+    assert_eq!(OutcomeStatus::parse("done"), None);
+}

@@ -64,6 +64,11 @@ impl Verdict {
         }
     }
 
+    /// The verdict named as on the wire (`as_str`'s inverse).
+    pub fn parse(s: &str) -> Option<Verdict> {
+        Self::from_rule(s)
+    }
+
     /// A policy's `rules.action` value.
     pub(crate) fn from_rule(action: &str) -> Option<Verdict> {
         match action {

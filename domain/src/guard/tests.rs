@@ -1147,3 +1147,16 @@ fn regexes_are_compiled_once_not_per_call() {
     }
     assert_eq!(compiled_pattern_count(), before);
 }
+
+#[test]
+fn verdicts_parse_what_they_print() {
+    for v in [
+        Verdict::Allow,
+        Verdict::Warn,
+        Verdict::RequireApproval,
+        Verdict::Block,
+    ] {
+        assert_eq!(Verdict::parse(v.as_str()), Some(v));
+    }
+    assert_eq!(Verdict::parse("allow_contained"), None);
+}
