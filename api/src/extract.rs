@@ -11,9 +11,9 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::input::fields::nul_message;
-use crate::server::AppState;
-use crate::server::MAX_BODY_BYTES;
 use crate::service::{Caller, Error, ErrorCode};
+use crate::state::AppState;
+use crate::state::MAX_BODY_BYTES;
 
 /// The `x-api-key` header, if it holds a key.
 pub fn api_key(headers: &axum::http::HeaderMap) -> Option<&str> {

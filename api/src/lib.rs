@@ -15,4 +15,5 @@ pub mod provision;
 pub mod rest;
 pub mod server;
 pub mod service;
+pub mod state;
 pub mod wire;

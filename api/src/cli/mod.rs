@@ -601,11 +601,9 @@ async fn mint_first_admin_key(pool: &PgPool) -> Result<Option<String>> {
             .catch_up_all()
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL)",
-        )
-        .fetch_one(pool)
-        .await?;
+        let exists = dashclaw_projections::read::keys::admin_key_exists(pool)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
         if exists {
             return Ok(None);
         }
@@ -674,17 +672,12 @@ async fn replay(pool: &PgPool, projection: &str, resume: bool) -> Result<()> {
 
 async fn verify(pool: &PgPool, org: Option<&OrgId>) -> Result<ExitCode> {
     let keys = dashclaw_store::keys::published(pool).await?;
-    let total: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(sum(size), 0)::int8 FROM ledger_heads WHERE $1::text IS NULL OR org_id = $1",
-    )
-    .bind(org.map(OrgId::as_str))
-    .fetch_one(pool)
-    .await?;
+    let total = dashclaw_store::chain::recorded_size(pool, org).await?;
     eprintln!(
         "verifying {total} events against {} published key(s)",
         keys.keys.len()
     );
-    let bar = indicatif::ProgressBar::new(total.max(0) as u64);
+    let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{bar:40} {pos}/{len} events ({per_sec}, eta {eta})",

@@ -16,9 +16,9 @@ use serde_json::{json, Value};
 use super::DashclawSchema;
 use crate::extract::authenticate_headers;
 use crate::extract::Body;
-use crate::server::AppState;
 use crate::service::Caller;
 use crate::service::{Error, ErrorCode};
+use crate::state::AppState;
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 

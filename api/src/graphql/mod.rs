@@ -16,20 +16,25 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use cqrs_es::Aggregate;
-use dashclaw_domain::action::{Action, ActionRecord, ActionStatus};
+
+use dashclaw_domain::action::{Action, ActionRecord, ActionStatus, OutcomeStatus};
 use dashclaw_domain::guard_decision::{GuardDecision, GuardDecisionRecord};
 use dashclaw_domain::ids::ActionId;
 use dashclaw_domain::policy_set::{PolicySet, POLICY_SET_ID};
 use futures_util::Stream;
 use serde_json::Value;
 
-use crate::server::AppState;
 use crate::service::insight::{AnalyticsFilter, ANALYTICS_DAYS};
 use crate::service::policies::NewPolicy;
 use crate::service::Caller;
 use crate::service::Error;
+use crate::state::AppState;
 use crate::wire::{self, AnalyticsBody, PostureBody, SimulationBody};
+use dashclaw_domain::guard::Verdict;
+use dashclaw_projections::read::actions::ActionFilter;
+use dashclaw_projections::read::decisions::DecisionFilter as GuardDecisionFilter;
+use dashclaw_projections::read::Page;
+use dashclaw_store::chain::StoredEvent;
 
 /// The schema type.
 pub mod http;
@@ -232,12 +237,12 @@ impl Decision {
 impl Decision {
     /// Every ledger event of this action, in order.
     async fn history(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<LedgerEvent>> {
-        let (state, _) = parts(ctx)?;
-        let rows: Vec<EventRow> = sqlx::query_as(EVENT_COLUMNS_OF_STREAM)
-            .bind(Action::TYPE)
-            .bind(self.org.stream_id(&self.action_id))
-            .fetch_all(state.service.pool())
-            .await?;
+        let (state, caller) = parts(ctx)?;
+        let rows = state
+            .service
+            .action_history(caller, &self.action_id)
+            .await
+            .map_err(gql)?;
         Ok(rows.into_iter().map(LedgerEvent::from).collect())
     }
 
@@ -313,54 +318,22 @@ pub struct LedgerEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
-type EventRow = (
-    i64,
-    String,
-    String,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    DateTime<Utc>,
-);
-
-const EVENT_COLUMNS_OF_STREAM: &str = "SELECT ledger_seq, aggregate_type, aggregate_id, sequence,
-        event_type, event_version, payload::text, metadata::text, prev_hash, hash, recorded_at
-   FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence";
-
-impl From<EventRow> for LedgerEvent {
-    fn from(
-        (
-            ledger_seq,
-            stream_type,
-            stream_id,
-            stream_seq,
-            event_type,
-            event_version,
-            payload,
-            metadata,
-            prev_hash,
-            hash,
-            recorded_at,
-        ): EventRow,
-    ) -> Self {
+impl From<StoredEvent> for LedgerEvent {
+    fn from(e: StoredEvent) -> Self {
         Self {
-            ledger_seq,
-            stream_type,
-            stream_id,
-            stream_seq,
-            event_type,
-            event_version,
+            ledger_seq: e.ledger_seq,
+            stream_type: e.aggregate_type,
+            stream_id: e.aggregate_id,
+            stream_seq: e.sequence,
+            event_type: e.event_type,
+            event_version: e.event_version,
             // The stored JSON text as it is (PostgreSQL's jsonb could not hold every payload
             // an old server accepted; JSON output can).
-            payload: Json(serde_json::from_str(&payload).unwrap_or(Value::String(payload))),
-            metadata: Json(serde_json::from_str(&metadata).unwrap_or(Value::String(metadata))),
-            prev_hash,
-            hash,
-            recorded_at,
+            payload: Json(serde_json::from_str(&e.payload).unwrap_or(Value::String(e.payload))),
+            metadata: Json(serde_json::from_str(&e.metadata).unwrap_or(Value::String(e.metadata))),
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+            recorded_at: e.recorded_at,
         }
     }
 }
@@ -609,23 +582,10 @@ async fn pending_approvals(
     state: &AppState,
     caller: &Caller,
 ) -> async_graphql::Result<Vec<Decision>> {
-    state
-        .service
-        .projections()
-        .catch_up(&caller.org)
-        .await
-        .map_err(|e| gql(e.into()))?;
-    let docs: Vec<Value> = sqlx::query_scalar(
-        "SELECT doc::json FROM action_records WHERE org_id = $1 AND status = 'pending_approval'
-          ORDER BY timestamp_start LIMIT 500",
-    )
-    .bind(caller.org.as_str())
-    .fetch_all(state.service.pool())
-    .await?;
-    Ok(docs
-        .into_iter()
-        .filter_map(|d| serde_json::from_value::<ActionRecord>(d).ok())
-        .map(|r| Decision::new(&caller.org, &r))
+    let queue = state.service.approval_queue(caller).await.map_err(gql)?;
+    Ok(queue
+        .iter()
+        .map(|r| Decision::new(&caller.org, r))
         .collect())
 }
 
@@ -682,46 +642,41 @@ impl Query {
     ) -> async_graphql::Result<Connection<usize, Decision>> {
         let (state, caller) = parts(ctx)?;
         let filter = filter.unwrap_or_default();
-        state
-            .service
-            .projections()
-            .catch_up(&caller.org)
-            .await
-            .map_err(|e| gql(e.into()))?;
         query(after, None, first, None, |after, _, first, _| async move {
             let start = after.map_or(0, |a: usize| a + 1);
             let size = first.unwrap_or(50).min(MAX_PAGE);
-            let docs: Vec<Value> = sqlx::query_scalar(
-                "SELECT doc::json FROM action_records
-                  WHERE org_id = $1 AND ($2::text IS NULL OR agent_id = $2)
-                    AND ($3::text IS NULL OR action_type = $3) AND ($4::text IS NULL OR status = $4)
-                    AND ($5::text IS NULL OR outcome_status = $5)
-                    AND ($6::int IS NULL OR risk_score >= $6) AND ($7::int IS NULL OR risk_score <= $7)
-                    AND ($8::timestamptz IS NULL OR timestamp_start >= $8)
-                    AND ($9::timestamptz IS NULL OR timestamp_start < $9)
-                  ORDER BY timestamp_start DESC, ledger_seq DESC LIMIT $10 OFFSET $11",
-            )
-            .bind(caller.org.as_str())
-            .bind(&filter.agent_id)
-            .bind(&filter.action_type)
-            .bind(filter.status.map(|s| ActionStatus::from(s).as_str()))
-            .bind(&filter.outcome)
-            .bind(filter.risk_min)
-            .bind(filter.risk_max)
-            .bind(filter.since)
-            .bind(filter.until)
-            .bind(size as i64 + 1)
-            .bind(start as i64)
-            .fetch_all(state.service.pool())
-            .await?;
-            let has_next = docs.len() > size;
+            let read_filter = ActionFilter {
+                agent_id: filter.agent_id.clone(),
+                action_type: filter.action_type.clone(),
+                status: filter.status.map(ActionStatus::from),
+                outcome_status: filter.outcome.as_deref().and_then(OutcomeStatus::parse),
+                risk_min: filter.risk_min,
+                risk_max: filter.risk_max,
+                since: filter.since,
+                until: filter.until,
+                ..Default::default()
+            };
+            if filter.outcome.is_some() && read_filter.outcome_status.is_none() {
+                // An outcome that no action can have matches nothing.
+                return Ok::<_, async_graphql::Error>(Connection::new(start > 0, false));
+            }
+            let page = Page {
+                limit: size as i64 + 1,
+                offset: start as i64,
+            };
+            let records = state
+                .service
+                .action_page(caller, read_filter, page)
+                .await
+                .map_err(gql)?;
+            let has_next = records.len() > size;
             let mut connection = Connection::new(start > 0, has_next);
             connection.edges.extend(
-                docs.into_iter()
+                records
+                    .iter()
                     .take(size)
-                    .filter_map(|d| serde_json::from_value::<ActionRecord>(d).ok())
                     .enumerate()
-                    .map(|(i, r)| Edge::new(start + i, Decision::new(&caller.org, &r))),
+                    .map(|(i, r)| Edge::new(start + i, Decision::new(&caller.org, r))),
             );
             Ok::<_, async_graphql::Error>(connection)
         })
@@ -762,33 +717,24 @@ impl Query {
         first: Option<i32>,
     ) -> async_graphql::Result<Vec<GuardDecisionObject>> {
         let (state, caller) = parts(ctx)?;
-        state
-            .service
-            .projections()
-            .catch_up(&caller.org)
-            .await
-            .map_err(|e| gql(e.into()))?;
         let limit = first.unwrap_or(50).clamp(1, MAX_PAGE as i32);
-        let records: Vec<String> = sqlx::query_scalar(
-            "SELECT e.payload::text
-               FROM (SELECT org_id, ledger_seq, created_at FROM guard_decisions
-                      WHERE org_id = $1 AND ($2::text IS NULL OR agent_id = $2)
-                        AND ($3::text IS NULL OR decision = $3)
-                      ORDER BY created_at DESC, ledger_seq DESC LIMIT $4) g
-               JOIN events e ON e.org_id = g.org_id AND e.ledger_seq = g.ledger_seq
-              ORDER BY g.created_at DESC, g.ledger_seq DESC",
-        )
-        .bind(caller.org.as_str())
-        .bind(&agent_id)
-        .bind(&decision)
-        .bind(i64::from(limit))
-        .fetch_all(state.service.pool())
-        .await?;
-        Ok(records
-            .iter()
-            .filter_map(|r| crate::service::guard::stored_decision(r))
-            .map(GuardDecisionObject::from)
-            .collect())
+        let verdict = decision.as_deref().map(Verdict::parse);
+        if verdict == Some(None) {
+            // A verdict no decision can have matches nothing.
+            return Ok(Vec::new());
+        }
+        let filter = GuardDecisionFilter {
+            agent_id,
+            decision: verdict.flatten(),
+            days: None,
+        };
+        let page = Page::first(i64::from(limit));
+        let records = state
+            .service
+            .decision_page(caller, &filter, page)
+            .await
+            .map_err(gql)?;
+        Ok(records.into_iter().map(GuardDecisionObject::from).collect())
     }
 
     /// The org's policy set.
@@ -811,16 +757,13 @@ impl Query {
         first: Option<i32>,
     ) -> async_graphql::Result<Vec<LedgerEvent>> {
         let (state, caller) = parts(ctx)?;
-        let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT ledger_seq, aggregate_type, aggregate_id, sequence, event_type, event_version,
-                    payload::text, metadata::text, prev_hash, hash, recorded_at
-               FROM events WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT $3",
-        )
-        .bind(caller.org.as_str())
-        .bind(after.unwrap_or(0))
-        .bind(i64::from(first.unwrap_or(50).clamp(1, MAX_PAGE as i32)))
-        .fetch_all(state.service.pool())
-        .await?;
+        let after = after.unwrap_or(0).max(0) as u64;
+        let limit = i64::from(first.unwrap_or(50).clamp(1, MAX_PAGE as i32));
+        let rows = state
+            .service
+            .ledger_events(caller, after, limit)
+            .await
+            .map_err(gql)?;
         Ok(rows.into_iter().map(LedgerEvent::from).collect())
     }
 
@@ -879,31 +822,15 @@ impl Query {
     /// The agents that have recorded actions, most active first.
     async fn agents(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<AgentObject>> {
         let (state, caller) = parts(ctx)?;
-        state
-            .service
-            .projections()
-            .catch_up(&caller.org)
-            .await
-            .map_err(|e| gql(e.into()))?;
-        type AgentRow = (String, i64, Option<DateTime<Utc>>, Option<f64>);
-        let rows: Vec<AgentRow> = sqlx::query_as(
-            "SELECT agent_id, count(*), max(timestamp_start), avg(risk_score)::float8
-               FROM action_records WHERE org_id = $1 GROUP BY agent_id
-              ORDER BY count(*) DESC, agent_id LIMIT 500",
-        )
-        .bind(caller.org.as_str())
-        .fetch_all(state.service.pool())
-        .await?;
-        Ok(rows
+        let agents = state.service.agents(caller).await.map_err(gql)?;
+        Ok(agents
             .into_iter()
-            .map(
-                |(agent_id, actions, last_action_at, avg_risk)| AgentObject {
-                    agent_id,
-                    actions,
-                    last_action_at,
-                    avg_risk: avg_risk.unwrap_or(0.0),
-                },
-            )
+            .map(|a| AgentObject {
+                agent_id: a.agent_id,
+                actions: a.actions,
+                last_action_at: a.last_action_at,
+                avg_risk: a.avg_risk.unwrap_or(0.0),
+            })
             .collect())
     }
 

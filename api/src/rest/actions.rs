@@ -6,17 +6,19 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use dashclaw_domain::action::{ActionRecord, ActionStatus};
+use dashclaw_domain::action::{ActionRecord, ActionStatus, OutcomeStatus};
 use dashclaw_domain::assumption::AssumptionRecord;
+use dashclaw_projections::read::actions::ActionFilter;
+use dashclaw_projections::read::Page;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::extract::{Body, Id, Params};
 use crate::input::fields::object;
 use crate::rest::clamp_param;
-use crate::server::AppState;
 use crate::service::actions::Recorded;
 use crate::service::{Caller, Error};
+use crate::state::AppState;
 use crate::wire;
 
 pub fn router() -> Router<AppState> {
@@ -122,72 +124,32 @@ async fn list(
     check_enum(&q.status, "status", ActionStatus::ALL)?;
     check_enum(&q.exclude_status, "exclude_status", ActionStatus::ALL)?;
     check_enum(&q.outcome_status, "outcome_status", OUTCOME_STATUSES)?;
-    state.service.projections().catch_up(&caller.org).await?;
-    let now = state.service.clock().now();
-    let exclude = if q.status.is_some() {
-        None
-    } else {
-        q.exclude_status.clone()
+    let filter = ActionFilter {
+        agent_id: q.agent_id,
+        swarm_id: q.swarm_id,
+        status: q.status.as_deref().and_then(ActionStatus::parse),
+        exclude_status: q.exclude_status.as_deref().and_then(ActionStatus::parse),
+        action_type: q.action_type,
+        outcome_status: q.outcome_status.as_deref().and_then(OutcomeStatus::parse),
+        risk_min: risk_min.map(|r| r as i32),
+        days: days.map(|d| d as i32),
+        ..Default::default()
     };
-    // A pending approval past its deadline reads as expired (the sweep records it).
-    let overdue = "(status = 'pending_approval'
-        AND COALESCE(approval_expires_at, timestamp_start + interval '24 hours') < $10)";
-    let filter = format!(
-        "org_id = $1
-        AND ($2::text IS NULL OR agent_id = $2) AND ($3::text IS NULL OR swarm_id = $3)
-        AND ($4::text IS NULL OR (status = $4 AND NOT ($4 = 'pending_approval' AND {overdue}))
-             OR ($4 = 'expired' AND {overdue}))
-        AND ($5::text IS NULL OR (CASE WHEN {overdue} THEN 'expired' ELSE status END) <> $5)
-        AND ($6::text IS NULL OR action_type = $6) AND ($7::int IS NULL OR risk_score >= $7)
-        AND ($8::text IS NULL OR outcome_status = $8)
-        AND ($9::int IS NULL OR timestamp_start > now() - make_interval(days => $9))"
-    );
-    macro_rules! bind_filter {
-        ($query:expr) => {
-            $query
-                .bind(caller.org.as_str())
-                .bind(&q.agent_id)
-                .bind(&q.swarm_id)
-                .bind(&q.status)
-                .bind(&exclude)
-                .bind(&q.action_type)
-                .bind(risk_min.map(|r| r as i32))
-                .bind(&q.outcome_status)
-                .bind(days.map(|d| d as i32))
-        };
-    }
-    let docs: Vec<Value> = bind_filter!(sqlx::query_scalar(&format!(
-        "SELECT doc::json FROM action_records WHERE {filter}
-          ORDER BY timestamp_start DESC, ledger_seq DESC LIMIT $11 OFFSET $12"
-    )))
-    .bind(now)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(state.service.pool())
-    .await?;
-    type Stats = (i64, i64, i64, i64, i64, i64, Option<f64>, Option<f64>);
-    let stats: Stats = bind_filter!(sqlx::query_as(&format!(
-        "SELECT count(*), count(*) FILTER (WHERE status = 'completed'),
-                count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE status = 'running'),
-                count(*) FILTER (WHERE status = 'blocked'), count(*) FILTER (WHERE risk_score >= 70),
-                avg(risk_score)::float8, sum(cost_estimate)::float8
-           FROM action_records WHERE {filter}"
-    )))
-    .bind(now)
-    .fetch_one(state.service.pool())
-    .await?;
-    let actions: Vec<Value> = docs
-        .into_iter()
-        .filter_map(|d| serde_json::from_value::<ActionRecord>(d).ok())
-        .map(|r| wire::action_row(&caller.org, &r.as_seen_at(now)))
+    let (records, stats) = state
+        .service
+        .actions(&caller, filter, Page { limit, offset })
+        .await?;
+    let actions: Vec<Value> = records
+        .iter()
+        .map(|r| wire::action_row(&caller.org, r))
         .collect();
     Ok(Json(json!({
         "actions": actions,
-        "total": stats.0,
+        "total": stats.total,
         "stats": {
-            "total": stats.0, "completed": stats.1, "failed": stats.2, "running": stats.3,
-            "blocked": stats.4, "high_risk": stats.5,
-            "avg_risk": stats.6.unwrap_or(0.0), "total_cost": stats.7.unwrap_or(0.0),
+            "total": stats.total, "completed": stats.completed, "failed": stats.failed,
+            "running": stats.running, "blocked": stats.blocked, "high_risk": stats.high_risk,
+            "avg_risk": stats.avg_risk.unwrap_or(0.0), "total_cost": stats.total_cost.unwrap_or(0.0),
         },
         "lastUpdated": wire::ts(state.service.clock().now()),
     })))
@@ -307,28 +269,6 @@ async fn approve(
 
 // ---- trace and graph ---------------------------------------------------------------------
 
-/// Actions of the org matching a SQL condition on `action_records` (bound: $1 org, $2 value).
-async fn actions_where(
-    state: &AppState,
-    caller: &Caller,
-    condition: &str,
-    value: &str,
-    limit: i64,
-) -> Result<Vec<ActionRecord>, Error> {
-    let docs: Vec<Value> = sqlx::query_scalar(&format!(
-        "SELECT doc::json FROM action_records WHERE org_id = $1 AND {condition}
-          ORDER BY timestamp_start DESC LIMIT {limit}"
-    ))
-    .bind(caller.org.as_str())
-    .bind(value)
-    .fetch_all(state.service.pool())
-    .await?;
-    Ok(docs
-        .into_iter()
-        .filter_map(|d| serde_json::from_value(d).ok())
-        .collect())
-}
-
 struct Trace {
     action: ActionRecord,
     assumptions: Vec<AssumptionRecord>,
@@ -357,16 +297,8 @@ async fn gather(state: &AppState, caller: &Caller, id: &str) -> Result<Trace, Er
             Err(_) => break,
         }
     }
-    let children = actions_where(
-        state,
-        caller,
-        "doc::json->>'parent_action_id' = $2",
-        action.action_id.as_str(),
-        100,
-    )
-    .await?;
-    let related = actions_where(state, caller, "agent_id = $2", &action.agent_id, 200)
-        .await?
+    let (children, of_agent) = state.service.neighbours(caller, &action).await?;
+    let related = of_agent
         .into_iter()
         .filter(|r| {
             r.action_id != action.action_id

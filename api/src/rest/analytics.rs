@@ -12,9 +12,9 @@ use serde::Deserialize;
 
 use crate::extract::Params;
 use crate::rest::clamp_param;
-use crate::server::AppState;
 use crate::service::insight::{AnalyticsFilter, ANALYTICS_DAYS};
 use crate::service::{Caller, Error};
+use crate::state::AppState;
 use crate::wire::AnalyticsBody;
 
 pub fn router() -> Router<AppState> {

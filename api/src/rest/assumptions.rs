@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 use crate::extract::{Body, Id, Params};
 use crate::input::fields::{object, Fields};
 use crate::rest::clamp_param;
-use crate::server::AppState;
 use crate::service::assumptions::{AssumptionFilter, NewAssumption, Verdict};
 use crate::service::{Caller, Error};
+use crate::state::AppState;
 use crate::wire;
 
 pub fn router() -> Router<AppState> {

@@ -10,8 +10,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::extract::authenticate_headers;
-use crate::server::AppState;
 use crate::service::{Caller, Error, ErrorCode, Permission};
+use crate::state::AppState;
 
 /// Middleware on the protected REST routes: the key is checked before anything else, the
 /// body above all (an unauthenticated request is answered 401 without its body being read),

@@ -4,14 +4,17 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use dashclaw_domain::guard::Verdict;
 use dashclaw_domain::guard_decision::GuardDecisionRecord;
+use dashclaw_projections::read::decisions::DecisionFilter;
+use dashclaw_projections::read::Page;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::extract::{Body, Params};
-use crate::server::AppState;
-use crate::service::guard::{stored_decision, GuardAnswer, Recording};
+use crate::service::guard::{GuardAnswer, Recording};
 use crate::service::{Caller, Error};
+use crate::state::AppState;
 use crate::wire;
 
 pub fn router() -> Router<AppState> {
@@ -117,52 +120,25 @@ async fn history(
             ]));
         }
     }
-    state.service.projections().catch_up(&caller.org).await?;
-    let filter = "org_id = $1 AND ($2::text IS NULL OR agent_id = $2)
-        AND ($3::text IS NULL OR decision = $3)
-        AND ($4::int IS NULL OR created_at > now() - make_interval(days => $4))";
-    let docs: Vec<String> = sqlx::query_scalar(&format!(
-        "SELECT e.payload::text
-           FROM (SELECT org_id, ledger_seq, created_at FROM guard_decisions WHERE {filter}
-                  ORDER BY created_at DESC, ledger_seq DESC LIMIT $5 OFFSET $6) g
-           JOIN events e ON e.org_id = g.org_id AND e.ledger_seq = g.ledger_seq
-          ORDER BY g.created_at DESC, g.ledger_seq DESC"
-    ))
-    .bind(caller.org.as_str())
-    .bind(&q.agent_id)
-    .bind(&q.decision)
-    .bind(days.map(|d| d as i32))
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(state.service.pool())
-    .await?;
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM guard_decisions WHERE {filter}"
-    ))
-    .bind(caller.org.as_str())
-    .bind(&q.agent_id)
-    .bind(&q.decision)
-    .bind(days.map(|d| d as i32))
-    .fetch_one(state.service.pool())
-    .await?;
-    let stats: (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE decision = 'block'),
-                count(*) FILTER (WHERE decision = 'warn'),
-                count(*) FILTER (WHERE decision = 'require_approval')
-           FROM guard_decisions WHERE org_id = $1 AND created_at > now() - interval '24 hours'",
-    )
-    .bind(caller.org.as_str())
-    .fetch_one(state.service.pool())
-    .await?;
-    let decisions: Vec<Value> = docs
+    let filter = DecisionFilter {
+        agent_id: q.agent_id,
+        decision: q.decision.as_deref().and_then(Verdict::parse),
+        days: days.map(|d| d as i32),
+    };
+    let log = state
+        .service
+        .decisions(&caller, &filter, Page { limit, offset })
+        .await?;
+    let decisions: Vec<Value> = log
+        .decisions
         .iter()
-        .filter_map(|d| stored_decision(d))
-        .map(|d| wire::decision_row(&caller.org, &d))
+        .map(|d| wire::decision_row(&caller.org, d))
         .collect();
+    let stats = log.last_24h;
     Ok(Json(json!({
         "decisions": decisions,
-        "total": total,
-        "stats": {"total_24h": stats.0, "blocks_24h": stats.1, "warns_24h": stats.2, "approvals_24h": stats.3},
+        "total": log.total,
+        "stats": {"total_24h": stats.total, "blocks_24h": stats.blocks, "warns_24h": stats.warns, "approvals_24h": stats.approvals},
         "limit": limit,
         "offset": offset,
     })))

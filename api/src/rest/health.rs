@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Longest the database probe may take before the answer is "unreachable".
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);

@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use dashclaw_events::Jwks;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

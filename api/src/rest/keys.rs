@@ -9,9 +9,9 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::extract::Id;
-use crate::server::AppState;
 use crate::service::Caller;
 use crate::service::Error;
+use crate::state::AppState;
 use crate::wire::KeyRow;
 
 pub fn router() -> Router<AppState> {

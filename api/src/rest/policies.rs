@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use crate::extract::{Body, Params};
 use crate::input::fields::object;
-use crate::server::AppState;
 use crate::service::{Caller, Error};
+use crate::state::AppState;
 use crate::wire;
 
 pub fn router() -> Router<AppState> {

@@ -12,10 +12,10 @@ use serde_json::{json, Map, Value};
 use crate::extract::Body;
 use crate::input::fields::{object, Fields};
 use crate::input::guard::guard_fields;
-use crate::server::AppState;
 use crate::service::policy_tools::decide_alone;
 use crate::service::Caller;
 use crate::service::Error;
+use crate::state::AppState;
 use crate::wire;
 
 pub fn router() -> Router<AppState> {

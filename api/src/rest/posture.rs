@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::server::AppState;
 use crate::service::{Caller, Error};
+use crate::state::AppState;
 use crate::wire::PostureBody;
 
 pub fn router() -> Router<AppState> {

@@ -22,10 +22,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::extract::Params;
-use crate::server::AppState;
 use crate::service::tail::LiveEvent;
 use crate::service::Caller;
 use crate::service::Error;
+use crate::state::AppState;
 
 /// A stream is closed after this long; clients reconnect with `Last-Event-ID`.
 const MAX_LIFE: Duration = Duration::from_secs(30 * 60);

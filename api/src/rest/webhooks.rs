@@ -14,10 +14,10 @@ use serde_json::{json, Value};
 use crate::extract::{Body, Id, Params};
 use crate::input::fields::{object, Fields};
 use crate::rest::clamp_param;
-use crate::server::AppState;
 use crate::service::webhooks::registrations::{registration_problems, MAX_EVENTS};
 use crate::service::webhooks::target;
 use crate::service::{Caller, Error};
+use crate::state::AppState;
 use crate::wire;
 
 pub fn router() -> Router<AppState> {

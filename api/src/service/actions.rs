@@ -11,6 +11,8 @@ use dashclaw_domain::action::{
 use dashclaw_domain::guard::OperatorGrant;
 use dashclaw_domain::guard_decision::{DecisionPurpose, GuardDecision, GuardDecisionRecord};
 use dashclaw_domain::ids::{ActionId, GuardDecisionId};
+use dashclaw_projections::read::actions::{self as read, ActionFilter, ActionStats};
+use dashclaw_projections::read::Page;
 use serde_json::Value;
 
 use super::aggregates::{Actor, CommandError};
@@ -260,17 +262,10 @@ impl Service {
         id: &ActionId,
     ) -> Result<Vec<dashclaw_domain::assumption::AssumptionRecord>, Error> {
         self.projections().catch_up(&caller.org).await?;
-        let docs: Vec<Value> = sqlx::query_scalar(
-            "SELECT doc FROM assumptions WHERE org_id = $1 AND action_id = $2 ORDER BY created_at",
+        Ok(
+            dashclaw_projections::read::assumptions::of_action(self.pool(), &caller.org, id)
+                .await?,
         )
-        .bind(caller.org.as_str())
-        .bind(id.as_str())
-        .fetch_all(self.pool())
-        .await?;
-        Ok(docs
-            .into_iter()
-            .filter_map(|d| serde_json::from_value(d).ok())
-            .collect())
     }
 
     /// The action `id` of the caller's org, as stored; ids that cannot exist are simply not
@@ -471,5 +466,66 @@ impl Service {
     pub fn elapsed_ms(&self, record: &ActionRecord) -> i64 {
         let end: DateTime<Utc> = record.outcome_at.unwrap_or_else(|| self.clock().now());
         (end - record.created_at).num_milliseconds().max(0)
+    }
+
+    /// The caller's org's actions matching `filter`, as they read now, one page of them,
+    /// and the counts over all of them.
+    pub async fn actions(
+        &self,
+        caller: &Caller,
+        filter: ActionFilter,
+        page: Page,
+    ) -> Result<(Vec<ActionRecord>, ActionStats), Error> {
+        self.projections().catch_up(&caller.org).await?;
+        let filter = ActionFilter {
+            seen_at: Some(self.clock().now()),
+            ..filter
+        };
+        let records = read::page(self.pool(), &caller.org, &filter, page).await?;
+        let stats = read::stats(self.pool(), &caller.org, &filter).await?;
+        Ok((records, stats))
+    }
+
+    /// An action's sub-actions (newest first, at most 100) and its agent's latest 200
+    /// actions: what its trace and graph show beside it.
+    pub async fn neighbours(
+        &self,
+        caller: &Caller,
+        action: &ActionRecord,
+    ) -> Result<(Vec<ActionRecord>, Vec<ActionRecord>), Error> {
+        let pool = self.pool();
+        let children = read::children(pool, &caller.org, &action.action_id, 100).await?;
+        let of_agent = read::of_agent(pool, &caller.org, &action.agent_id, 200).await?;
+        Ok((children, of_agent))
+    }
+
+    /// One page of the caller's org's actions matching `filter`, as they read now.
+    pub async fn action_page(
+        &self,
+        caller: &Caller,
+        filter: ActionFilter,
+        page: Page,
+    ) -> Result<Vec<ActionRecord>, Error> {
+        self.projections().catch_up(&caller.org).await?;
+        let filter = ActionFilter {
+            seen_at: Some(self.clock().now()),
+            ..filter
+        };
+        Ok(read::page(self.pool(), &caller.org, &filter, page).await?)
+    }
+
+    /// The approvals queue: the caller's org's actions waiting for a human (not yet past
+    /// their deadline), oldest first, at most 500.
+    pub async fn approval_queue(&self, caller: &Caller) -> Result<Vec<ActionRecord>, Error> {
+        self.projections().catch_up(&caller.org).await?;
+        let now = self.clock().now();
+        Ok(read::pending_approvals(self.pool(), &caller.org, now, 500).await?)
+    }
+
+    /// The agents that have recorded actions in the caller's org, most active first (at
+    /// most 500).
+    pub async fn agents(&self, caller: &Caller) -> Result<Vec<read::AgentActivity>, Error> {
+        self.projections().catch_up(&caller.org).await?;
+        Ok(read::agents(self.pool(), &caller.org, 500).await?)
     }
 }

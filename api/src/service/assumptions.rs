@@ -7,7 +7,6 @@ use dashclaw_domain::assumption::{
     Assumption, AssumptionCommand, AssumptionError, AssumptionRecord,
 };
 use dashclaw_domain::ids::{ActionId, AssumptionId};
-use serde_json::Value;
 
 use super::aggregates::{Actor, CommandError};
 use super::{random, Caller, Error, ErrorCode, Permission, Service};
@@ -162,25 +161,18 @@ impl Service {
         filter: &AssumptionFilter,
     ) -> Result<Vec<AssumptionRecord>, Error> {
         self.projections().catch_up(&caller.org).await?;
-        let docs: Vec<Value> = sqlx::query_scalar(
-            "SELECT a.doc FROM assumptions a
-               LEFT JOIN action_records r ON r.org_id = a.org_id AND r.action_id = a.action_id
-              WHERE a.org_id = $1 AND ($2::text IS NULL OR a.action_id = $2)
-                AND ($3::text IS NULL OR r.agent_id = $3)
-                AND ($4::bool IS NULL OR (a.doc->>'validated')::bool = $4)
-              ORDER BY a.created_at DESC LIMIT $5 OFFSET $6",
+        let read = dashclaw_projections::read::assumptions::AssumptionFilter {
+            action_id: filter.action_id.clone(),
+            agent_id: filter.agent_id.clone(),
+            validated: filter.validated,
+        };
+        let page = dashclaw_projections::read::Page {
+            limit: filter.limit,
+            offset: filter.offset,
+        };
+        Ok(
+            dashclaw_projections::read::assumptions::page(self.pool(), &caller.org, &read, page)
+                .await?,
         )
-        .bind(caller.org.as_str())
-        .bind(&filter.action_id)
-        .bind(&filter.agent_id)
-        .bind(filter.validated)
-        .bind(filter.limit)
-        .bind(filter.offset)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(docs
-            .into_iter()
-            .filter_map(|d| serde_json::from_value::<AssumptionRecord>(d).ok())
-            .collect())
     }
 }

@@ -12,6 +12,8 @@ use dashclaw_domain::guard_decision::{
 };
 use dashclaw_domain::ids::{ActionId, GuardDecisionId};
 use dashclaw_events::CanonicalJson;
+use dashclaw_projections::read::decisions::{self, DecisionFilter};
+use dashclaw_projections::read::Page;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -155,18 +157,13 @@ impl Service {
     ) -> Result<Option<GuardDecisionRecord>, Error> {
         self.projections().catch_up(&caller.org).await?;
         let since = self.clock().now() - REPLAY_WINDOW;
-        let doc: Option<String> = sqlx::query_scalar(
-            "SELECT e.payload::text FROM guard_decisions g
-               JOIN events e ON e.org_id = g.org_id AND e.ledger_seq = g.ledger_seq
-              WHERE g.org_id = $1 AND g.idempotency_key = $2 AND g.created_at > $3
-              ORDER BY g.created_at DESC LIMIT 1",
+        Ok(dashclaw_projections::read::decisions::by_idempotency_key(
+            self.pool(),
+            &caller.org,
+            key,
+            since,
         )
-        .bind(caller.org.as_str())
-        .bind(key)
-        .bind(since)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(doc.as_deref().and_then(stored_decision))
+        .await?)
     }
 }
 
@@ -266,23 +263,51 @@ impl Service {
         limit: i64,
     ) -> Result<Vec<GuardDecisionRecord>, Error> {
         self.projections().catch_up(org).await?;
-        let records: Vec<String> = sqlx::query_scalar(
-            "SELECT e.payload::text
-           FROM (SELECT org_id, ledger_seq FROM guard_decisions
-                  WHERE org_id = $1 AND created_at > $2
-                  ORDER BY ledger_seq DESC LIMIT $3) g
-           JOIN events e ON e.org_id = g.org_id AND e.ledger_seq = g.ledger_seq
-          ORDER BY g.ledger_seq DESC",
+        Ok(
+            dashclaw_projections::read::decisions::recorded_requests(
+                self.pool(),
+                org,
+                since,
+                limit,
+            )
+            .await?,
         )
-        .bind(org.as_str())
-        .bind(since)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(records
-            .iter()
-            .filter_map(|r| stored_decision(r))
-            .filter(|r| r.purpose != DecisionPurpose::Claim)
-            .collect())
     }
+
+    /// One page of the caller's org's decisions matching `filter`, newest first.
+    pub async fn decision_page(
+        &self,
+        caller: &Caller,
+        filter: &DecisionFilter,
+        page: Page,
+    ) -> Result<Vec<GuardDecisionRecord>, Error> {
+        self.projections().catch_up(&caller.org).await?;
+        Ok(decisions::page(self.pool(), &caller.org, filter, page).await?)
+    }
+
+    /// The caller's org's decision log: one page of the decisions matching `filter`, newest
+    /// first, how many match, and the last 24 hours by verdict.
+    pub async fn decisions(
+        &self,
+        caller: &Caller,
+        filter: &DecisionFilter,
+        page: Page,
+    ) -> Result<DecisionLog, Error> {
+        self.projections().catch_up(&caller.org).await?;
+        let (pool, org) = (self.pool(), &caller.org);
+        Ok(DecisionLog {
+            decisions: decisions::page(pool, org, filter, page).await?,
+            total: decisions::total(pool, org, filter).await?,
+            last_24h: decisions::stats_24h(pool, org).await?,
+        })
+    }
+}
+
+/// A page of the decision log.
+#[derive(Debug)]
+pub struct DecisionLog {
+    pub decisions: Vec<GuardDecisionRecord>,
+    /// Decisions matching the filter, on every page.
+    pub total: i64,
+    pub last_24h: decisions::DecisionStats,
 }

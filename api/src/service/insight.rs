@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use dashclaw_domain::posture::{assess, Posture, Sample};
 use dashclaw_domain::pricing;
 use dashclaw_domain::OrgId;
+use dashclaw_projections::read::analytics;
 
 use super::{Caller, Error, Service};
 
@@ -74,50 +75,25 @@ impl Service {
     /// day); returns the score.
     pub async fn record_posture_snapshot(&self, org: &OrgId) -> Result<u8, Error> {
         let (posture, _, now) = self.assess_posture(org).await?;
-        sqlx::query(
-            "INSERT INTO posture_snapshots (org_id, day, score, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (org_id, day) DO UPDATE SET score = EXCLUDED.score, created_at = EXCLUDED.created_at",
+        dashclaw_projections::read::posture::record_snapshot(
+            self.pool(),
+            org,
+            now.date_naive(),
+            posture.score,
+            now,
         )
-        .bind(org.as_str())
-        .bind(now.date_naive())
-        .bind(i32::from(posture.score))
-        .bind(now)
-        .execute(self.pool())
         .await?;
         Ok(posture.score)
     }
 
     async fn posture_snapshots(&self, org: &OrgId) -> Result<Vec<(i32, DateTime<Utc>)>, Error> {
-        Ok(sqlx::query_as(
-            "SELECT score, created_at FROM posture_snapshots WHERE org_id = $1
-              ORDER BY day DESC LIMIT 30",
-        )
-        .bind(org.as_str())
-        .fetch_all(self.pool())
-        .await?)
+        let snapshots =
+            dashclaw_projections::read::posture::snapshots(self.pool(), org, 30).await?;
+        Ok(snapshots
+            .into_iter()
+            .map(|s| (s.score, s.created_at))
+            .collect())
     }
-}
-
-/// One (day, agent, action type, model) group of actions, as the read model sums it.
-#[derive(sqlx::FromRow)]
-struct Group {
-    day: NaiveDate,
-    agent_id: String,
-    action_type: String,
-    model: Option<String>,
-    actions: i64,
-    completed: i64,
-    failed: i64,
-    blocked: i64,
-    held: i64,
-    approved: i64,
-    denied: i64,
-    expired: i64,
-    tokens_in: i64,
-    tokens_out: i64,
-    cost_reported: f64,
-    unpriced_tokens_in: i64,
-    unpriced_tokens_out: i64,
 }
 
 /// Counts and costs of a set of actions.
@@ -199,29 +175,13 @@ impl Service {
         let days = filter.days;
         let since = (self.clock().now() - chrono::Duration::days(days - 1)).date_naive();
         self.projections().catch_up(&caller.org).await?;
-        let org = caller.org.as_str();
-
-        let groups: Vec<Group> = sqlx::query_as(
-            "SELECT day, agent_id, action_type, NULLIF(model, '') AS model,
-                    sum(actions)::int8 AS actions, sum(completed)::int8 AS completed,
-                    sum(failed)::int8 AS failed, sum(blocked)::int8 AS blocked,
-                    sum(held)::int8 AS held, sum(approved)::int8 AS approved,
-                    sum(denied)::int8 AS denied, sum(expired)::int8 AS expired,
-                    sum(tokens_in)::int8 AS tokens_in, sum(tokens_out)::int8 AS tokens_out,
-                    (sum(cost_reported_micro_usd) / 1e6)::float8 AS cost_reported,
-                    sum(unpriced_tokens_in)::int8 AS unpriced_tokens_in,
-                    sum(unpriced_tokens_out)::int8 AS unpriced_tokens_out
-               FROM analytics_actions
-              WHERE org_id = $1 AND day >= $2
-                AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR action_type = $4)
-              GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3",
-        )
-        .bind(org)
-        .bind(since)
-        .bind(&filter.agent_id)
-        .bind(&filter.action_type)
-        .fetch_all(self.pool())
-        .await?;
+        let read = analytics::AnalyticsFilter {
+            since,
+            agent_id: filter.agent_id.clone(),
+            action_type: filter.action_type.clone(),
+        };
+        let (pool, org) = (self.pool(), &caller.org);
+        let groups = analytics::action_groups(pool, org, &read).await?;
 
         let mut total = Totals::default();
         let mut by_day: BTreeMap<(NaiveDate, String, String), Totals> = BTreeMap::new();
@@ -260,41 +220,16 @@ impl Service {
             by_type.entry(kind).or_default().add(&t);
         }
 
-        let enforcement: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT decision, sum(decisions)::int8 FROM analytics_decisions
-              WHERE org_id = $1 AND day >= $2 AND ($3::text IS NULL OR agent_id = $3)
-              GROUP BY 1",
-        )
-        .bind(org)
-        .bind(since)
-        .bind(&filter.agent_id)
-        .fetch_all(self.pool())
-        .await?;
+        let verdicts = analytics::decisions_by_verdict(pool, org, &read).await?;
         let count = |d: &str| {
-            enforcement
+            verdicts
                 .iter()
-                .find(|(k, _)| k == d)
-                .map_or(0, |(_, n)| *n)
+                .find(|v| v.decision == d)
+                .map_or(0, |v| v.decisions)
         };
-
-        type Percentiles = (Option<f64>, Option<f64>, Option<f64>);
-        let (p50, p90, p99): Percentiles = sqlx::query_as(
-            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds),
-                    percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds),
-                    percentile_cont(0.99) WITHIN GROUP (ORDER BY seconds)
-               FROM analytics_approvals
-              WHERE org_id = $1 AND day >= $2
-                AND ($3::text IS NULL OR agent_id = $3) AND ($4::text IS NULL OR action_type = $4)",
-        )
-        .bind(org)
-        .bind(since)
-        .bind(&filter.agent_id)
-        .bind(&filter.action_type)
-        .fetch_one(self.pool())
-        .await?;
-
+        let time = analytics::time_to_decision(pool, org, &read).await?;
         let enforcement = Enforcement {
-            decisions: enforcement.iter().map(|(_, n)| n).sum::<i64>(),
+            decisions: verdicts.iter().map(|v| v.decisions).sum::<i64>(),
             allowed: count("allow"),
             warnings: count("warn"),
             approvals_required: count("require_approval"),
@@ -309,7 +244,7 @@ impl Service {
                 approved,
                 denied,
                 expired,
-                time_to_decision: [p50, p90, p99],
+                time_to_decision: [time.p50, time.p90, time.p99],
             },
             series: by_day.into_iter().collect(),
             by_agent: by_agent.into_iter().collect(),

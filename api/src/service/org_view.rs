@@ -131,21 +131,18 @@ impl Counters {
         if self.seeded(org, agent) {
             return Ok(());
         }
-        let rows: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT ledger_seq, created_at FROM guard_decisions
-              WHERE org_id = $1 AND agent_id = $2 AND created_at > $3
-              ORDER BY ledger_seq DESC LIMIT $4",
+        let rows = dashclaw_projections::read::decisions::recent_of_agent(
+            pool,
+            org,
+            agent,
+            now - MAX_WINDOW,
+            MAX_REMEMBERED as i64,
         )
-        .bind(org.as_str())
-        .bind(agent)
-        .bind(now - MAX_WINDOW)
-        .bind(MAX_REMEMBERED as i64)
-        .fetch_all(pool)
         .await?;
         let mut map = self.0.lock().map_err(Error::internal)?;
         let decisions = map.entry((org.clone(), agent.to_owned())).or_default();
-        for (seq, at) in rows {
-            decisions.insert(seq as u64, at);
+        for row in rows {
+            decisions.insert(row.ledger_seq as u64, row.created_at);
         }
         decisions.seeded = true;
         Ok(())

@@ -270,15 +270,9 @@ impl LedgerTail {
         after: u64,
         limit: i64,
     ) -> Result<Vec<LiveEvent>, Error> {
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT ledger_seq, aggregate_type, aggregate_id, sequence, payload::text FROM events
-              WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT $3",
-        )
-        .bind(org.as_str())
-        .bind(after as i64)
-        .bind(limit)
-        .fetch_all(&self.inner.pool)
-        .await?;
+        let rows = rows_of(
+            dashclaw_store::chain::events_after(&self.inner.pool, org, after, limit).await?,
+        );
         let mut out = Vec::new();
         for row in rows {
             if let Some(e) = render(&self.inner.pool, org, &row).await? {
@@ -308,13 +302,23 @@ impl Drop for Subscription {
 }
 
 async fn heads(pool: &PgPool) -> Result<Vec<(OrgId, u64)>, Error> {
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT org_id, size FROM ledger_heads")
-        .fetch_all(pool)
-        .await?;
-    Ok(rows
+    Ok(dashclaw_store::chain::heads(pool).await?)
+}
+
+/// The tail's rows of stored events.
+fn rows_of(events: Vec<dashclaw_store::chain::EventPayload>) -> Vec<Row> {
+    events
         .into_iter()
-        .filter_map(|(org, size)| Some((OrgId::new(org).ok()?, size as u64)))
-        .collect())
+        .map(|e| {
+            (
+                e.ledger_seq,
+                e.aggregate_type,
+                e.aggregate_id,
+                e.sequence,
+                e.payload,
+            )
+        })
+        .collect()
 }
 
 impl Follower {
@@ -416,16 +420,9 @@ impl Follower {
         if size <= cursor {
             return;
         }
-        let rows: Vec<Row> = match sqlx::query_as(
-            "SELECT ledger_seq, aggregate_type, aggregate_id, sequence, payload::text FROM events
-              WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT 10000",
-        )
-        .bind(org.as_str())
-        .bind(cursor as i64)
-        .fetch_all(&self.pool)
-        .await
+        let rows = match dashclaw_store::chain::events_after(&self.pool, org, cursor, 10_000).await
         {
-            Ok(rows) => rows,
+            Ok(rows) => rows_of(rows),
             Err(e) => {
                 tracing::warn!(error = %e, %org, "cannot read new ledger events");
                 return;

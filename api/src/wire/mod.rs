@@ -179,3 +179,15 @@ pub fn error_subject(subject: &Subject) -> Vec<(&'static str, Value)> {
         ],
     }
 }
+
+/// A signal (contract 10.5).
+pub fn signal_row(s: &crate::service::signals::Signal) -> Value {
+    let mut row = json!({
+        "type": s.kind, "severity": if s.red { "red" } else { "amber" }, "label": s.label,
+        "detail": s.detail, "help": s.help, "agent_id": s.agent_id,
+    });
+    if let Some(action) = &s.action_id {
+        row["action_id"] = json!(action);
+    }
+    row
+}

@@ -7,7 +7,7 @@ use dashclaw_domain::ids::ActionId;
 use dashclaw_domain::OrgId;
 use sqlx::PgPool;
 
-use super::{decode_row, org_of_row, unreadable, Page};
+use super::{decode_row, org_of_row, Page};
 use crate::ProjectionError;
 
 const TABLE: &str = "action_records";
@@ -35,22 +35,41 @@ pub struct ActionFilter {
     pub since: Option<DateTime<Utc>>,
     /// Started before this instant.
     pub until: Option<DateTime<Utc>>,
+    /// Statuses as of this instant: a pending approval past its deadline
+    /// (`approval_expires_at`, or 24 h after the start when none was set) counts as
+    /// `expired`, before the sweep records its expiry. `None`: as stored.
+    pub seen_at: Option<DateTime<Utc>>,
 }
 
-/// The filter's condition on `action_records`; `$1` is the org, `$2`..`$12` the fields in
-/// [`bind_filter`]'s order. (A macro so that the queries stay `&'static str`.)
+/// The filter's condition on `action_records`; `$1` is the org, `$2`..`$13` the fields in
+/// [`bind_filter`]'s order. (Macros so that the queries stay `&'static str`.)
+macro_rules! overdue {
+    () => {
+        "($13::timestamptz IS NOT NULL AND status = 'pending_approval'
+          AND COALESCE(approval_expires_at, timestamp_start + interval '24 hours') < $13)"
+    };
+}
 macro_rules! filtered {
     () => {
-        " FROM action_records
+        concat!(
+            " FROM action_records
           WHERE org_id = $1
             AND ($2::text IS NULL OR agent_id = $2) AND ($3::text IS NULL OR swarm_id = $3)
-            AND ($4::text IS NULL OR status = $4) AND ($5::text IS NULL OR status <> $5)
+            AND ($4::text IS NULL OR (status = $4 AND NOT ($4 = 'pending_approval' AND ",
+            overdue!(),
+            ")) OR ($4 = 'expired' AND ",
+            overdue!(),
+            "))
+            AND ($5::text IS NULL OR (CASE WHEN ",
+            overdue!(),
+            " THEN 'expired' ELSE status END) <> $5)
             AND ($6::text IS NULL OR action_type = $6)
             AND ($7::text IS NULL OR outcome_status = $7)
             AND ($8::int IS NULL OR risk_score >= $8) AND ($9::int IS NULL OR risk_score <= $9)
             AND ($10::int IS NULL OR timestamp_start > now() - make_interval(days => $10))
             AND ($11::timestamptz IS NULL OR timestamp_start >= $11)
             AND ($12::timestamptz IS NULL OR timestamp_start < $12)"
+        )
     };
 }
 
@@ -78,6 +97,7 @@ fn bind_filter<'q, O>(
         .bind(f.days)
         .bind(f.since)
         .bind(f.until)
+        .bind(f.seen_at)
 }
 
 /// Decodes `(action_id, doc)` rows of `org` in their order.
@@ -85,6 +105,19 @@ fn records(org: &OrgId, rows: Vec<(String, String)>) -> Result<Vec<ActionRecord>
     rows.iter()
         .map(|(id, doc)| decode_row(TABLE, org.as_str(), id, doc))
         .collect()
+}
+
+/// Like [`records`], each as it reads at `seen_at` (when given).
+fn records_seen(
+    org: &OrgId,
+    rows: Vec<(String, String)>,
+    seen_at: Option<DateTime<Utc>>,
+) -> Result<Vec<ActionRecord>, ProjectionError> {
+    let records = records(org, rows)?;
+    Ok(match seen_at {
+        Some(now) => records.iter().map(|r| r.as_seen_at(now)).collect(),
+        None => records,
+    })
 }
 
 /// The org's actions matching `filter`, newest first (by start, then by the last event
@@ -98,14 +131,14 @@ pub async fn page(
     let query = sqlx::query_as(concat!(
         "SELECT action_id, doc",
         filtered!(),
-        " ORDER BY timestamp_start DESC, ledger_seq DESC LIMIT $13 OFFSET $14"
+        " ORDER BY timestamp_start DESC, ledger_seq DESC LIMIT $14 OFFSET $15"
     ));
     let rows = bind_filter(query, org, filter)
         .bind(page.limit)
         .bind(page.offset)
         .fetch_all(pool)
         .await?;
-    records(org, rows)
+    records_seen(org, rows, filter.seen_at)
 }
 
 /// Counts over every action a filter matches (not only one page): `GET /api/actions`'s
@@ -143,40 +176,23 @@ pub async fn stats(
     Ok(bind_filter(query, org, filter).fetch_one(pool).await?)
 }
 
-/// The org's approvals whose deadline (`approval_expires_at`, or 24 h after the start when
-/// none was set) is before `now`: what is expired before the queue is shown.
-pub async fn overdue_approvals(
-    pool: &PgPool,
-    org: &OrgId,
-    now: DateTime<Utc>,
-) -> Result<Vec<ActionId>, ProjectionError> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT action_id FROM action_records
-          WHERE org_id = $1 AND status = 'pending_approval'
-            AND COALESCE(approval_expires_at, timestamp_start + interval '24 hours') < $2",
-    )
-    .bind(org.as_str())
-    .bind(now)
-    .fetch_all(pool)
-    .await?;
-    ids.iter()
-        .map(|id| ActionId::parse(id).map_err(|e| unreadable(TABLE, org.as_str(), id, e)))
-        .collect()
-}
-
-/// The org's approvals queue, oldest first, at most `limit`.
+/// The org's approvals queue as of `now` (those past their deadline are expired), oldest
+/// first, at most `limit`.
 pub async fn pending_approvals(
     pool: &PgPool,
     org: &OrgId,
+    now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<ActionRecord>, ProjectionError> {
     let rows = sqlx::query_as(
         "SELECT action_id, doc FROM action_records
           WHERE org_id = $1 AND status = 'pending_approval'
+            AND COALESCE(approval_expires_at, timestamp_start + interval '24 hours') >= $3
           ORDER BY timestamp_start LIMIT $2",
     )
     .bind(org.as_str())
     .bind(limit)
+    .bind(now)
     .fetch_all(pool)
     .await?;
     records(org, rows)

@@ -19,6 +19,8 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::service::http_client::HttpClient;
+use dashclaw_projections::read::webhooks as read;
+
 use crate::service::Error;
 
 /// Delivery settings (`DASHCLAW_WEBHOOK_*`, `DASHCLAW_WEBHOOKS_ALLOW_PRIVATE`).
@@ -106,19 +108,6 @@ struct Worker {
     client: HttpClient,
     wake: Arc<Notify>,
 }
-
-/// A claimed outbox row: `(delivery_id, webhook_id, event_type, body, attempts, url, secret,
-/// live)`; url and secret are NULL when the registration is gone.
-type Claimed = (
-    String,
-    String,
-    String,
-    String,
-    i32,
-    Option<String>,
-    Option<String>,
-    bool,
-);
 
 /// Rows claimed per pass (delivered concurrently).
 const CLAIM: i64 = 8;
@@ -217,17 +206,11 @@ impl Worker {
     /// [`IDLE_FLOOR`]: a row due now that this pass did not claim is another worker's, and
     /// polling for it in a tight loop would only burn the database.
     async fn next_due(&self) -> Option<Duration> {
-        // (min() of no rows is NULL; GREATEST would turn that into 0 and make the idle
-        // worker poll without pause.)
-        let ms: Option<f64> = sqlx::query_scalar(
-            "SELECT (EXTRACT(EPOCH FROM (min(next_attempt_at) - clock_timestamp())) * 1000)::float8
-               FROM webhook_outbox WHERE state = 'pending'",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .ok()
-        .flatten();
-        ms.map(|ms| Duration::from_millis(ms.max(0.0) as u64).max(IDLE_FLOOR))
+        read::next_due(&self.pool)
+            .await
+            .ok()
+            .flatten()
+            .map(|wait| wait.max(IDLE_FLOOR))
     }
 
     /// Claims due rows (or the one named), attempts them concurrently and records the
@@ -236,36 +219,33 @@ impl Worker {
     /// Returns how many rows it claimed, and the attempts it made.
     async fn pass(&self, only: Option<&str>) -> Result<(usize, Vec<Attempt>), Error> {
         let mut tx = self.pool.begin().await?;
-        let claimed: Vec<Claimed> = sqlx::query_as(
-            "SELECT o.delivery_id, o.webhook_id, o.event_type, o.body, o.attempts,
-                    w.url, s.secret, (w.webhook_id IS NOT NULL AND w.deleted_at IS NULL)
-               FROM webhook_outbox o
-               LEFT JOIN webhooks w ON w.org_id = o.org_id AND w.webhook_id = o.webhook_id
-               LEFT JOIN webhook_secrets s ON s.org_id = o.org_id AND s.webhook_id = o.webhook_id
-              WHERE o.state = 'pending'
-                AND CASE WHEN $1::text IS NULL THEN o.next_attempt_at <= clock_timestamp()
-                         ELSE o.delivery_id = $1 END
-              ORDER BY o.next_attempt_at
-              LIMIT $2
-              FOR UPDATE OF o SKIP LOCKED",
-        )
-        .bind(only)
-        .bind(CLAIM)
-        .fetch_all(&mut *tx)
-        .await?;
+        let which = match only {
+            Some(id) => read::Claim::Only(id),
+            None => read::Claim::Due,
+        };
+        let claimed = read::claim(&mut tx, which, CLAIM).await?;
         if claimed.is_empty() {
             tx.commit().await?;
             return Ok((0, Vec::new()));
         }
         let count = claimed.len();
         let attempts = futures_util::future::join_all(claimed.into_iter().map(|row| async move {
-            let (id, _hook, event, body, attempts, url, secret, live) = row;
+            let read::ClaimedDelivery {
+                delivery_id,
+                event_type,
+                body,
+                attempts,
+                url,
+                secret,
+                live,
+                ..
+            } = row;
             match (url, secret, live) {
                 (Some(url), Some(secret), true) => Ok(self
-                    .attempt(id, attempts + 1, &event, &url, &secret, body)
+                    .attempt(delivery_id, attempts + 1, &event_type, &url, &secret, body)
                     .await),
                 // The webhook was deleted: nothing more to deliver.
-                _ => Err(id),
+                _ => Err(delivery_id),
             }
         }))
         .await;
@@ -277,14 +257,7 @@ impl Worker {
                     done.push(attempt);
                 }
                 Err(gone) => {
-                    sqlx::query(
-                        "UPDATE webhook_outbox
-                            SET state = 'cancelled', finished_at = clock_timestamp()
-                          WHERE delivery_id = $1",
-                    )
-                    .bind(&gone)
-                    .execute(&mut *tx)
-                    .await?;
+                    read::cancel(&mut tx, &gone).await?;
                 }
             }
         }
@@ -297,44 +270,25 @@ impl Worker {
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
         a: &Attempt,
     ) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO webhook_attempts
-               (delivery_id, org_id, webhook_id, attempt, status_code, error, success, duration_ms,
-                attempted_at)
-             SELECT delivery_id, org_id, webhook_id, $2, $3, $4, $5, $6, $7
-               FROM webhook_outbox WHERE delivery_id = $1",
-        )
-        .bind(&a.delivery_id)
-        .bind(a.attempt)
-        .bind(a.status_code.map(i32::from))
-        .bind(&a.error)
-        .bind(a.success)
-        .bind(a.duration_ms)
-        .bind(a.at)
-        .execute(&mut **tx)
-        .await?;
         let given_up = !a.success && a.attempt as u32 >= self.config.max_attempts;
         let state = if a.success {
-            "delivered"
+            read::DeliveryState::Delivered
         } else if given_up {
-            "failed"
+            read::DeliveryState::Failed
         } else {
-            "pending"
+            read::DeliveryState::Pending
         };
         let wait = self.config.backoff(a.attempt.max(1) as u32);
-        sqlx::query(
-            "UPDATE webhook_outbox
-                SET attempts = $2, state = $3,
-                    next_attempt_at = clock_timestamp() + make_interval(secs => $4),
-                    finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE clock_timestamp() END
-              WHERE delivery_id = $1",
-        )
-        .bind(&a.delivery_id)
-        .bind(a.attempt)
-        .bind(state)
-        .bind(wait.as_secs_f64())
-        .execute(&mut **tx)
-        .await?;
+        let made = read::AttemptMade {
+            delivery_id: &a.delivery_id,
+            attempt: a.attempt,
+            status_code: a.status_code,
+            error: a.error.as_deref(),
+            success: a.success,
+            duration_ms: a.duration_ms,
+            at: a.at,
+        };
+        read::record_attempt(tx, &made, state, wait).await?;
         if given_up {
             tracing::warn!(delivery = %a.delivery_id, attempts = a.attempt, "webhook delivery given up");
         }

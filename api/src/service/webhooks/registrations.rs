@@ -8,6 +8,8 @@ use dashclaw_domain::webhook::{self, Webhook, WebhookCommand, WebhookError, Webh
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use dashclaw_projections::read::webhooks as read;
+
 use super::target;
 use super::Attempt;
 use crate::service::aggregates::{Actor, CommandError};
@@ -110,25 +112,15 @@ impl Service {
     /// The org's live webhooks, newest first.
     pub async fn webhooks_of(&self, caller: &Caller) -> Result<Vec<WebhookListing>, Error> {
         self.catch_up_webhooks(caller).await?;
-        type Row = (String, String, Vec<String>, DateTime<Utc>, Option<String>);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT w.webhook_id, w.url, w.events, w.created_at, s.secret
-               FROM webhooks w LEFT JOIN webhook_secrets s
-                 ON s.org_id = w.org_id AND s.webhook_id = w.webhook_id
-              WHERE w.org_id = $1 AND w.deleted_at IS NULL
-              ORDER BY w.created_at DESC, w.webhook_id",
-        )
-        .bind(caller.org.as_str())
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
+        let live = read::live_webhooks(self.pool(), &caller.org).await?;
+        Ok(live
             .into_iter()
-            .map(|(id, url, events, created_at, secret)| WebhookListing {
-                id,
-                url,
-                events,
-                created_at,
-                masked_secret: secret.as_deref().map(masked),
+            .map(|w| WebhookListing {
+                id: w.webhook_id,
+                url: w.url,
+                events: w.events,
+                created_at: w.created_at,
+                masked_secret: w.secret.as_deref().map(masked),
             })
             .collect())
     }
@@ -166,12 +158,7 @@ impl Service {
         // The secret is kept first: a registration that reached the ledger can always sign.
         // If the command then fails, the secret names no webhook and stays unused (it is not
         // removed: a failure after the commit would leave a webhook without its secret).
-        sqlx::query("INSERT INTO webhook_secrets (org_id, webhook_id, secret) VALUES ($1, $2, $3)")
-            .bind(caller.org.as_str())
-            .bind(id.as_str())
-            .bind(&secret)
-            .execute(self.pool())
-            .await?;
+        read::store_secret(self.pool(), &caller.org, id.as_str(), &secret).await?;
         let command = WebhookCommand::Register(Box::new(record.clone()));
         let actor = Actor::of(&caller.principal, None);
         match self
@@ -235,16 +222,13 @@ impl Service {
             &data,
         );
         // Not due by itself: attempted right here, and retried like any other if it fails.
-        sqlx::query(
-            "INSERT INTO webhook_outbox
-               (delivery_id, org_id, webhook_id, event_type, ledger_seq, body, next_attempt_at)
-             VALUES ($1, $2, $3, 'test', NULL, $4, 'infinity')",
+        read::queue_test_delivery(
+            self.pool(),
+            &caller.org,
+            hook.id.as_str(),
+            &delivery_id,
+            &body,
         )
-        .bind(&delivery_id)
-        .bind(caller.org.as_str())
-        .bind(hook.id.as_str())
-        .bind(&body)
-        .execute(self.pool())
         .await?;
         let attempt = self.webhooks().attempt_now(&delivery_id).await?;
         Ok(TestDelivery {
@@ -262,53 +246,23 @@ impl Service {
         offset: i64,
     ) -> Result<(WebhookId, Vec<DeliveryAttempt>, i64), Error> {
         let hook = self.live_webhook(caller, id).await?;
-        type Row = (
-            i64,
-            String,
-            String,
-            Option<i64>,
-            i32,
-            Option<i32>,
-            Option<String>,
-            bool,
-            i32,
-            DateTime<Utc>,
-            String,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT a.id, a.delivery_id, o.event_type, o.ledger_seq, a.attempt, a.status_code,
-                    a.error, a.success, a.duration_ms, a.attempted_at, o.state
-               FROM webhook_attempts a JOIN webhook_outbox o ON o.delivery_id = a.delivery_id
-              WHERE a.org_id = $1 AND a.webhook_id = $2
-              ORDER BY a.id DESC LIMIT $3 OFFSET $4",
-        )
-        .bind(caller.org.as_str())
-        .bind(hook.id.as_str())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.pool())
-        .await?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM webhook_attempts WHERE org_id = $1 AND webhook_id = $2",
-        )
-        .bind(caller.org.as_str())
-        .bind(hook.id.as_str())
-        .fetch_one(self.pool())
-        .await?;
-        let attempts = rows
+        let page = dashclaw_projections::read::Page { limit, offset };
+        let listed = read::attempts(self.pool(), &caller.org, hook.id.as_str(), page).await?;
+        let total = read::attempts_total(self.pool(), &caller.org, hook.id.as_str()).await?;
+        let attempts = listed
             .into_iter()
-            .map(|r| DeliveryAttempt {
-                id: r.0,
-                delivery_id: r.1,
-                event_type: r.2,
-                ledger_seq: r.3,
-                attempt: r.4,
-                status_code: r.5,
-                error: r.6,
-                success: r.7,
-                duration_ms: r.8,
-                attempted_at: r.9,
-                delivery_state: r.10,
+            .map(|a| DeliveryAttempt {
+                id: a.id,
+                delivery_id: a.delivery_id,
+                event_type: a.event_type,
+                ledger_seq: a.ledger_seq,
+                attempt: a.attempt,
+                status_code: a.status_code,
+                error: a.error,
+                success: a.success,
+                duration_ms: a.duration_ms,
+                attempted_at: a.attempted_at,
+                delivery_state: a.state,
             })
             .collect();
         Ok((hook.id, attempts, total))
