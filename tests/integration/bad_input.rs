@@ -281,11 +281,6 @@ async fn a_readonly_key_reads_but_cannot_write(pool: PgPool) {
             "/api/assumptions".to_owned(),
             json!({"action_id": id, "assumption": "the cache is warm"}),
         ),
-        (
-            Method::POST,
-            "/api/security/prompt-injection".to_owned(),
-            json!({"text": "hello"}),
-        ),
     ] {
         let body = refused(
             &api,
@@ -299,6 +294,19 @@ async fn a_readonly_key_reads_but_cannot_write(pool: PgPool) {
         assert_eq!(body["error"], READONLY, "{uri}: {body}");
     }
     assert_eq!(action(&api, &id).await["status"], "running");
+    // Operations that change nothing are reads, whatever the HTTP method.
+    let events = api.events().await;
+    for (uri, body) in [
+        ("/api/security/prompt-injection", json!({"text": "hello"})),
+        (
+            "/api/policies/simulate",
+            json!({"policy_type": "block_action_type", "rules": {"action_types": ["build"]}}),
+        ),
+    ] {
+        let (status, answer) = api.post(uri, &api.readonly, body).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {answer}");
+    }
+    assert_eq!(api.events().await, events);
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]

@@ -13,6 +13,7 @@ mod hardening;
 mod ledger;
 mod nodes;
 mod operator;
+mod parity;
 mod projections;
 mod read_models;
 mod server;

@@ -133,14 +133,15 @@ fn gql(e: Error) -> async_graphql::Error {
         .ok()
         .and_then(|c| c.as_str().map(str::to_owned))
         .unwrap_or_default();
-    async_graphql::Error::new(e.error).extend_with(|_, ext| ext.set("code", code))
-}
-
-/// Operators' writes need an admin key (readonly and member keys get no mutations).
-fn admin<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a AppState, &'a Caller)> {
-    let (state, caller) = parts(ctx)?;
-    caller.require_admin("Admin access required").map_err(gql)?;
-    Ok((state, caller))
+    let details = e
+        .details
+        .map(|d| async_graphql::Value::from_json(d).unwrap_or_default());
+    async_graphql::Error::new(e.error).extend_with(|_, ext| {
+        ext.set("code", code);
+        if let Some(details) = details {
+            ext.set("details", details);
+        }
+    })
 }
 
 /// Lifecycle status of an action.
@@ -411,7 +412,7 @@ impl Mutation {
         action_id: String,
         reasoning: Option<String>,
     ) -> async_graphql::Result<Decision> {
-        let (state, caller) = admin(ctx)?;
+        let (state, caller) = parts(ctx)?;
         let r = state
             .service
             .decide_approval(caller, &action_id, true, reasoning)
@@ -427,7 +428,7 @@ impl Mutation {
         action_id: String,
         reasoning: Option<String>,
     ) -> async_graphql::Result<Decision> {
-        let (state, caller) = admin(ctx)?;
+        let (state, caller) = parts(ctx)?;
         let r = state
             .service
             .decide_approval(caller, &action_id, false, reasoning)

@@ -17,7 +17,7 @@ use crate::extract::{Body, Id, Params};
 use crate::input::fields::object;
 use crate::rest::clamp_param;
 use crate::service::actions::Recorded;
-use crate::service::{Caller, Error};
+use crate::service::{Caller, Error, Permission};
 use crate::state::AppState;
 use crate::wire;
 
@@ -42,6 +42,7 @@ async fn create(
     caller: Caller,
     Body(body): Body,
 ) -> Result<Response, Error> {
+    caller.require(Permission::Write)?;
     let new = crate::input::actions::record_action(&object(&body)?)?;
     let org = &caller.org;
     Ok(match state.service.record_action(&caller, new).await? {
@@ -190,6 +191,7 @@ async fn patch(
     Id(id): Id,
     Body(body): Body,
 ) -> Result<Response, Error> {
+    caller.require(Permission::Write)?;
     let body = object(&body)?;
     let org = &caller.org;
     if body.contains_key("claim_execution") {
@@ -237,6 +239,7 @@ async fn report_outcome(
     Id(id): Id,
     Body(body): Body,
 ) -> Result<Json<Value>, Error> {
+    caller.require(Permission::Write)?;
     let outcome = crate::input::actions::outcome(&object(&body)?)?;
     let done = state.service.report_outcome(&caller, &id, outcome).await?;
     let elapsed = state.service.elapsed_ms(&done);

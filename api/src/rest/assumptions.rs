@@ -14,7 +14,7 @@ use crate::extract::{Body, Id, Params};
 use crate::input::fields::{object, Fields};
 use crate::rest::clamp_param;
 use crate::service::assumptions::{AssumptionFilter, NewAssumption, Verdict};
-use crate::service::{Caller, Error};
+use crate::service::{Caller, Error, Permission};
 use crate::state::AppState;
 use crate::wire;
 
@@ -40,6 +40,7 @@ async fn register(
     caller: Caller,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), Error> {
+    caller.require(Permission::Write)?;
     let body = object(&body)?;
     let mut f = Fields::new(&body);
     let action_id = f.required_string("action_id", 128);
@@ -94,6 +95,7 @@ async fn update(
     Id(id): Id,
     Body(body): Body,
 ) -> Result<Json<Value>, Error> {
+    caller.require(Permission::Write)?;
     let body = object(&body)?;
     let Some(Value::Bool(validated)) = body.get("validated") else {
         return Err(Error::bad_request(

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 
 use crate::extract::{Body, Params};
 use crate::service::guard::{GuardAnswer, Recording};
-use crate::service::{Caller, Error};
+use crate::service::{Caller, Error, Permission};
 use crate::state::AppState;
 use crate::wire;
 
@@ -32,6 +32,7 @@ async fn guard(
     Params(query): Params<GuardQuery>,
     Body(body): Body,
 ) -> Result<Json<Map<String, Value>>, Error> {
+    caller.require(Permission::Write)?;
     let record = query.record.as_deref() == Some("true");
     let ask = crate::input::guard::guard_body(&body)?;
     let answer = state.service.guard(&caller, ask, record).await?;

@@ -72,76 +72,78 @@ async fn test(
 ) -> Result<Json<Value>, Error> {
     let body = object(&body)?;
     let now = state.service.clock().now();
-    let mut details = Vec::new();
     let recipe_mode = body.contains_key("policy_type") && body.contains_key("rules");
-    if recipe_mode {
-        let policy_type = body
-            .get("policy_type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let rules = body.get("rules").cloned().unwrap_or(Value::Null);
-        validate_policy(&policy_type, &rules).map_err(Error::validation)?;
-        let policy = Policy {
-            id: "recipe".into(),
-            name: body
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("recipe")
-                .to_owned(),
-            policy_type,
-            rules: rules.clone(),
-            active: true,
-            agent_ids: None,
-        };
-        let tests: Vec<Value> = recipes(&rules, body.get("tests"))
-            .iter()
-            .enumerate()
-            .map(|(i, r)| run_recipe(&policy, r, i, now))
-            .collect();
-        details.push(json!({"policy_id": null, "policy_name": policy.name, "tests": tests}));
+    let details = if recipe_mode {
+        vec![test_recipe(&body, now)?]
     } else {
-        let view = state
-            .service
-            .tail()
-            .views()
-            .get(state.service.aggregates(), &caller.org)
-            .await?;
         let agent = body.get("agent_id").and_then(Value::as_str);
-        for policy in view
-            .policies
+        let policies = state.service.active_policies(&caller, agent).await?;
+        policies
             .iter()
-            .filter(|p| p.active && p.applies_to(agent))
-        {
-            let tests: Vec<Value> = recipes(&policy.rules, None)
-                .iter()
-                .enumerate()
-                .map(|(i, r)| run_recipe(policy, r, i, now))
-                .collect();
-            details
-                .push(json!({"policy_id": policy.id, "policy_name": policy.name, "tests": tests}));
-        }
-    }
-    let all: Vec<&Value> = details
-        .iter()
-        .flat_map(|d| d["tests"].as_array().into_iter().flatten())
-        .collect();
-    let passed = all.iter().filter(|t| t["passed"] == true).count();
+            .map(|policy| {
+                let tests = run_recipes(policy, &recipes(&policy.rules, None), now);
+                json!({"policy_id": policy.id, "policy_name": policy.name, "tests": tests})
+            })
+            .collect()
+    };
     let mut answer = json!({
-        "results": {
-            "total_policies": details.len(),
-            "total_tests": all.len(),
-            "passed": passed,
-            "failed": all.len() - passed,
-            "success": passed == all.len(),
-            "details": details,
-        },
+        "results": summary(details),
         "generated_at": wire::ts(now),
     });
     if recipe_mode {
         answer["mode"] = json!("recipe");
     }
     Ok(Json(answer))
+}
+
+/// "Recipe" mode: the policy in the body, tried on its recipes.
+fn test_recipe(body: &Map<String, Value>, now: DateTime<Utc>) -> Result<Value, Error> {
+    let policy_type = body
+        .get("policy_type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let rules = body.get("rules").cloned().unwrap_or(Value::Null);
+    validate_policy(&policy_type, &rules).map_err(Error::validation)?;
+    let policy = Policy {
+        id: "recipe".into(),
+        name: body
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("recipe")
+            .to_owned(),
+        policy_type,
+        rules: rules.clone(),
+        active: true,
+        agent_ids: None,
+    };
+    let tests = run_recipes(&policy, &recipes(&rules, body.get("tests")), now);
+    Ok(json!({"policy_id": null, "policy_name": policy.name, "tests": tests}))
+}
+
+fn run_recipes(policy: &Policy, recipes: &[Value], now: DateTime<Utc>) -> Vec<Value> {
+    recipes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| run_recipe(policy, r, i, now))
+        .collect()
+}
+
+/// The totals over every policy's recipes, with the details.
+fn summary(details: Vec<Value>) -> Value {
+    let all: Vec<&Value> = details
+        .iter()
+        .flat_map(|d| d["tests"].as_array().into_iter().flatten())
+        .collect();
+    let passed = all.iter().filter(|t| t["passed"] == true).count();
+    json!({
+        "total_policies": details.len(),
+        "total_tests": all.len(),
+        "passed": passed,
+        "failed": all.len() - passed,
+        "success": passed == all.len(),
+        "details": details,
+    })
 }
 
 /// `POST /api/policies/simulate {policy_type, rules, days=7}`: what the proposed policy alone

@@ -22,7 +22,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::extract::Params;
-use crate::service::tail::LiveEvent;
+use dashclaw_domain::OrgId;
+
+use crate::service::tail::{LiveEvent, Subscription};
 use crate::service::Caller;
 use crate::service::Error;
 use crate::state::AppState;
@@ -69,71 +71,20 @@ async fn stream(
         .map(str::to_owned)
         .or(q.last_event_id);
     let after = last.as_deref().and_then(|s| s.trim().parse::<u64>().ok());
-    // Subscribe before replaying, so nothing falls between the replay and the live feed.
-    let mut subscription = state.service.tail().subscribe(&caller.org);
-    let replayed = match after {
-        Some(after) => {
-            state
-                .service
-                .tail()
-                .replay(&caller.org, after, REPLAY_LIMIT)
-                .await?
-        }
-        None => Vec::new(),
-    };
+    let (subscription, replayed) = state.service.follow(&caller, after, REPLAY_LIMIT).await?;
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(256);
-    let padding = ":".repeat(PAD);
-    let org = caller.org.clone();
-    tokio::spawn(async move {
-        let mut sent = after.unwrap_or(0);
-        let count = replayed.len();
-        for event in &replayed {
-            sent = sent.max(event.ledger_seq);
-            for frame in frames(event, &padding) {
-                if tx.send(Ok(frame)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        let connected = Event::default().event("connected").data(
-            json!({
-                "status": "ok", "orgId": org.as_str(), "backend": "postgres",
-                "realtimeStatus": "healthy", "replayed": count, "lastEventId": last,
-                "replayError": null,
-            })
-            .to_string(),
-        );
-        for frame in [connected, Event::default().comment(&padding)] {
-            if tx.send(Ok(frame)).await.is_err() {
-                return;
-            }
-        }
-        let deadline = tokio::time::sleep(MAX_LIFE);
-        tokio::pin!(deadline);
-        loop {
-            let event: Arc<LiveEvent> = tokio::select! {
-                received = subscription.receiver.recv() => match received {
-                    Ok(e) => e,
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "SSE subscriber lagged; it should reconnect with Last-Event-ID");
-                        continue;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                _ = tx.closed() => return,
-                _ = &mut deadline => return,
-            };
-            if event.org != org || event.ledger_seq <= sent {
-                continue;
-            }
-            sent = event.ledger_seq;
-            for frame in frames(&event, &padding) {
-                if tx.send(Ok(frame)).await.is_err() {
-                    return;
-                }
-            }
-        }
+    let connected = json!({
+        "status": "ok", "orgId": caller.org.as_str(), "backend": "postgres",
+        "realtimeStatus": "healthy", "replayed": replayed.len(), "lastEventId": last,
+        "replayError": null,
     });
+    let start = Start {
+        org: caller.org.clone(),
+        after: after.unwrap_or(0),
+        replayed,
+        connected,
+    };
+    tokio::spawn(feed(tx, subscription, start));
     let sse = Sse::new(ReceiverStream::new(rx)).keep_alive(
         KeepAlive::new()
             .interval(state.http.heartbeat)
@@ -146,6 +97,71 @@ async fn stream(
         ],
         sse,
     ))
+}
+
+/// What a stream starts with: the missed events to replay, then the `connected` frame.
+struct Start {
+    org: OrgId,
+    after: u64,
+    replayed: Vec<LiveEvent>,
+    connected: Value,
+}
+
+/// Sends the replayed events, `connected`, then the live events of the org (each once)
+/// until the client leaves or the stream's life ends.
+async fn feed(
+    tx: mpsc::Sender<Result<Event, Infallible>>,
+    mut subscription: Subscription,
+    start: Start,
+) {
+    let padding = ":".repeat(PAD);
+    let send = |frames: Vec<Event>| {
+        let tx = tx.clone();
+        async move {
+            for frame in frames {
+                if tx.send(Ok(frame)).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        }
+    };
+    let mut sent = start.after;
+    for event in &start.replayed {
+        sent = sent.max(event.ledger_seq);
+        if !send(frames(event, &padding).into()).await {
+            return;
+        }
+    }
+    let connected = Event::default()
+        .event("connected")
+        .data(start.connected.to_string());
+    if !send(vec![connected, Event::default().comment(&padding)]).await {
+        return;
+    }
+    let deadline = tokio::time::sleep(MAX_LIFE);
+    tokio::pin!(deadline);
+    loop {
+        let event: Arc<LiveEvent> = tokio::select! {
+            received = subscription.receiver.recv() => match received {
+                Ok(e) => e,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "SSE subscriber lagged; it should reconnect with Last-Event-ID");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tx.closed() => return,
+            _ = &mut deadline => return,
+        };
+        if event.org != start.org || event.ledger_seq <= sent {
+            continue;
+        }
+        sent = event.ledger_seq;
+        if !send(frames(&event, &padding).into()).await {
+            return;
+        }
+    }
 }
 
 /// How many live subscriptions (SSE and GraphQL) of the caller's org this node holds: lets a

@@ -135,6 +135,26 @@ impl Service {
             .collect())
     }
 
+    /// The org's active policies that apply to `agent_id` (all of them when `None`), in
+    /// the order the guard evaluates them.
+    pub async fn active_policies(
+        &self,
+        caller: &Caller,
+        agent_id: Option<&str>,
+    ) -> Result<Vec<Policy>, Error> {
+        let view = self
+            .tail()
+            .views()
+            .get(self.aggregates(), &caller.org)
+            .await?;
+        Ok(view
+            .policies
+            .iter()
+            .filter(|p| p.active && p.applies_to(agent_id))
+            .cloned()
+            .collect())
+    }
+
     /// Adds a policy (admin); an `allow_grant` without `expires_at` gets the default
     /// lifetime.
     pub async fn create_policy(

@@ -521,3 +521,22 @@ async fn render(pool: &PgPool, org: &OrgId, row: &Row) -> Result<Option<LiveEven
         change,
     }))
 }
+
+impl super::Service {
+    /// Follows the caller's org's ledger live: a subscription to what comes, and (given the
+    /// last `ledger_seq` the caller saw) up to `limit` events it missed. Subscribed before
+    /// the replay is read, so nothing falls between the two.
+    pub async fn follow(
+        &self,
+        caller: &super::Caller,
+        after: Option<u64>,
+        limit: i64,
+    ) -> Result<(Subscription, Vec<LiveEvent>), Error> {
+        let subscription = self.tail().subscribe(&caller.org);
+        let replayed = match after {
+            Some(after) => self.tail().replay(&caller.org, after, limit).await?,
+            None => Vec::new(),
+        };
+        Ok((subscription, replayed))
+    }
+}
