@@ -2,7 +2,7 @@
 //! under today's policies, `domain::posture`) with its daily snapshots, and the analytics
 //! of volume, cost, enforcement and approvals from the analytics read models. Reads only:
 //! the daily posture snapshot is written by [`Service::record_posture_snapshot`], which the
-//! sweeps call.
+//! `posture_snapshots` sweep calls (through `sweep_effects::LedgerEffects`).
 
 use std::collections::BTreeMap;
 
@@ -74,15 +74,13 @@ impl Service {
     /// day); returns the score.
     pub async fn record_posture_snapshot(&self, org: &OrgId) -> Result<u8, Error> {
         let (posture, _, now) = self.assess_posture(org).await?;
-        sqlx::query(
-            "INSERT INTO posture_snapshots (org_id, day, score, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (org_id, day) DO UPDATE SET score = EXCLUDED.score, created_at = EXCLUDED.created_at",
+        dashclaw_projections::read::posture::record_snapshot(
+            self.pool(),
+            org,
+            now.date_naive(),
+            posture.score,
+            now,
         )
-        .bind(org.as_str())
-        .bind(now.date_naive())
-        .bind(i32::from(posture.score))
-        .bind(now)
-        .execute(self.pool())
         .await?;
         Ok(posture.score)
     }
