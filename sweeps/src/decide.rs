@@ -59,6 +59,20 @@ pub fn checkpoint_due(
     unsigned > 0 && (unsigned >= every_events.max(1) || waited)
 }
 
+/// Whether to (re)compute an org's posture snapshot, given when its latest one was taken:
+/// none yet, the latest is of an earlier UTC day (each day keeps its own row), or it has
+/// aged `interval`.
+pub fn posture_due(
+    last: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    interval: std::time::Duration,
+) -> bool {
+    last.is_none_or(|at| {
+        at.date_naive() != now.date_naive()
+            || chrono::Duration::from_std(interval).is_ok_and(|interval| now >= at + interval)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -158,6 +172,24 @@ mod tests {
         assert!(
             checkpoint_due(chain(11, 10, 0), t(1), 5, minute),
             "old enough"
+        );
+    }
+
+    #[test]
+    fn a_posture_snapshot_is_due_first_thing_each_day_and_then_every_interval() {
+        let hour = Duration::from_secs(60 * 60);
+        assert!(posture_due(None, t(0), hour), "none yet");
+        assert!(!posture_due(Some(t(0)), t(59), hour), "within the interval");
+        assert!(posture_due(Some(t(0)), t(60), hour), "the interval passed");
+        // t(0) is noon: the last minute of the day, then the first of the next.
+        assert!(!posture_due(Some(t(11 * 60 + 30)), t(11 * 60 + 59), hour));
+        assert!(
+            posture_due(Some(t(11 * 60 + 30)), t(12 * 60), hour),
+            "the day changed"
+        );
+        assert!(
+            !posture_due(Some(t(5)), t(0), hour),
+            "a snapshot from a clock ahead"
         );
     }
 }

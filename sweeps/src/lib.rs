@@ -8,6 +8,8 @@
 //! - `approval_expiry`: pending approvals past their wait + grace become `expired`.
 //! - `checkpoints`: every org's chain is signed every N events or T after its oldest unsigned
 //!   event.
+//! - `posture_snapshots`: every org with a ledger gets its posture snapshot of the day, taken
+//!   again once the latest is older than the posture interval (`GET /api/posture` only reads).
 //!
 //! (Work-order lease timeouts join when work orders exist.)
 
@@ -50,9 +52,9 @@ impl From<dashclaw_projections::ProjectionError> for SweepError {
     }
 }
 
-/// What the sweeps can do to the world: commands on aggregates and checkpoint signing. Each
-/// answers `true` when it changed something, `false` when the aggregate refused (someone else,
-/// an agent or another sweep, got there first).
+/// What the sweeps can do to the world: commands on aggregates, checkpoint signing and posture
+/// snapshots. Each answers `true` when it changed something, `false` when the aggregate
+/// refused (someone else, an agent or another sweep, got there first).
 pub trait Effects: Send + Sync + 'static {
     fn overrides<'a>(&'a self, org: &'a OrgId)
         -> BoxFuture<'a, Result<SweepOverrides, SweepError>>;
@@ -69,13 +71,21 @@ pub trait Effects: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<bool, SweepError>>;
     fn sign_checkpoint<'a>(&'a self, org: &'a OrgId) -> BoxFuture<'a, Result<bool, SweepError>>;
+    /// Computes the org's posture now and keeps it as its snapshot of the day (replacing an
+    /// earlier one of that day).
+    fn record_posture<'a>(&'a self, org: &'a OrgId) -> BoxFuture<'a, Result<bool, SweepError>>;
 }
 
 /// The clock the sweeps read (the server's, which tests can advance).
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// Names of the sweeps (also their leader locks).
-pub const SWEEPS: [&str; 3] = ["lost_confirmation", "approval_expiry", "checkpoints"];
+pub const SWEEPS: [&str; 4] = [
+    "lost_confirmation",
+    "approval_expiry",
+    "checkpoints",
+    "posture_snapshots",
+];
 
 /// The sweeps of one node.
 #[derive(Clone)]
@@ -129,6 +139,7 @@ impl Sweeps {
             "lost_confirmation" => self.lost_confirmations().await,
             "approval_expiry" => self.expired_approvals().await,
             "checkpoints" => self.checkpoints().await,
+            "posture_snapshots" => self.posture_snapshots().await,
             other => Err(SweepError(format!("no sweep named {other}"))),
         }
     }
@@ -208,5 +219,24 @@ impl Sweeps {
             }
         }
         Ok(signed)
+    }
+
+    /// Takes the posture snapshot of every org with a ledger whose snapshot is due.
+    pub async fn posture_snapshots(&self) -> Result<usize, SweepError> {
+        let orgs = dashclaw_store::chain::heads(&self.pool).await?;
+        let now = (self.clock)();
+        let mut recorded = 0;
+        for (org, _) in orgs {
+            let last = dashclaw_projections::read::posture::snapshots(&self.pool, &org, 1)
+                .await?
+                .first()
+                .map(|s| s.created_at);
+            if decide::posture_due(last, now, self.settings.posture_interval)
+                && self.effects.record_posture(&org).await?
+            {
+                recorded += 1;
+            }
+        }
+        Ok(recorded)
     }
 }

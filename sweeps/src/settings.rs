@@ -18,6 +18,9 @@ pub struct Settings {
     pub checkpoint_every_events: u64,
     /// ...or once its newest event has waited this long for a signature.
     pub checkpoint_interval: Duration,
+    /// An org's posture snapshot of the day is recomputed once it is this old (the first of
+    /// a day is always taken). Server-wide: orgs do not override it.
+    pub posture_interval: Duration,
 }
 
 impl Default for Settings {
@@ -28,6 +31,7 @@ impl Default for Settings {
             approval_grace: Duration::from_secs(15 * 60),
             checkpoint_every_events: 1000,
             checkpoint_interval: Duration::from_secs(60),
+            posture_interval: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -43,8 +47,8 @@ pub struct BadSetting {
 
 impl Settings {
     /// The defaults, changed by `DASHCLAW_SWEEP_CADENCE`, `DASHCLAW_LOST_CONFIRMATION_TIMEOUT`,
-    /// `DASHCLAW_APPROVAL_GRACE`, `DASHCLAW_CHECKPOINT_EVERY_EVENTS` and
-    /// `DASHCLAW_CHECKPOINT_INTERVAL` when set.
+    /// `DASHCLAW_APPROVAL_GRACE`, `DASHCLAW_CHECKPOINT_EVERY_EVENTS`,
+    /// `DASHCLAW_CHECKPOINT_INTERVAL` and `DASHCLAW_POSTURE_INTERVAL` when set.
     pub fn from_env() -> Result<Self, BadSetting> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -69,6 +73,7 @@ impl Settings {
         )?;
         duration("DASHCLAW_APPROVAL_GRACE", &mut s.approval_grace)?;
         duration("DASHCLAW_CHECKPOINT_INTERVAL", &mut s.checkpoint_interval)?;
+        duration("DASHCLAW_POSTURE_INTERVAL", &mut s.posture_interval)?;
         if let Some(value) = var("DASHCLAW_CHECKPOINT_EVERY_EVENTS") {
             s.checkpoint_every_events = match value.trim().parse::<u64>() {
                 Ok(n) if n > 0 => n,
@@ -149,11 +154,17 @@ mod tests {
             ("DASHCLAW_SWEEP_CADENCE", "200ms"),
             ("DASHCLAW_LOST_CONFIRMATION_TIMEOUT", "1h 30m"),
             ("DASHCLAW_CHECKPOINT_EVERY_EVENTS", "50"),
+            ("DASHCLAW_POSTURE_INTERVAL", "30m"),
         ])
         .unwrap();
         assert_eq!(s.cadence, Duration::from_millis(200));
         assert_eq!(s.lost_confirmation_timeout, Duration::from_secs(5400));
         assert_eq!(s.checkpoint_every_events, 50);
+        assert_eq!(s.posture_interval, Duration::from_secs(1800));
+        assert_eq!(
+            Settings::default().posture_interval,
+            Duration::from_secs(3600)
+        );
     }
 
     #[test]
@@ -163,6 +174,8 @@ mod tests {
         assert!(e.to_string().contains("15m"), "{e}");
         assert!(from(&[("DASHCLAW_CHECKPOINT_EVERY_EVENTS", "0")]).is_err());
         assert!(from(&[("DASHCLAW_SWEEP_CADENCE", "0s")]).is_err());
+        let e = from(&[("DASHCLAW_POSTURE_INTERVAL", "hourly")]).unwrap_err();
+        assert_eq!(e.name, "DASHCLAW_POSTURE_INTERVAL");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The sweeps, in process with the server's clock advanced: a lost-confirmation sweep racing
 //! late agent reports ends with exactly one outcome per action; approvals expire by their
-//! (per-org) grace, once; checkpoints are signed every N events or T; per-org settings over
-//! REST. (Several nodes: `nodes.rs`.)
+//! (per-org) grace, once; checkpoints are signed every N events or T; each org's posture
+//! snapshot is taken once per interval, one row a day; per-org settings over REST. (Several
+//! nodes: `nodes.rs`.)
 
 use std::sync::Arc;
 
@@ -17,11 +18,7 @@ pub(crate) async fn sweeps_of(api: &Api, settings: Settings) -> Sweeps {
     let key = dashclaw_store::keys::signing_key(&api.pool, None)
         .await
         .unwrap();
-    let effects = LedgerEffects {
-        aggregates: api.state.service.aggregates().clone(),
-        pool: api.pool.clone(),
-        key,
-    };
+    let effects = LedgerEffects::new(api.state.service.clone(), key);
     let clock = api.state.service.clock().clone();
     Sweeps::new(
         api.pool.clone(),
@@ -285,4 +282,95 @@ async fn sweep_settings_refuse_bad_input_and_non_admins(pool: PgPool) {
     let (_, now) = api.get("/api/settings/sweeps", &api.admin).await;
     assert_eq!(now["overrides"]["approval_grace"], Value::Null, "{now}");
     assert_eq!(now["effective"]["lost_confirmation_timeout"], "15m");
+}
+
+/// The snapshots `GET /api/posture` shows the org of `key`: (score, when taken), newest first.
+async fn posture_snapshots(api: &Api, key: &str) -> Vec<(i64, chrono::DateTime<chrono::Utc>)> {
+    let (status, body) = api.get("/api/posture", key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let at = chrono::DateTime::parse_from_rfc3339(s["createdAt"].as_str().unwrap());
+            (s["score"].as_i64().unwrap(), at.unwrap().to_utc())
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn posture_snapshots_are_taken_per_org_once_per_interval_one_row_a_day(pool: PgPool) {
+    let api = Api::start(pool.clone()).await;
+    let clock = api.state.service.clock().clone();
+    // Start just after a UTC midnight, so that the hour and more this test spans is one day
+    // whenever it runs.
+    let now = clock.now();
+    let next_day = now.date_naive().succ_opt().unwrap();
+    clock.advance(next_day.and_hms_opt(0, 1, 0).unwrap().and_utc() - now);
+    let settings = Settings {
+        posture_interval: std::time::Duration::from_secs(60 * 60),
+        ..Settings::default()
+    };
+    let sweeps = sweeps_of(&api, settings).await;
+    for i in 0..6 {
+        let kind = if i % 2 == 0 { "deploy" } else { "research" };
+        let (status, body) = api
+            .post(
+                "/api/guard",
+                &api.member,
+                json!({"action_type": kind, "agent_id": "a", "systems_touched": ["production"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(posture_snapshots(&api, &api.readonly).await, vec![]);
+
+    // org_default (its traffic) and org_other (only its key): every org with a ledger.
+    assert_eq!(sweeps.run("posture_snapshots").await.unwrap(), 2);
+    let (_, bare) = api.get("/api/posture", &api.readonly).await;
+    let first = posture_snapshots(&api, &api.readonly).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].0, bare["score"].as_i64().unwrap());
+    assert_eq!(posture_snapshots(&api, &api.other_org).await.len(), 1);
+    assert_eq!(
+        sweeps.run("posture_snapshots").await.unwrap(),
+        0,
+        "within the interval"
+    );
+
+    let (status, body) = api
+        .post(
+            "/api/policies",
+            &api.admin,
+            json!({"name": "hold deploys", "policy_type": "require_approval",
+                   "rules": {"action_types": ["deploy"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, governed) = api.get("/api/posture", &api.readonly).await;
+    let score = governed["score"].as_i64().unwrap();
+    assert_ne!(score, first[0].0, "{governed}");
+    assert_eq!(
+        sweeps.run("posture_snapshots").await.unwrap(),
+        0,
+        "a changed score waits for the interval"
+    );
+    assert_eq!(posture_snapshots(&api, &api.readonly).await, first);
+
+    clock.advance(chrono::Duration::minutes(61));
+    assert_eq!(sweeps.run("posture_snapshots").await.unwrap(), 2);
+    let later = posture_snapshots(&api, &api.readonly).await;
+    assert_eq!(later.len(), 1, "still one row for the day: {later:?}");
+    assert_eq!(later[0].0, score, "the newer score");
+    assert!(later[0].1 > first[0].1, "taken later: {later:?} {first:?}");
+    assert_eq!(sweeps.run("posture_snapshots").await.unwrap(), 0);
+
+    // The next day keeps a row of its own.
+    clock.advance(chrono::Duration::days(1));
+    assert_eq!(sweeps.run("posture_snapshots").await.unwrap(), 2);
+    let two_days = posture_snapshots(&api, &api.readonly).await;
+    assert_eq!(two_days.len(), 2, "{two_days:?}");
+    assert_eq!(two_days[1], later[0], "yesterday's row is kept");
+    assert!(two_days[0].1 > later[0].1, "newest first");
 }

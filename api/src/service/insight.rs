@@ -2,7 +2,7 @@
 //! under today's policies, `domain::posture`) with its daily snapshots, and the analytics
 //! of volume, cost, enforcement and approvals from the analytics read models. Reads only:
 //! the daily posture snapshot is written by [`Service::record_posture_snapshot`], which the
-//! sweeps call.
+//! `posture_snapshots` sweep calls (through `sweep_effects::LedgerEffects`).
 
 use std::collections::BTreeMap;
 

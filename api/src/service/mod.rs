@@ -129,13 +129,10 @@ impl Service {
     }
 
     /// Starts this node's sweeps (each runs while this node leads it), signing checkpoints
-    /// with `key`; they stop when the returned handles are aborted.
+    /// with `key`; they stop when the returned handles are aborted (until then they hold a
+    /// clone of the service, and so its ledger tail).
     pub fn start_sweeps(&self, key: LedgerKey) -> Vec<tokio::task::JoinHandle<()>> {
-        let effects = sweep_effects::LedgerEffects {
-            aggregates: self.aggregates.clone(),
-            pool: self.pool.clone(),
-            key,
-        };
+        let effects = sweep_effects::LedgerEffects::new(self.clone(), key);
         let clock = self.clock.clone();
         dashclaw_sweeps::Sweeps::new(
             self.pool.clone(),

@@ -1,6 +1,7 @@
 //! The sweeps' effects on this server: commands on the Action aggregate through the same
 //! [`Aggregates`] as the REST handlers (so a sweep racing an agent's report is settled by the
-//! aggregate), checkpoint signing with the server's key, and each org's overrides.
+//! aggregate), checkpoint signing with the server's key, each org's overrides, and posture
+//! snapshots computed by the same [`Service`] operation the REST handler's score comes from.
 
 use chrono::{DateTime, Utc};
 use dashclaw_domain::action::{Action, ActionCommand};
@@ -13,17 +14,34 @@ use futures_util::future::BoxFuture;
 use sqlx::PgPool;
 
 use super::aggregates::{Actor, Aggregates, CommandError};
+use super::Service;
 
 /// The principal recorded on a sweep's events.
 pub const SWEEPER: &str = "system:sweeper";
 
+/// [`Effects`] on this server's ledger and read models.
 pub struct LedgerEffects {
-    pub aggregates: Aggregates,
-    pub pool: PgPool,
-    pub key: LedgerKey,
+    // The whole service, not just its aggregates and pool: a posture snapshot needs the
+    // projections caught up, the org's policy view and the clock, exactly as the score of
+    // `GET /api/posture` does, so both come from one operation.
+    service: Service,
+    key: LedgerKey,
 }
 
 impl LedgerEffects {
+    /// The effects of `service`'s sweeps, signing checkpoints with `key`.
+    pub fn new(service: Service, key: LedgerKey) -> Self {
+        Self { service, key }
+    }
+
+    fn aggregates(&self) -> &Aggregates {
+        self.service.aggregates()
+    }
+
+    fn pool(&self) -> &PgPool {
+        self.service.pool()
+    }
+
     async fn command(
         &self,
         org: &OrgId,
@@ -31,7 +49,7 @@ impl LedgerEffects {
         command: ActionCommand,
     ) -> Result<bool, SweepError> {
         match self
-            .aggregates
+            .aggregates()
             .execute::<Action>(org, action.as_str(), command, &Actor::of(SWEEPER, None))
             .await
         {
@@ -50,7 +68,7 @@ impl Effects for LedgerEffects {
     ) -> BoxFuture<'a, Result<SweepOverrides, SweepError>> {
         Box::pin(async move {
             let settings: OrgSettings = self
-                .aggregates
+                .aggregates()
                 .load(org, ORG_SETTINGS_ID)
                 .await
                 .map_err(|e| SweepError(e.error))?;
@@ -78,10 +96,20 @@ impl Effects for LedgerEffects {
 
     fn sign_checkpoint<'a>(&'a self, org: &'a OrgId) -> BoxFuture<'a, Result<bool, SweepError>> {
         Box::pin(async move {
-            dashclaw_store::checkpoints::sign(&self.pool, &self.key, org)
+            dashclaw_store::checkpoints::sign(self.pool(), &self.key, org)
                 .await
                 .map(|signed| signed.is_some())
                 .map_err(|e| SweepError(e.to_string()))
+        })
+    }
+
+    fn record_posture<'a>(&'a self, org: &'a OrgId) -> BoxFuture<'a, Result<bool, SweepError>> {
+        Box::pin(async move {
+            self.service
+                .record_posture_snapshot(org)
+                .await
+                .map(|_| true)
+                .map_err(|e| SweepError(e.error))
         })
     }
 }
