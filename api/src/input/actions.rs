@@ -41,17 +41,23 @@ pub fn record_action(body: &Map<String, Value>) -> Result<RecordAction, Error> {
         error_message: f.string("error_message", 4000),
         timestamp_start: f.timestamp("timestamp_start"),
         timestamp_end: f.timestamp("timestamp_end"),
-        duration_ms: f.integer("duration_ms", 0, i64::MAX).map(|n| n as u64),
-        cost_estimate: f.number("cost_estimate", 0.0, 10_000.0),
-        tokens_in: f
-            .integer("tokens_in", 0, i64::MAX)
-            .map(|n| n.min(10_000_000) as u64),
-        tokens_out: f
-            .integer("tokens_out", 0, i64::MAX)
-            .map(|n| n.min(10_000_000) as u64),
+        duration_ms: None,
+        cost_estimate: None,
+        tokens_in: None,
+        tokens_out: None,
+        model: None,
+        session_id: None,
+        ..Default::default()
+    };
+    let usage = usage(&mut f);
+    let details = ActionDetails {
+        duration_ms: usage.duration_ms,
+        cost_estimate: usage.cost_estimate,
+        tokens_in: usage.tokens_in,
+        tokens_out: usage.tokens_out,
         model: f.string("model", 128),
         session_id: f.string("session_id", 128),
-        ..Default::default()
+        ..details
     };
     let claimed_decision = f.string("guard_decision_id", 64);
     f.finish()?;
@@ -67,6 +73,29 @@ pub fn record_action(body: &Map<String, Value>) -> Result<RecordAction, Error> {
         details,
         claimed_decision,
     })
+}
+
+/// What an action used, as the body reports it (tokens counted up to 10 million).
+struct Usage {
+    duration_ms: Option<u64>,
+    cost_estimate: Option<f64>,
+    tokens_in: Option<u64>,
+    tokens_out: Option<u64>,
+}
+
+fn usage(f: &mut Fields<'_>) -> Usage {
+    let duration_ms = f.integer("duration_ms", 0, i64::MAX).map(|n| n as u64);
+    let cost_estimate = f.number("cost_estimate", 0.0, 10_000.0);
+    let mut tokens = |key: &str| {
+        f.integer(key, 0, i64::MAX)
+            .map(|n| n.min(10_000_000) as u64)
+    };
+    Usage {
+        duration_ms,
+        cost_estimate,
+        tokens_in: tokens("tokens_in"),
+        tokens_out: tokens("tokens_out"),
+    }
 }
 
 fn invalid_claim() -> Error {
@@ -122,17 +151,22 @@ pub fn legacy_update(body: &Map<String, Value>) -> Result<(LegacyUpdate, bool), 
         artifacts_created: has_artifacts.then(|| f.strings("artifacts_created", 100, 500)),
         error_message: f.string("error_message", 4000),
         timestamp_end: f.timestamp("timestamp_end"),
-        duration_ms: f.integer("duration_ms", 0, i64::MAX).map(|n| n as u64),
-        cost_estimate: f.number("cost_estimate", 0.0, 10_000.0),
-        tokens_in: f
-            .integer("tokens_in", 0, i64::MAX)
-            .map(|n| n.min(10_000_000) as u64),
-        tokens_out: f
-            .integer("tokens_out", 0, i64::MAX)
-            .map(|n| n.min(10_000_000) as u64),
-        model: f.string("model", 128),
+        duration_ms: None,
+        cost_estimate: None,
+        tokens_in: None,
+        tokens_out: None,
+        model: None,
         // The service stamps the time.
         now: Default::default(),
+    };
+    let usage = usage(&mut f);
+    let update = LegacyUpdate {
+        duration_ms: usage.duration_ms,
+        cost_estimate: usage.cost_estimate,
+        tokens_in: usage.tokens_in,
+        tokens_out: usage.tokens_out,
+        model: f.string("model", 128),
+        ..update
     };
     let close_if_running = f.raw("close_if_running") == Some(&Value::Bool(true));
     f.finish()?;

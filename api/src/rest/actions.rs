@@ -158,15 +158,6 @@ async fn list(
 
 // ---- GET /api/actions/:id ----------------------------------------------------------------
 
-fn assumption_row(a: &AssumptionRecord) -> Value {
-    let mut v = serde_json::to_value(a).unwrap_or_default();
-    if let Value::Object(m) = &mut v {
-        m.insert("validated".into(), json!(u8::from(a.validated)));
-        m.insert("invalidated".into(), json!(u8::from(a.invalidated)));
-    }
-    v
-}
-
 async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -176,7 +167,7 @@ async fn read(
     let org = &caller.org;
     Ok(Json(json!({
         "action": wire::action_row(org, &view.record),
-        "assumptions": view.assumptions.iter().map(assumption_row).collect::<Vec<_>>(),
+        "assumptions": view.assumptions.iter().map(wire::assumption_row).collect::<Vec<_>>(),
         "guard_decision": view.guard_decision.map(|d| wire::decision_row(org, &d)),
         "message_summary": {"total": 0, "participants": [], "first_message_at": null, "last_message_at": null},
         "deviations": [],
@@ -357,7 +348,7 @@ async fn trace(
             "assumptions": {
                 "total": t.assumptions.len(), "validated": validated, "invalidated": invalidated.len(),
                 "unvalidated": t.assumptions.len() - validated - invalidated.len(),
-                "items": t.assumptions.iter().map(assumption_row).collect::<Vec<_>>(),
+                "items": t.assumptions.iter().map(wire::assumption_row).collect::<Vec<_>>(),
             },
             "loops": {"total": 0, "open": 0, "resolved": 0, "cancelled": 0, "items": []},
             "parent_chain": t.parents.iter().map(row).collect::<Vec<_>>(),

@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use dashclaw_domain::assumption::AssumptionRecord;
 use dashclaw_domain::ids::AssumptionId;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -24,15 +23,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/actions/assumptions", get(list).post(register))
         .route("/api/assumptions/{id}", get(read).patch(update))
         .route("/api/actions/assumptions/{id}", get(read).patch(update))
-}
-
-fn row(a: &AssumptionRecord) -> Value {
-    let mut v = serde_json::to_value(a).unwrap_or_default();
-    if let Value::Object(m) = &mut v {
-        m.insert("validated".into(), json!(u8::from(a.validated)));
-        m.insert("invalidated".into(), json!(u8::from(a.invalidated)));
-    }
-    v
 }
 
 async fn register(
@@ -67,7 +57,7 @@ async fn register(
     Ok((
         StatusCode::CREATED,
         Json(
-            json!({"assumption": row(&r), "assumption_id": r.assumption_id, "security": wire::security()}),
+            json!({"assumption": wire::assumption_row(&r), "assumption_id": r.assumption_id, "security": wire::security()}),
         ),
     ))
 }
@@ -78,7 +68,7 @@ async fn read(
     Id(id): Id,
 ) -> Result<Json<Value>, Error> {
     let (a, action) = state.service.assumption(&caller, &id).await?;
-    let mut v = row(&a);
+    let mut v = wire::assumption_row(&a);
     if let (Value::Object(m), Some(act)) = (&mut v, action) {
         m.insert("agent_id".into(), json!(act.agent_id));
         m.insert("agent_name".into(), json!(act.agent_name));
@@ -121,7 +111,7 @@ async fn update(
         .service
         .judge_assumption(&caller, &id, verdict)
         .await?;
-    let mut body = json!({ "assumption": row(&r) });
+    let mut body = json!({ "assumption": wire::assumption_row(&r) });
     if !*validated {
         body["security"] = wire::security();
     }
@@ -166,7 +156,7 @@ async fn list(
         .assumptions(&caller, &filter)
         .await?
         .iter()
-        .map(row)
+        .map(wire::assumption_row)
         .collect();
     Ok(Json(
         json!({"assumptions": items, "total": items.len(), "lastUpdated": wire::ts(state.service.clock().now())}),

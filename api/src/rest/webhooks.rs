@@ -177,7 +177,7 @@ async fn deliveries(
                 "success": a.success,
                 "duration_ms": a.duration_ms,
                 "attempted_at": wire::ts(a.attempted_at),
-                "delivery_state": a.delivery_state,
+                "delivery_state": a.state,
             })
         })
         .collect();

@@ -191,3 +191,13 @@ pub fn signal_row(s: &crate::service::signals::Signal) -> Value {
     }
     row
 }
+
+/// An assumption row (contract 10): its record, with `validated` and `invalidated` as 0/1.
+pub fn assumption_row(a: &dashclaw_domain::assumption::AssumptionRecord) -> Value {
+    let mut v = serde_json::to_value(a).unwrap_or_default();
+    if let Value::Object(m) = &mut v {
+        m.insert("validated".into(), json!(u8::from(a.validated)));
+        m.insert("invalidated".into(), json!(u8::from(a.invalidated)));
+    }
+    v
+}

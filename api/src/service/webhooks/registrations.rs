@@ -30,23 +30,6 @@ pub struct WebhookListing {
     pub masked_secret: Option<String>,
 }
 
-/// One recorded delivery attempt.
-#[derive(Debug)]
-pub struct DeliveryAttempt {
-    pub id: i64,
-    pub delivery_id: String,
-    pub event_type: String,
-    pub ledger_seq: Option<i64>,
-    pub attempt: i32,
-    pub status_code: Option<i32>,
-    pub error: Option<String>,
-    pub success: bool,
-    pub duration_ms: i32,
-    pub attempted_at: DateTime<Utc>,
-    /// The delivery's state now (pending, delivered, failed).
-    pub delivery_state: String,
-}
-
 /// What a test delivery came to: its id and the attempt, if one was made here.
 #[derive(Debug)]
 pub struct TestDelivery {
@@ -244,27 +227,12 @@ impl Service {
         id: &str,
         limit: i64,
         offset: i64,
-    ) -> Result<(WebhookId, Vec<DeliveryAttempt>, i64), Error> {
+    ) -> Result<(WebhookId, Vec<read::AttemptListing>, i64), Error> {
         let hook = self.live_webhook(caller, id).await?;
         let page = dashclaw_projections::read::Page { limit, offset };
         let listed = read::attempts(self.pool(), &caller.org, hook.id.as_str(), page).await?;
         let total = read::attempts_total(self.pool(), &caller.org, hook.id.as_str()).await?;
-        let attempts = listed
-            .into_iter()
-            .map(|a| DeliveryAttempt {
-                id: a.id,
-                delivery_id: a.delivery_id,
-                event_type: a.event_type,
-                ledger_seq: a.ledger_seq,
-                attempt: a.attempt,
-                status_code: a.status_code,
-                error: a.error,
-                success: a.success,
-                duration_ms: a.duration_ms,
-                attempted_at: a.attempted_at,
-                delivery_state: a.state,
-            })
-            .collect();
+        let attempts = listed;
         Ok((hook.id, attempts, total))
     }
 }
