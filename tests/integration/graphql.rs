@@ -62,7 +62,8 @@ async fn decisions_are_queried_with_filters_history_and_their_guard_decision(poo
     let query = "query($f: DecisionFilter) { decisions(first: 10, filter: $f) {
         edges { cursor node { actionId agentId status riskScore
           history { ledgerSeq eventType hash }
-          guardDecision { decision policySetVersion matchedPolicies request } } }
+          guardDecision { decision policySetVersion matchedPolicies
+            request { actionType agentId } riskBreakdown { baseScore final modifiers { factor } } } } }
         pageInfo { hasNextPage } } }";
     let (status, body) = graphql(&api, &api.readonly, query, json!({"f": {"agentId": "a"}})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -86,8 +87,14 @@ async fn decisions_are_queried_with_filters_history_and_their_guard_decision(poo
         "require_approval"
     );
     assert_eq!(
-        deploy["node"]["guardDecision"]["request"]["action_type"],
+        deploy["node"]["guardDecision"]["request"]["actionType"],
         "deploy"
+    );
+    let breakdown = &deploy["node"]["guardDecision"]["riskBreakdown"];
+    assert!(breakdown["final"].as_i64().is_some(), "{breakdown}");
+    assert_eq!(
+        breakdown["final"], deploy["node"]["riskScore"],
+        "{breakdown}"
     );
 
     let (_, held) = graphql(
@@ -216,7 +223,7 @@ async fn graphql_needs_a_key_limits_depth_and_serves_graphiql(pool: PgPool) {
     .await;
     assert_eq!(other["data"]["decisions"]["edges"], json!([]));
 
-    let deep = "{ decisions { edges { node { history { payload } guardDecision { request } } } } }";
+    let deep = "{ decisions { edges { node { history { payload } guardDecision { request { actionType } } } } } }";
     let (_, ok) = graphql(&api, &api.member, deep, json!({})).await;
     assert!(ok.get("errors").is_none(), "{ok}");
     let too_deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } }";

@@ -278,8 +278,73 @@ pub struct GuardDecisionObject {
     pub policy_set_version: String,
     pub evaluated_at: DateTime<Utc>,
     /// The recorded inputs (replay data).
-    pub request: Json<Value>,
-    pub risk_breakdown: Json<Value>,
+    pub request: GuardRequestObject,
+    /// How the risk score was derived.
+    pub risk_breakdown: RiskBreakdownObject,
+}
+
+/// A guard request as recorded: what a replay re-evaluates.
+#[derive(SimpleObject)]
+#[graphql(name = "GuardRequest")]
+pub struct GuardRequestObject {
+    pub action_type: String,
+    pub declared_goal: Option<String>,
+    /// Client-reported, 0-100; can only raise risk.
+    pub risk_score: Option<i32>,
+    pub agent_id: Option<String>,
+    pub agent_name: Option<String>,
+    pub systems_touched: Vec<String>,
+    pub reversible: Option<bool>,
+    pub target: Option<String>,
+    pub write_paths: Vec<String>,
+    pub client_capabilities: Vec<String>,
+    /// SHA-256 of the act the decision is bound to.
+    pub act_hash: Option<String>,
+}
+
+/// The derivation of a risk score: a base for the action type, additive modifiers, the
+/// client's score (which can only raise it), and the score policies were judged on.
+#[derive(SimpleObject)]
+#[graphql(name = "RiskBreakdown")]
+pub struct RiskBreakdownObject {
+    pub base_action_type: String,
+    pub base_score: i32,
+    pub modifiers: Vec<RiskModifierObject>,
+    /// clamp(base + the modifiers, 0, 100).
+    pub server_total: i32,
+    pub client_reported: Option<i32>,
+    /// max(server total, client reported).
+    pub effective: i32,
+    /// The score policies are judged on.
+    #[graphql(name = "final")]
+    pub final_score: i32,
+}
+
+/// One additive term of a risk score.
+#[derive(SimpleObject)]
+#[graphql(name = "RiskModifier")]
+pub struct RiskModifierObject {
+    pub factor: String,
+    pub delta: i32,
+}
+
+fn risk_breakdown(r: &dashclaw_domain::guard::RiskBreakdown) -> RiskBreakdownObject {
+    RiskBreakdownObject {
+        base_action_type: r.base.action_type.clone(),
+        base_score: i32::from(r.base.score),
+        modifiers: r
+            .modifiers
+            .iter()
+            .map(|m| RiskModifierObject {
+                factor: m.factor.clone(),
+                delta: m.delta,
+            })
+            .collect(),
+        server_total: i32::from(r.server_total),
+        client_reported: r.client_reported.map(i32::from),
+        effective: i32::from(r.effective),
+        final_score: i32::from(r.final_score),
+    }
 }
 
 impl From<GuardDecisionRecord> for GuardDecisionObject {
@@ -295,10 +360,20 @@ impl From<GuardDecisionRecord> for GuardDecisionObject {
             action_type: d.request.action_type.clone(),
             policy_set_version: d.policy_set_version.clone(),
             evaluated_at: d.evaluated_at,
-            request: Json(serde_json::to_value(&d.request).unwrap_or_default()),
-            risk_breakdown: Json(
-                serde_json::to_value(&d.evaluation.risk_breakdown).unwrap_or_default(),
-            ),
+            risk_breakdown: risk_breakdown(&d.evaluation.risk_breakdown),
+            request: GuardRequestObject {
+                action_type: d.request.action_type,
+                declared_goal: d.request.declared_goal,
+                risk_score: d.request.risk_score.map(i32::from),
+                agent_id: d.request.agent_id,
+                agent_name: d.request.agent_name,
+                systems_touched: d.request.systems_touched,
+                reversible: d.request.reversible,
+                target: d.request.target,
+                write_paths: d.request.write_paths,
+                client_capabilities: d.request.client_capabilities,
+                act_hash: d.request.act_hash,
+            },
         }
     }
 }
