@@ -476,14 +476,18 @@ impl Service {
         filter: ActionFilter,
         page: Page,
     ) -> Result<(Vec<ActionRecord>, ActionStats), Error> {
-        self.projections().catch_up(&caller.org).await?;
-        let filter = ActionFilter {
-            seen_at: Some(self.clock().now()),
-            ..filter
-        };
-        let records = read::page(self.pool(), &caller.org, &filter, page).await?;
+        let filter = self.as_seen_now(filter);
+        let records = self.action_page(caller, filter.clone(), page).await?;
         let stats = read::stats(self.pool(), &caller.org, &filter).await?;
         Ok((records, stats))
+    }
+
+    /// `filter` with statuses as they read now (see [`ActionFilter::seen_at`]).
+    fn as_seen_now(&self, filter: ActionFilter) -> ActionFilter {
+        ActionFilter {
+            seen_at: Some(self.clock().now()),
+            ..filter
+        }
     }
 
     /// An action's sub-actions (newest first, at most 100) and its agent's latest 200
@@ -507,10 +511,7 @@ impl Service {
         page: Page,
     ) -> Result<Vec<ActionRecord>, Error> {
         self.projections().catch_up(&caller.org).await?;
-        let filter = ActionFilter {
-            seen_at: Some(self.clock().now()),
-            ..filter
-        };
+        let filter = self.as_seen_now(filter);
         Ok(read::page(self.pool(), &caller.org, &filter, page).await?)
     }
 

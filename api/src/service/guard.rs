@@ -293,10 +293,10 @@ impl Service {
         filter: &DecisionFilter,
         page: Page,
     ) -> Result<DecisionLog, Error> {
-        self.projections().catch_up(&caller.org).await?;
+        let page = self.decision_page(caller, filter, page).await?;
         let (pool, org) = (self.pool(), &caller.org);
         Ok(DecisionLog {
-            decisions: decisions::page(pool, org, filter, page).await?,
+            decisions: page,
             total: decisions::total(pool, org, filter).await?,
             last_24h: decisions::stats_24h(pool, org).await?,
         })
