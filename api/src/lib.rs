@@ -11,6 +11,7 @@ pub mod extract;
 pub mod graphql;
 pub mod http_error;
 pub mod input;
+pub mod openapi;
 pub mod provision;
 pub mod rest;
 pub mod server;

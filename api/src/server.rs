@@ -17,7 +17,11 @@ pub use crate::state::{AppState, Config, HttpConfig, MAX_BODY_BYTES};
 pub fn app(state: AppState) -> Router {
     let public = Router::new()
         .merge(rest::health::router())
-        .merge(rest::jwks::router());
+        .merge(rest::jwks::router())
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(crate::openapi::openapi_json),
+        );
     let rest = Router::new()
         .merge(rest::guard::router())
         .merge(rest::actions::router())

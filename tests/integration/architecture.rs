@@ -343,3 +343,25 @@ fn api_modules_form_no_import_cycle() {
     .into();
     assert!(visit("a", &looped, &mut Vec::new(), &mut BTreeSet::new()).is_some());
 }
+
+#[test]
+fn rest_answers_typed_shapes_not_ad_hoc_json() {
+    // Every REST body is a serde struct that the OpenAPI document describes; the error
+    // envelope is rendered once, in `http_error`. Only the request schemas' examples may
+    // write `json!`.
+    let mut offences = Vec::new();
+    for file in api_module_files("rest") {
+        let source = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in source.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            let example = code.trim_start().starts_with("#[schema(example = json!(");
+            if (code.contains("json!(") && !example)
+                || code.contains("Json<Value>")
+                || code.contains("Json<serde_json::Value>")
+            {
+                offences.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(offences.is_empty(), "{}", offences.join("\n"));
+}

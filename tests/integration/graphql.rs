@@ -61,6 +61,7 @@ async fn decisions_are_queried_with_filters_history_and_their_guard_decision(poo
 
     let query = "query($f: DecisionFilter) { decisions(first: 10, filter: $f) {
         edges { cursor node { actionId agentId status riskScore
+          record { actionId orgId approvedBy approvedAt guardVerdict executionProtocol outcomeProgress }
           history { ledgerSeq eventType hash }
           guardDecision { decision policySetVersion matchedPolicies
             request { actionType agentId } riskBreakdown { baseScore final modifiers { factor } } } } }
@@ -75,6 +76,15 @@ async fn decisions_are_queried_with_filters_history_and_their_guard_decision(poo
         .find(|e| e["node"]["actionId"] == ids[0])
         .unwrap();
     assert_eq!(deploy["node"]["status"], "running");
+    // The whole row, typed: the same fields as REST's action row, in camelCase.
+    let record = &deploy["node"]["record"];
+    assert_eq!(record["actionId"], ids[0]);
+    assert_eq!(record["orgId"], "org_default");
+    assert_eq!(record["guardVerdict"], "require_approval");
+    assert!(record["approvedBy"].is_string(), "{record}");
+    assert!(record["approvedAt"].is_string(), "{record}");
+    assert_eq!(record["executionProtocol"], 1);
+    assert!(record["outcomeProgress"].is_null(), "{record}");
     let history: Vec<_> = deploy["node"]["history"]
         .as_array()
         .unwrap()

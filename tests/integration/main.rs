@@ -12,6 +12,7 @@ mod graphql;
 mod hardening;
 mod ledger;
 mod nodes;
+mod openapi;
 mod operator;
 mod parity;
 mod projections;

@@ -47,6 +47,9 @@ impl FromRequestParts<AppState> for GraphqlCaller {
     }
 }
 
+/// GraphiQL, the in-browser GraphQL IDE.
+#[utoipa::path(get, path = "/graphql", tag = "graphql", security(()),
+    responses((status = 200, description = "The GraphiQL page", content_type = "text/html", body = String)))]
 pub async fn graphiql() -> impl IntoResponse {
     Html(GraphiQLSource::build().endpoint("/graphql").finish())
 }
@@ -72,6 +75,11 @@ fn request(body: &[u8]) -> Result<async_graphql::Request, Error> {
     Ok(request)
 }
 
+/// One GraphQL request `{query, operationName?, variables?}`; the schema is
+/// `api/schema.graphql`. Errors are GraphQL's `{errors: [...]}` with `extensions.code`.
+#[utoipa::path(post, path = "/graphql", tag = "graphql",
+    request_body(content = Object, description = "A GraphQL request: {query, operationName?, variables?}"),
+    responses((status = 200, description = "A GraphQL response {data?, errors?}", body = Object)))]
 pub async fn execute(
     GraphqlCaller(caller): GraphqlCaller,
     headers: HeaderMap,

@@ -82,10 +82,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
 }
 
+#[utoipa::path(get, path = "/graphql/ws", tag = "graphql",
+    responses((status = 101, description = "Switching to a WebSocket of GraphQL subscriptions")))]
 /// Subscriptions over WebSocket (graphql-ws and the older subscriptions-transport-ws). The
 /// API key comes in the upgrade request's `x-api-key` header, or in the `connection_init`
 /// payload (`{"x-api-key": "..."}`) for browsers, which cannot set headers on WebSockets.
-async fn subscribe(
+pub async fn subscribe(
     State(state): State<AppState>,
     headers: HeaderMap,
     protocol: GraphQLProtocol,
@@ -207,7 +209,7 @@ pub struct Decision {
     pub updated_at: DateTime<Utc>,
     pub guard_decision_id: String,
     /// The whole row, as `GET /api/actions/:id` shows it.
-    pub record: Json<Value>,
+    pub record: wire::ActionRow,
     #[graphql(skip)]
     org: dashclaw_domain::OrgId,
 }
@@ -228,7 +230,7 @@ impl Decision {
             created_at: r.created_at,
             updated_at: r.updated_at,
             guard_decision_id: r.guard_decision_id.to_string(),
-            record: Json(wire::action_row(org, r)),
+            record: wire::ActionRow::new(org, r),
             org: org.clone(),
         }
     }

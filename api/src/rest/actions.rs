@@ -10,8 +10,9 @@ use dashclaw_domain::action::{ActionRecord, ActionStatus, OutcomeStatus};
 use dashclaw_domain::assumption::AssumptionRecord;
 use dashclaw_projections::read::actions::ActionFilter;
 use dashclaw_projections::read::Page;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{Body, Id, Params};
 use crate::input::fields::object;
@@ -19,7 +20,9 @@ use crate::rest::clamp_param;
 use crate::service::actions::Recorded;
 use crate::service::{Caller, Error, Permission};
 use crate::state::AppState;
-use crate::wire;
+use crate::wire::{
+    self, ActionRow, AssumptionRow, DecisionRow, GuardResult, OutcomeBody, SecuritySummary,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -37,22 +40,48 @@ pub fn router() -> Router<AppState> {
 
 // ---- POST /api/actions -------------------------------------------------------------------
 
-async fn create(
+/// `POST /api/actions`: the recorded action and its decision, or the action recorded under
+/// the same id before (an idempotent replay).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RecordedAction {
+    New {
+        action: ActionRow,
+        action_id: String,
+        decision: Box<GuardResult>,
+        security: SecuritySummary,
+    },
+    Replayed {
+        action: ActionRow,
+        action_id: String,
+        /// Always true.
+        idempotent_replay: bool,
+    },
+}
+
+/// Record an action; the guard evaluates it as it is recorded.
+#[utoipa::path(post, path = "/api/actions", tag = "actions",
+    request_body = crate::rest::requests::RecordActionBody,
+    responses(
+        (status = 201, description = "Recorded (allowed, warned or blocked)", body = RecordedAction),
+        (status = 202, description = "Recorded and held for approval", body = RecordedAction),
+        (status = 200, description = "Recorded before under this id", body = RecordedAction)))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Body(body): Body,
-) -> Result<Response, Error> {
+) -> Result<(StatusCode, Json<RecordedAction>), Error> {
     caller.require(Permission::Write)?;
     let new = crate::input::actions::record_action(&object(&body)?)?;
     let org = &caller.org;
     Ok(match state.service.record_action(&caller, new).await? {
         Recorded::Replayed(record) => (
             StatusCode::OK,
-            Json(json!({
-                "action": wire::action_row(org, &record),
-                "action_id": record.action_id,
-                "idempotent_replay": true,
-            })),
+            Json(RecordedAction::Replayed {
+                action: ActionRow::new(org, &record),
+                action_id: record.action_id.to_string(),
+                idempotent_replay: true,
+            }),
         ),
         Recorded::New { record, decision } => (
             if record.status == ActionStatus::PendingApproval {
@@ -60,30 +89,39 @@ async fn create(
             } else {
                 StatusCode::CREATED
             },
-            Json(json!({
-                "action": wire::action_row(org, &record),
-                "action_id": record.action_id,
-                "decision": Value::Object(wire::decision_body(&decision)),
-                "security": wire::security(),
-            })),
+            Json(RecordedAction::New {
+                action: ActionRow::new(org, &record),
+                action_id: record.action_id.to_string(),
+                decision: Box::new(GuardResult::from(decision.as_ref())),
+                security: SecuritySummary::clean(),
+            }),
         ),
-    }
-    .into_response())
+    })
 }
 
 // ---- GET /api/actions --------------------------------------------------------------------
 
-#[derive(Deserialize)]
-struct ListQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
     agent_id: Option<String>,
     swarm_id: Option<String>,
+    /// An action status.
     status: Option<String>,
     exclude_status: Option<String>,
     action_type: Option<String>,
+    /// 0-100.
+    #[param(value_type = Option<i64>)]
     risk_min: Option<String>,
+    /// pending, completed, partial, failed or lost_confirmation.
     outcome_status: Option<String>,
+    /// 1-365: only the last N days.
+    #[param(value_type = Option<i64>)]
     days: Option<String>,
+    /// 1-200, default 50.
+    #[param(value_type = Option<i64>)]
     limit: Option<String>,
+    #[param(value_type = Option<i64>)]
     offset: Option<String>,
 }
 
@@ -105,11 +143,37 @@ fn check_enum(value: &Option<String>, name: &str, allowed: &[&str]) -> Result<()
     }
 }
 
-async fn list(
+/// `GET /api/actions`.
+#[derive(Serialize, ToSchema)]
+pub struct ActionList {
+    pub actions: Vec<ActionRow>,
+    pub total: i64,
+    pub stats: ActionStats,
+    #[serde(rename = "lastUpdated")]
+    pub last_updated: String,
+}
+
+/// Over every action matching the filter.
+#[derive(Serialize, ToSchema)]
+pub struct ActionStats {
+    pub total: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub running: i64,
+    pub blocked: i64,
+    pub high_risk: i64,
+    pub avg_risk: f64,
+    pub total_cost: f64,
+}
+
+/// The org's actions, newest first.
+#[utoipa::path(get, path = "/api/actions", tag = "actions", params(ListQuery),
+    responses((status = 200, description = "The actions", body = ActionList)))]
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<ListQuery>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<ActionList>, Error> {
     let limit = clamp_param(q.limit.as_deref(), 50, 1, 200, "limit")?;
     let offset = clamp_param(q.offset.as_deref(), 0, 0, i64::MAX, "offset")?;
     let risk_min = q
@@ -140,43 +204,97 @@ async fn list(
         .service
         .actions(&caller, filter, Page { limit, offset })
         .await?;
-    let actions: Vec<Value> = records
-        .iter()
-        .map(|r| wire::action_row(&caller.org, r))
-        .collect();
-    Ok(Json(json!({
-        "actions": actions,
-        "total": stats.total,
-        "stats": {
-            "total": stats.total, "completed": stats.completed, "failed": stats.failed,
-            "running": stats.running, "blocked": stats.blocked, "high_risk": stats.high_risk,
-            "avg_risk": stats.avg_risk.unwrap_or(0.0), "total_cost": stats.total_cost.unwrap_or(0.0),
+    Ok(Json(ActionList {
+        actions: records
+            .iter()
+            .map(|r| ActionRow::new(&caller.org, r))
+            .collect(),
+        total: stats.total,
+        stats: ActionStats {
+            total: stats.total,
+            completed: stats.completed,
+            failed: stats.failed,
+            running: stats.running,
+            blocked: stats.blocked,
+            high_risk: stats.high_risk,
+            avg_risk: stats.avg_risk.unwrap_or(0.0),
+            total_cost: stats.total_cost.unwrap_or(0.0),
         },
-        "lastUpdated": wire::ts(state.service.clock().now()),
-    })))
+        last_updated: wire::ts(state.service.clock().now()),
+    }))
 }
 
 // ---- GET /api/actions/:id ----------------------------------------------------------------
 
-async fn read(
+/// `GET /api/actions/:id`.
+#[derive(Serialize, ToSchema)]
+pub struct ActionDetail {
+    pub action: ActionRow,
+    pub assumptions: Vec<AssumptionRow>,
+    pub guard_decision: Option<DecisionRow>,
+    /// Always empty: dashclaw keeps no agent messages.
+    pub message_summary: MessageSummary,
+    /// Always empty.
+    #[schema(value_type = Vec<Object>)]
+    pub deviations: Vec<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageSummary {
+    pub total: u32,
+    pub participants: Vec<String>,
+    pub first_message_at: Option<String>,
+    pub last_message_at: Option<String>,
+}
+
+/// One action, its assumptions and its guard decision.
+#[utoipa::path(get, path = "/api/actions/{id}", tag = "actions", params(("id" = String, Path)),
+    responses((status = 200, description = "The action", body = ActionDetail)))]
+pub(crate) async fn read(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<ActionDetail>, Error> {
     let view = state.service.action(&caller, &id).await?;
     let org = &caller.org;
-    Ok(Json(json!({
-        "action": wire::action_row(org, &view.record),
-        "assumptions": view.assumptions.iter().map(wire::assumption_row).collect::<Vec<_>>(),
-        "guard_decision": view.guard_decision.map(|d| wire::decision_row(org, &d)),
-        "message_summary": {"total": 0, "participants": [], "first_message_at": null, "last_message_at": null},
-        "deviations": [],
-    })))
+    Ok(Json(ActionDetail {
+        action: ActionRow::new(org, &view.record),
+        assumptions: view.assumptions.iter().map(AssumptionRow::from).collect(),
+        guard_decision: view.guard_decision.map(|d| DecisionRow::new(org, &d)),
+        message_summary: MessageSummary {
+            total: 0,
+            participants: Vec::new(),
+            first_message_at: None,
+            last_message_at: None,
+        },
+        deviations: Vec::new(),
+    }))
 }
 
 // ---- PATCH /api/actions/:id --------------------------------------------------------------
 
-async fn patch(
+/// `PATCH /api/actions/:id`: the claim's answer, or the updated action.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum PatchedAction {
+    Claimed {
+        /// Always true.
+        claimed: bool,
+        action_id: String,
+        attempt_id: String,
+        claimed_at: Option<String>,
+    },
+    Updated {
+        action: Box<ActionRow>,
+        security: SecuritySummary,
+    },
+}
+
+/// Claim the execution of an action (once), or the legacy update of its outcome fields.
+#[utoipa::path(patch, path = "/api/actions/{id}", tag = "actions", params(("id" = String, Path)),
+    request_body = crate::rest::requests::PatchActionBody,
+    responses((status = 200, description = "Claimed, or updated", body = PatchedAction)))]
+pub(crate) async fn patch(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
@@ -191,12 +309,12 @@ async fn patch(
         let claimed = state.service.claim_execution(&caller, &id, claim).await?;
         return Ok((
             [(header::CACHE_CONTROL, "no-store")],
-            Json(json!({
-                "claimed": true,
-                "action_id": claimed.action_id,
-                "attempt_id": attempt_id,
-                "claimed_at": claimed.execution_claimed_at.map(wire::ts),
-            })),
+            Json(PatchedAction::Claimed {
+                claimed: true,
+                action_id: claimed.action_id.to_string(),
+                attempt_id,
+                claimed_at: claimed.execution_claimed_at.map(wire::ts),
+            }),
         )
             .into_response());
     }
@@ -205,60 +323,90 @@ async fn patch(
         .service
         .update_action(&caller, &id, update, close_if_running)
         .await?;
-    Ok(Json(json!({
-        "action": wire::action_row(org, &updated),
-        "security": wire::security(),
-    }))
+    Ok(Json(PatchedAction::Updated {
+        action: Box::new(ActionRow::new(org, &updated)),
+        security: SecuritySummary::clean(),
+    })
     .into_response())
 }
 
 // ---- outcomes ----------------------------------------------------------------------------
 
-async fn outcome(
+/// An action's outcome (pending until reported).
+#[utoipa::path(get, path = "/api/actions/{id}/outcome", tag = "actions",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The outcome", body = OutcomeBody)))]
+pub(crate) async fn outcome(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<OutcomeBody>, Error> {
     let record = state.service.load_action(&caller, &id).await?;
     let elapsed = state.service.elapsed_ms(&record);
-    Ok(Json(wire::outcome_body(&record, elapsed)))
+    Ok(Json(OutcomeBody::new(&record, elapsed)))
 }
 
-async fn report_outcome(
+/// `POST /api/actions/:id/outcome`.
+#[derive(Serialize, ToSchema)]
+pub struct ReportedOutcome {
+    pub outcome: OutcomeBody,
+    pub security: SecuritySummary,
+}
+
+/// Report an action's outcome, once: a second report is refused with 409.
+#[utoipa::path(post, path = "/api/actions/{id}/outcome", tag = "actions",
+    params(("id" = String, Path)),
+    request_body = crate::rest::requests::OutcomeReportBody,
+    responses((status = 200, description = "Recorded", body = ReportedOutcome)))]
+pub(crate) async fn report_outcome(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
     Body(body): Body,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<ReportedOutcome>, Error> {
     caller.require(Permission::Write)?;
     let outcome = crate::input::actions::outcome(&object(&body)?)?;
     let done = state.service.report_outcome(&caller, &id, outcome).await?;
     let elapsed = state.service.elapsed_ms(&done);
-    Ok(Json(json!({
-        "outcome": wire::outcome_body(&done, elapsed),
-        "security": wire::security(),
-    })))
+    Ok(Json(ReportedOutcome {
+        outcome: OutcomeBody::new(&done, elapsed),
+        security: SecuritySummary::clean(),
+    }))
 }
 
 // ---- approvals ---------------------------------------------------------------------------
 
-async fn approve(
+/// `POST /api/actions/:id/approve`.
+#[derive(Serialize, ToSchema)]
+pub struct Approved {
+    /// Always true.
+    pub success: bool,
+    pub action: ActionRow,
+    pub security: SecuritySummary,
+}
+
+/// Approve or deny a held action (admin keys; not the key that recorded it).
+#[utoipa::path(post, path = "/api/actions/{id}/approve", tag = "approvals",
+    params(("id" = String, Path)),
+    request_body = crate::rest::requests::ApprovalBody,
+    responses((status = 200, description = "Decided", body = Approved)))]
+pub(crate) async fn approve(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
     Body(body): Body,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<Approved>, Error> {
     caller.require_admin("Admin access required for approvals")?;
     let (allow, reasoning) = crate::input::actions::approval(&object(&body)?)?;
     let decided = state
         .service
         .decide_approval(&caller, &id, allow, reasoning)
         .await?;
-    Ok(Json(json!({
-        "success": true,
-        "action": wire::action_row(&caller.org, &decided),
-        "security": wire::security(),
-    })))
+    Ok(Json(Approved {
+        success: true,
+        action: ActionRow::new(&caller.org, &decided),
+        security: SecuritySummary::clean(),
+    }))
 }
 
 // ---- trace and graph ---------------------------------------------------------------------
@@ -312,16 +460,76 @@ async fn gather(state: &AppState, caller: &Caller, id: &str) -> Result<Trace, Er
     })
 }
 
-async fn trace(
+/// `GET /api/actions/:id/trace`.
+#[derive(Serialize, ToSchema)]
+pub struct TraceBody {
+    pub action: ActionRow,
+    pub trace: TraceDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TraceDetail {
+    pub assumptions: AssumptionSummary,
+    /// Always empty: dashclaw keeps no open loops.
+    pub loops: LoopSummary,
+    /// Parent, grandparent, ... (at most 10).
+    pub parent_chain: Vec<ActionRow>,
+    pub sub_actions: Vec<ActionRow>,
+    /// The same agent's actions within an hour (at most 20).
+    pub related_actions: Vec<ActionRow>,
+    pub root_cause_indicators: Vec<RootCauseIndicator>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AssumptionSummary {
+    pub total: usize,
+    pub validated: usize,
+    pub invalidated: usize,
+    pub unvalidated: usize,
+    pub items: Vec<AssumptionRow>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoopSummary {
+    pub total: u32,
+    pub open: u32,
+    pub resolved: u32,
+    pub cancelled: u32,
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<Value>,
+}
+
+/// A likely cause of the action's trouble.
+#[derive(Serialize, ToSchema)]
+pub struct RootCauseIndicator {
+    /// invalidated_assumptions, parent_failures or related_failures.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// high or medium.
+    pub severity: &'static str,
+    pub count: usize,
+    /// The assumptions' texts, or the failed actions' ids.
+    pub detail: Vec<String>,
+}
+
+/// The action with its assumptions, ancestors, children and neighbours.
+#[utoipa::path(get, path = "/api/actions/{id}/trace", tag = "actions",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The trace", body = TraceBody)))]
+pub(crate) async fn trace(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<TraceBody>, Error> {
     let t = gather(&state, &caller, &id).await?;
     let org = &caller.org;
-    let row = |r: &ActionRecord| wire::action_row(org, r);
-    let invalidated: Vec<&AssumptionRecord> =
-        t.assumptions.iter().filter(|a| a.invalidated).collect();
+    let rows = |rs: &[ActionRecord]| rs.iter().map(|r| ActionRow::new(org, r)).collect();
+    let invalidated: Vec<String> = t
+        .assumptions
+        .iter()
+        .filter(|a| a.invalidated)
+        .map(|a| a.assumption.clone())
+        .collect();
     let validated = t.assumptions.iter().filter(|a| a.validated).count();
     let failed = |rs: &[ActionRecord]| -> Vec<String> {
         rs.iter()
@@ -329,69 +537,165 @@ async fn trace(
             .map(|r| r.action_id.to_string())
             .collect()
     };
-    let mut indicators = Vec::new();
-    if !invalidated.is_empty() {
-        indicators.push(json!({"type": "invalidated_assumptions", "severity": "high", "count": invalidated.len(),
-            "detail": invalidated.iter().map(|a| a.assumption.clone()).collect::<Vec<_>>()}));
-    }
-    let parent_failures = failed(&t.parents);
-    if !parent_failures.is_empty() {
-        indicators.push(json!({"type": "parent_failures", "severity": "high", "count": parent_failures.len(), "detail": parent_failures}));
-    }
-    let related_failures = failed(&t.related);
-    if !related_failures.is_empty() {
-        indicators.push(json!({"type": "related_failures", "severity": "medium", "count": related_failures.len(), "detail": related_failures}));
-    }
-    Ok(Json(json!({
-        "action": row(&t.action),
-        "trace": {
-            "assumptions": {
-                "total": t.assumptions.len(), "validated": validated, "invalidated": invalidated.len(),
-                "unvalidated": t.assumptions.len() - validated - invalidated.len(),
-                "items": t.assumptions.iter().map(wire::assumption_row).collect::<Vec<_>>(),
+    let root_cause_indicators = [
+        ("invalidated_assumptions", "high", invalidated.clone()),
+        ("parent_failures", "high", failed(&t.parents)),
+        ("related_failures", "medium", failed(&t.related)),
+    ]
+    .into_iter()
+    .filter(|(_, _, detail)| !detail.is_empty())
+    .map(|(kind, severity, detail)| RootCauseIndicator {
+        kind,
+        severity,
+        count: detail.len(),
+        detail,
+    })
+    .collect();
+    Ok(Json(TraceBody {
+        action: ActionRow::new(org, &t.action),
+        trace: TraceDetail {
+            assumptions: AssumptionSummary {
+                total: t.assumptions.len(),
+                validated,
+                invalidated: invalidated.len(),
+                unvalidated: t.assumptions.len() - validated - invalidated.len(),
+                items: t.assumptions.iter().map(AssumptionRow::from).collect(),
             },
-            "loops": {"total": 0, "open": 0, "resolved": 0, "cancelled": 0, "items": []},
-            "parent_chain": t.parents.iter().map(row).collect::<Vec<_>>(),
-            "sub_actions": t.children.iter().map(row).collect::<Vec<_>>(),
-            "related_actions": t.related.iter().map(row).collect::<Vec<_>>(),
-            "root_cause_indicators": indicators,
-        }
-    })))
+            loops: LoopSummary {
+                total: 0,
+                open: 0,
+                resolved: 0,
+                cancelled: 0,
+                items: Vec::new(),
+            },
+            parent_chain: rows(&t.parents),
+            sub_actions: rows(&t.children),
+            related_actions: rows(&t.related),
+            root_cause_indicators,
+        },
+    }))
 }
 
-async fn graph(
+/// `GET /api/actions/:id/graph`: nodes and edges for a graph view.
+#[derive(Serialize, ToSchema)]
+pub struct GraphBody {
+    #[serde(rename = "rootActionId")]
+    pub root_action_id: String,
+    pub nodes: Vec<GraphNode>,
+    pub edges: Vec<GraphEdge>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphNode {
+    /// `action:<id>` or `assumption:<id>`.
+    pub id: String,
+    /// action or assumption.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub label: String,
+    pub status: String,
+    pub risk_score: Option<u8>,
+    pub agent_id: String,
+    pub agent_name: Option<String>,
+    pub action_type: Option<String>,
+    pub timestamp: String,
+    pub is_root: bool,
+    /// Always empty.
+    #[schema(value_type = Object)]
+    pub meta: serde_json::Map<String, Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GraphEdge {
+    pub id: String,
+    pub source: String,
+    pub target: String,
+    /// parent_child, related or assumption_of.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub label: &'static str,
+}
+
+fn edge(
+    id: String,
+    source: &str,
+    target: &str,
+    kind: &'static str,
+    label: &'static str,
+) -> GraphEdge {
+    GraphEdge {
+        id,
+        source: source.to_owned(),
+        target: target.to_owned(),
+        kind,
+        label,
+    }
+}
+
+fn action_node(r: &ActionRecord, is_root: bool) -> GraphNode {
+    GraphNode {
+        id: format!("action:{}", r.action_id),
+        kind: "action",
+        label: r.declared_goal.clone(),
+        status: r.status.as_str().to_owned(),
+        risk_score: Some(r.risk_score),
+        agent_id: r.agent_id.clone(),
+        agent_name: r.agent_name.clone(),
+        action_type: Some(r.action_type.clone()),
+        timestamp: wire::ts(r.timestamp_start),
+        is_root,
+        meta: Default::default(),
+    }
+}
+
+/// The action's graph: its ancestors, children, neighbours and assumptions.
+#[utoipa::path(get, path = "/api/actions/{id}/graph", tag = "actions",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The graph", body = GraphBody)))]
+pub(crate) async fn graph(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<GraphBody>, Error> {
     let t = gather(&state, &caller, &id).await?;
-    let node = |r: &ActionRecord, root: bool| {
-        json!({
-            "id": format!("action:{}", r.action_id), "type": "action", "label": r.declared_goal,
-            "status": r.status.as_str(), "riskScore": r.risk_score, "agentId": r.agent_id,
-            "agentName": r.agent_name, "actionType": r.action_type,
-            "timestamp": wire::ts(r.timestamp_start), "isRoot": root, "meta": {},
-        })
-    };
     let root = format!("action:{}", t.action.action_id);
-    let mut nodes = vec![node(&t.action, true)];
+    let mut nodes = vec![action_node(&t.action, true)];
     let mut edges = Vec::new();
     let mut child = root.clone();
     for p in &t.parents {
         let pid = format!("action:{}", p.action_id);
-        nodes.push(node(p, false));
-        edges.push(json!({"id": format!("{pid}->{child}"), "source": pid, "target": child, "type": "parent_child", "label": "spawned"}));
+        nodes.push(action_node(p, false));
+        edges.push(edge(
+            format!("{pid}->{child}"),
+            &pid,
+            &child,
+            "parent_child",
+            "spawned",
+        ));
         child = pid;
     }
     for c in &t.children {
         let cid = format!("action:{}", c.action_id);
-        nodes.push(node(c, false));
-        edges.push(json!({"id": format!("{root}->{cid}"), "source": root, "target": cid, "type": "parent_child", "label": "spawned"}));
+        nodes.push(action_node(c, false));
+        edges.push(edge(
+            format!("{root}->{cid}"),
+            &root,
+            &cid,
+            "parent_child",
+            "spawned",
+        ));
     }
     for r in &t.related {
         let rid = format!("action:{}", r.action_id);
-        nodes.push(node(r, false));
-        edges.push(json!({"id": format!("{root}~{rid}"), "source": root, "target": rid, "type": "related", "label": "same agent"}));
+        nodes.push(action_node(r, false));
+        edges.push(edge(
+            format!("{root}~{rid}"),
+            &root,
+            &rid,
+            "related",
+            "same agent",
+        ));
     }
     for a in &t.assumptions {
         let aid = format!("assumption:{}", a.assumption_id);
@@ -402,14 +706,30 @@ async fn graph(
         } else {
             "unvalidated"
         };
-        nodes.push(
-            json!({"id": aid, "type": "assumption", "label": a.assumption, "status": status,
-            "riskScore": null, "agentId": t.action.agent_id, "agentName": t.action.agent_name,
-            "actionType": null, "timestamp": wire::ts(a.created_at), "isRoot": false, "meta": {}}),
-        );
-        edges.push(json!({"id": format!("{aid}->{root}"), "source": aid, "target": root, "type": "assumption_of", "label": "assumed by"}));
+        nodes.push(GraphNode {
+            id: aid.clone(),
+            kind: "assumption",
+            label: a.assumption.clone(),
+            status: status.to_owned(),
+            risk_score: None,
+            agent_id: t.action.agent_id.clone(),
+            agent_name: t.action.agent_name.clone(),
+            action_type: None,
+            timestamp: wire::ts(a.created_at),
+            is_root: false,
+            meta: Default::default(),
+        });
+        edges.push(edge(
+            format!("{aid}->{root}"),
+            &aid,
+            &root,
+            "assumption_of",
+            "assumed by",
+        ));
     }
-    Ok(Json(
-        json!({"rootActionId": t.action.action_id, "nodes": nodes, "edges": edges}),
-    ))
+    Ok(Json(GraphBody {
+        root_action_id: t.action.action_id.to_string(),
+        nodes,
+        edges,
+    }))
 }

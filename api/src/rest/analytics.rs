@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::extract::Params;
 use crate::rest::clamp_param;
@@ -21,14 +22,21 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/analytics", get(analytics))
 }
 
-#[derive(Deserialize)]
-struct AnalyticsQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AnalyticsQuery {
+    /// 1-365 UTC calendar days up to today, default 30.
+    #[param(value_type = Option<i64>)]
     days: Option<String>,
     agent_id: Option<String>,
     action_type: Option<String>,
 }
 
-async fn analytics(
+/// Volume, tokens and cost, enforcement, approval rates and time-to-decision, per day,
+/// agent and action type.
+#[utoipa::path(get, path = "/api/analytics", tag = "insight", params(AnalyticsQuery),
+    responses((status = 200, description = "The analytics", body = AnalyticsBody)))]
+pub(crate) async fn analytics(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<AnalyticsQuery>,

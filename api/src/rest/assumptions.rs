@@ -6,8 +6,9 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use dashclaw_domain::ids::AssumptionId;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{Body, Id, Params};
 use crate::input::fields::{object, Fields};
@@ -15,7 +16,7 @@ use crate::rest::clamp_param;
 use crate::service::assumptions::{AssumptionFilter, NewAssumption, Verdict};
 use crate::service::{Caller, Error, Permission};
 use crate::state::AppState;
-use crate::wire;
+use crate::wire::{self, AssumptionRow, SecuritySummary};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -25,11 +26,23 @@ pub fn router() -> Router<AppState> {
         .route("/api/actions/assumptions/{id}", get(read).patch(update))
 }
 
-async fn register(
+/// `POST /api/assumptions`.
+#[derive(Serialize, ToSchema)]
+pub struct RegisteredAssumption {
+    pub assumption: AssumptionRow,
+    pub assumption_id: String,
+    pub security: SecuritySummary,
+}
+
+/// Register an assumption of an action.
+#[utoipa::path(post, path = "/api/assumptions", tag = "assumptions",
+    request_body = crate::rest::requests::NewAssumptionBody,
+    responses((status = 201, description = "Registered", body = RegisteredAssumption)))]
+pub(crate) async fn register(
     State(state): State<AppState>,
     caller: Caller,
     Body(body): Body,
-) -> Result<(StatusCode, Json<Value>), Error> {
+) -> Result<(StatusCode, Json<RegisteredAssumption>), Error> {
     caller.require(Permission::Write)?;
     let body = object(&body)?;
     let mut f = Fields::new(&body);
@@ -56,35 +69,83 @@ async fn register(
     let r = state.service.register_assumption(&caller, new).await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({"assumption": wire::assumption_row(&r), "assumption_id": r.assumption_id, "security": wire::security()}),
-        ),
+        Json(RegisteredAssumption {
+            assumption: AssumptionRow::from(&r),
+            assumption_id: r.assumption_id.to_string(),
+            security: SecuritySummary::clean(),
+        }),
     ))
 }
 
-async fn read(
+/// `GET /api/assumptions/:id`.
+#[derive(Serialize, ToSchema)]
+pub struct AssumptionDetail {
+    pub assumption: AssumptionWithAction,
+}
+
+/// An assumption with the action it belongs to.
+#[derive(Serialize, ToSchema)]
+pub struct AssumptionWithAction {
+    #[serde(flatten)]
+    pub row: AssumptionRow,
+    #[serde(flatten)]
+    pub action: Option<AssumedBy>,
+}
+
+/// The action an assumption belongs to, as its detail shows it.
+#[derive(Serialize, ToSchema)]
+pub struct AssumedBy {
+    pub agent_id: String,
+    pub agent_name: Option<String>,
+    pub declared_goal: String,
+    pub action_type: String,
+    pub action_status: String,
+}
+
+/// One assumption, with its action's agent, goal and status.
+#[utoipa::path(get, path = "/api/assumptions/{id}", tag = "assumptions",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The assumption", body = AssumptionDetail)))]
+pub(crate) async fn read(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<AssumptionDetail>, Error> {
     let (a, action) = state.service.assumption(&caller, &id).await?;
-    let mut v = wire::assumption_row(&a);
-    if let (Value::Object(m), Some(act)) = (&mut v, action) {
-        m.insert("agent_id".into(), json!(act.agent_id));
-        m.insert("agent_name".into(), json!(act.agent_name));
-        m.insert("declared_goal".into(), json!(act.declared_goal));
-        m.insert("action_type".into(), json!(act.action_type));
-        m.insert("action_status".into(), json!(act.status.as_str()));
-    }
-    Ok(Json(json!({ "assumption": v })))
+    Ok(Json(AssumptionDetail {
+        assumption: AssumptionWithAction {
+            row: AssumptionRow::from(&a),
+            action: action.map(|act| AssumedBy {
+                agent_id: act.agent_id,
+                agent_name: act.agent_name,
+                declared_goal: act.declared_goal,
+                action_type: act.action_type,
+                action_status: act.status.as_str().to_owned(),
+            }),
+        },
+    }))
 }
 
-async fn update(
+/// `PATCH /api/assumptions/:id`.
+#[derive(Serialize, ToSchema)]
+pub struct JudgedAssumption {
+    pub assumption: AssumptionRow,
+    /// With an invalidation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security: Option<SecuritySummary>,
+}
+
+/// Validate or invalidate an assumption.
+#[utoipa::path(patch, path = "/api/assumptions/{id}", tag = "assumptions",
+    params(("id" = String, Path)),
+    request_body = crate::rest::requests::JudgeAssumptionBody,
+    responses((status = 200, description = "Judged", body = JudgedAssumption)))]
+pub(crate) async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
     Body(body): Body,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<JudgedAssumption>, Error> {
     caller.require(Permission::Write)?;
     let body = object(&body)?;
     let Some(Value::Bool(validated)) = body.get("validated") else {
@@ -111,27 +172,44 @@ async fn update(
         .service
         .judge_assumption(&caller, &id, verdict)
         .await?;
-    let mut body = json!({ "assumption": wire::assumption_row(&r) });
-    if !*validated {
-        body["security"] = wire::security();
-    }
-    Ok(Json(body))
+    Ok(Json(JudgedAssumption {
+        assumption: AssumptionRow::from(&r),
+        security: (!*validated).then(SecuritySummary::clean),
+    }))
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// true or false.
+    #[param(value_type = Option<bool>)]
     validated: Option<String>,
     action_id: Option<String>,
     agent_id: Option<String>,
+    #[param(value_type = Option<i64>)]
     limit: Option<String>,
+    #[param(value_type = Option<i64>)]
     offset: Option<String>,
 }
 
-async fn list(
+/// `GET /api/assumptions`.
+#[derive(Serialize, ToSchema)]
+pub struct AssumptionList {
+    pub assumptions: Vec<AssumptionRow>,
+    /// The number on this page.
+    pub total: usize,
+    #[serde(rename = "lastUpdated")]
+    pub last_updated: String,
+}
+
+/// The org's assumptions, newest first.
+#[utoipa::path(get, path = "/api/assumptions", tag = "assumptions", params(ListQuery),
+    responses((status = 200, description = "The assumptions", body = AssumptionList)))]
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<ListQuery>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<AssumptionList>, Error> {
     let limit = clamp_param(q.limit.as_deref(), 50, 1, 200, "limit")?;
     let offset = clamp_param(q.offset.as_deref(), 0, 0, i64::MAX, "offset")?;
     let validated = match q.validated.as_deref() {
@@ -151,14 +229,16 @@ async fn list(
         action_id: q.action_id,
         agent_id: q.agent_id,
     };
-    let items: Vec<Value> = state
+    let items: Vec<AssumptionRow> = state
         .service
         .assumptions(&caller, &filter)
         .await?
         .iter()
-        .map(wire::assumption_row)
+        .map(AssumptionRow::from)
         .collect();
-    Ok(Json(
-        json!({"assumptions": items, "total": items.len(), "lastUpdated": wire::ts(state.service.clock().now())}),
-    ))
+    Ok(Json(AssumptionList {
+        total: items.len(),
+        assumptions: items,
+        last_updated: wire::ts(state.service.clock().now()),
+    }))
 }

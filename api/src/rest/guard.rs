@@ -5,117 +5,131 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use dashclaw_domain::guard::Verdict;
-use dashclaw_domain::guard_decision::GuardDecisionRecord;
 use dashclaw_projections::read::decisions::DecisionFilter;
 use dashclaw_projections::read::Page;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{Body, Params};
+use crate::rest::clamp_param;
 use crate::service::guard::{GuardAnswer, Recording};
 use crate::service::{Caller, Error, Permission};
 use crate::state::AppState;
-use crate::wire;
+use crate::wire::{DecisionRow, GuardReplay, GuardResult, SecuritySummary};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/guard", get(history).post(guard))
 }
 
-#[derive(Deserialize)]
-struct GuardQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct GuardQuery {
+    /// `true`: also record the action (needs `agent_id` and `declared_goal`).
+    #[param(value_type = Option<bool>)]
     record: Option<String>,
 }
 
-async fn guard(
+/// The guard's answer: a new decision, or the first one again for a retry within the
+/// replay window.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum GuardResponse {
+    Decided(Box<GuardResult>),
+    Replayed(Box<GuardReplay>),
+}
+
+/// Ask the guard whether an action may run.
+#[utoipa::path(post, path = "/api/guard", tag = "guard", params(GuardQuery),
+    request_body = crate::rest::requests::GuardBody,
+    responses((status = 200, description = "The decision", body = GuardResponse)))]
+pub(crate) async fn guard(
     State(state): State<AppState>,
     caller: Caller,
     Params(query): Params<GuardQuery>,
     Body(body): Body,
-) -> Result<Json<Map<String, Value>>, Error> {
+) -> Result<Json<GuardResponse>, Error> {
     caller.require(Permission::Write)?;
     let record = query.record.as_deref() == Some("true");
     let ask = crate::input::guard::guard_body(&body)?;
     let answer = state.service.guard(&caller, ask, record).await?;
     Ok(Json(match answer {
-        GuardAnswer::Replayed(prior) => replayed_body(&prior, record),
+        GuardAnswer::Replayed(prior) => {
+            GuardResponse::Replayed(Box::new(GuardReplay::new(&prior, record)))
+        }
         GuardAnswer::Decided {
             decision,
             recording,
         } => {
-            let mut body = wire::decision_body(&decision);
+            let mut body = GuardResult::from(decision.as_ref());
             match recording {
                 None => {}
                 Some(Recording::MissingIdentity) => {
-                    body.insert("recorded".into(), json!(false));
-                    body.insert(
-                        "recorded_error".into(),
-                        json!("agent_id and declared_goal are required to record an action"),
-                    );
+                    body.recorded = Some(false);
+                    body.recorded_error =
+                        Some("agent_id and declared_goal are required to record an action".into());
                 }
                 Some(Recording::Recorded(id)) => {
-                    body.insert("recorded".into(), json!(true));
-                    body.insert("action_id".into(), json!(id));
-                    body.insert("security".into(), wire::security());
+                    body.recorded = Some(true);
+                    body.action_id = id.to_string();
+                    body.security = Some(SecuritySummary::clean());
                 }
             }
-            body
+            GuardResponse::Decided(Box::new(body))
         }
     }))
 }
 
-/// The answer to a retried guard call within the replay window (contract 1.4).
-fn replayed_body(prior: &GuardDecisionRecord, record: bool) -> Map<String, Value> {
-    let e = &prior.evaluation;
-    let action_id = prior
-        .action_id
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_else(|| prior.decision_id.to_string());
-    let mut body = json!({
-        "decision": e.decision,
-        "decision_id": prior.decision_id,
-        "action_id": action_id,
-        "reason": wire::reason(&e.reasons),
-        "risk_score": e.risk_score,
-        "matched_policies": e.matched_policies,
-        "verification_status": "unverified",
-        "agent_id": prior.request.agent_id,
-        "agent_name": prior.request.agent_name,
-        "evaluated_at": wire::ts(prior.evaluated_at),
-        "idempotent_replay": true,
-    });
-    if record && prior.action_id.is_some() {
-        body["recorded"] = json!(true);
-    }
-    match body {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-#[derive(Deserialize)]
-struct HistoryQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct HistoryQuery {
     agent_id: Option<String>,
+    /// allow, warn, require_approval or block.
     decision: Option<String>,
+    /// 1-90: only the last N days.
+    #[param(value_type = Option<i64>)]
     days: Option<String>,
+    /// 1-1000, default 20.
+    #[param(value_type = Option<i64>)]
     limit: Option<String>,
+    #[param(value_type = Option<i64>)]
     offset: Option<String>,
 }
 
-/// `GET /api/guard`: the decision log, newest first (contract 3).
-async fn history(
+/// `GET /api/guard`.
+#[derive(Serialize, ToSchema)]
+pub struct DecisionHistory {
+    pub decisions: Vec<DecisionRow>,
+    pub total: i64,
+    pub stats: DecisionStats,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// The last 24 hours' decisions.
+#[derive(Serialize, ToSchema)]
+pub struct DecisionStats {
+    pub total_24h: i64,
+    pub blocks_24h: i64,
+    pub warns_24h: i64,
+    pub approvals_24h: i64,
+}
+
+/// The decision log, newest first (contract 3).
+#[utoipa::path(get, path = "/api/guard", tag = "guard", params(HistoryQuery),
+    responses((status = 200, description = "The decisions", body = DecisionHistory)))]
+pub(crate) async fn history(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<HistoryQuery>,
-) -> Result<Json<Value>, Error> {
-    let limit = crate::rest::clamp_param(q.limit.as_deref(), 20, 1, 1000, "limit")?;
-    let offset = crate::rest::clamp_param(q.offset.as_deref(), 0, 0, i64::MAX, "offset")?;
+) -> Result<Json<DecisionHistory>, Error> {
+    let limit = clamp_param(q.limit.as_deref(), 20, 1, 1000, "limit")?;
+    let offset = clamp_param(q.offset.as_deref(), 0, 0, i64::MAX, "offset")?;
     let days = match q.days.as_deref() {
         None => None,
-        Some(d) => Some(crate::rest::clamp_param(Some(d), 1, 1, 90, "days")?),
+        Some(d) => Some(clamp_param(Some(d), 1, 1, 90, "days")?),
     };
     if let Some(d) = &q.decision {
-        if !["allow", "warn", "require_approval", "block"].contains(&d.as_str()) {
+        if Verdict::parse(d).is_none() {
             return Err(Error::validation(vec![
                 "decision must be one of: allow, warn, require_approval, block".into(),
             ]));
@@ -130,17 +144,21 @@ async fn history(
         .service
         .decisions(&caller, &filter, Page { limit, offset })
         .await?;
-    let decisions: Vec<Value> = log
-        .decisions
-        .iter()
-        .map(|d| wire::decision_row(&caller.org, d))
-        .collect();
     let stats = log.last_24h;
-    Ok(Json(json!({
-        "decisions": decisions,
-        "total": log.total,
-        "stats": {"total_24h": stats.total, "blocks_24h": stats.blocks, "warns_24h": stats.warns, "approvals_24h": stats.approvals},
-        "limit": limit,
-        "offset": offset,
-    })))
+    Ok(Json(DecisionHistory {
+        decisions: log
+            .decisions
+            .iter()
+            .map(|d| DecisionRow::new(&caller.org, d))
+            .collect(),
+        total: log.total,
+        stats: DecisionStats {
+            total_24h: stats.total,
+            blocks_24h: stats.blocks,
+            warns_24h: stats.warns,
+            approvals_24h: stats.approvals,
+        },
+        limit,
+        offset,
+    }))
 }

@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::state::AppState;
 
@@ -15,7 +16,22 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/health", get(health))
 }
 
-async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// `GET /api/health`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// healthy or unhealthy.
+    pub status: &'static str,
+    pub version: &'static str,
+    /// connected or unreachable.
+    pub database: &'static str,
+}
+
+/// Liveness: the version, and whether the database answers within a second.
+#[utoipa::path(get, path = "/api/health", tag = "health", security(()),
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "The database does not answer", body = Health)))]
+pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let version = env!("CARGO_PKG_VERSION");
     // Within a second, whatever the database does: a load balancer must hear "down" at once.
     let probe = tokio::time::timeout(
@@ -29,13 +45,21 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match answer {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({"status": "healthy", "version": version, "database": "connected"})),
+            Json(Health {
+                status: "healthy",
+                version,
+                database: "connected",
+            }),
         ),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unhealthy", "version": version, "database": "unreachable"})),
+                Json(Health {
+                    status: "unhealthy",
+                    version,
+                    database: "unreachable",
+                }),
             )
         }
     }

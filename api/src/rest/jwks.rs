@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use dashclaw_events::Jwks;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::state::AppState;
 
@@ -16,17 +18,65 @@ pub fn router() -> Router<AppState> {
         .route("/api/integrity/jwks", get(jwks))
 }
 
-/// Per the DashClaw contract a failure answers an empty set (never cached), not an error:
-/// verifiers treat "no keys" as "cannot verify", which is the truth at that moment.
-async fn jwks(State(state): State<AppState>) -> Response {
-    match dashclaw_store::keys::published(state.service.pool()).await {
-        Ok(keys) if !keys.keys.is_empty() => {
-            ([(CACHE_CONTROL, "public, max-age=300")], Json(keys)).into_response()
+/// The published key set (RFC 7517): public Ed25519 keys only, whatever the stored set holds.
+#[derive(Serialize, ToSchema, Default)]
+pub struct PublicKeySet {
+    pub keys: Vec<PublicKey>,
+}
+
+/// An Ed25519 public key as a JWK (RFC 8037).
+#[derive(Serialize, ToSchema)]
+pub struct PublicKey {
+    /// Always "OKP".
+    pub kty: String,
+    /// Always "Ed25519".
+    pub crv: String,
+    /// The 32-byte public key, base64url without padding.
+    pub x: String,
+    /// The key's RFC 7638 thumbprint: the `kid` checkpoints and receipts name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+}
+
+impl From<Jwks> for PublicKeySet {
+    fn from(set: Jwks) -> Self {
+        Self {
+            keys: set
+                .keys
+                .into_iter()
+                .map(|k| PublicKey {
+                    kty: k.kty,
+                    crv: k.crv,
+                    x: k.x,
+                    kid: k.kid,
+                    alg: k.alg,
+                    use_: k.use_,
+                })
+                .collect(),
         }
-        Ok(_) => ([(CACHE_CONTROL, "no-store")], Json(Jwks::default())).into_response(),
+    }
+}
+
+/// The signing keys' public halves. Per the DashClaw contract a failure answers an empty set
+/// (never cached), not an error: verifiers treat "no keys" as "cannot verify", which is the
+/// truth at that moment.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "integrity", security(()),
+    responses((status = 200, description = "The key set", body = PublicKeySet)))]
+pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
+    match dashclaw_store::keys::published(state.service.pool()).await {
+        Ok(keys) if !keys.keys.is_empty() => (
+            [(CACHE_CONTROL, "public, max-age=300")],
+            Json(PublicKeySet::from(keys)),
+        )
+            .into_response(),
+        Ok(_) => ([(CACHE_CONTROL, "no-store")], Json(PublicKeySet::default())).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the key set");
-            ([(CACHE_CONTROL, "no-store")], Json(Jwks::default())).into_response()
+            ([(CACHE_CONTROL, "no-store")], Json(PublicKeySet::default())).into_response()
         }
     }
 }

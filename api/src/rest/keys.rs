@@ -6,7 +6,8 @@
 use axum::extract::State;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::extract::Id;
 use crate::service::Caller;
@@ -20,17 +21,41 @@ pub fn router() -> Router<AppState> {
         .route("/api/keys/{id}", delete(revoke))
 }
 
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, Error> {
-    let keys = state.service.list_keys(&caller).await?;
-    let keys: Vec<KeyRow> = keys.iter().map(KeyRow::from).collect();
-    Ok(Json(json!({ "keys": keys })))
+/// `GET /api/keys`.
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyRow>,
 }
 
-async fn revoke(
+/// The org's API keys, without their secrets (admin keys).
+#[utoipa::path(get, path = "/api/keys", tag = "keys",
+    responses((status = 200, description = "The keys", body = KeyList)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<KeyList>, Error> {
+    let keys = state.service.list_keys(&caller).await?;
+    Ok(Json(KeyList {
+        keys: keys.iter().map(KeyRow::from).collect(),
+    }))
+}
+
+/// `DELETE /api/keys/:id`.
+#[derive(Serialize, ToSchema)]
+pub struct RevokedKey {
+    pub id: String,
+    /// Always true.
+    pub revoked: bool,
+}
+
+/// Revoke an API key of the org (admin keys); every node refuses it within the tail's delay.
+#[utoipa::path(delete, path = "/api/keys/{id}", tag = "keys", params(("id" = String, Path)),
+    responses((status = 200, description = "Revoked", body = RevokedKey)))]
+pub(crate) async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<RevokedKey>, Error> {
     state.service.revoke_key(&caller, &id).await?;
-    Ok(Json(json!({ "id": id, "revoked": true })))
+    Ok(Json(RevokedKey { id, revoked: true }))
 }

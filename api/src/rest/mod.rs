@@ -13,6 +13,7 @@ pub mod org;
 pub mod policies;
 pub mod policy_tools;
 pub mod posture;
+pub mod requests;
 pub mod stream;
 pub mod webhooks;
 

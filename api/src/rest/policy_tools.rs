@@ -7,7 +7,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use dashclaw_domain::guard::{validate_policy, Policy};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::extract::Body;
 use crate::input::fields::{object, Fields};
@@ -16,7 +18,7 @@ use crate::service::policy_tools::decide_alone;
 use crate::service::Caller;
 use crate::service::Error;
 use crate::state::AppState;
-use crate::wire;
+use crate::wire::{self, SimulationBody};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -24,9 +26,51 @@ pub fn router() -> Router<AppState> {
         .route("/api/policies/simulate", post(simulate))
 }
 
+/// One recipe's result.
+#[derive(Serialize, ToSchema)]
+pub struct RecipeResult {
+    pub name: String,
+    pub passed: bool,
+    /// The decision the recipe expects.
+    pub expected: String,
+    /// The decision the policy gave; null when the recipe's input is invalid.
+    pub actual: Option<String>,
+    pub reason: String,
+}
+
+/// One policy's recipes.
+#[derive(Serialize, ToSchema)]
+pub struct PolicyTests {
+    /// Null in recipe mode.
+    pub policy_id: Option<String>,
+    pub policy_name: String,
+    pub tests: Vec<RecipeResult>,
+}
+
+/// The totals over every policy's recipes, with the details.
+#[derive(Serialize, ToSchema)]
+pub struct TestSummary {
+    pub total_policies: usize,
+    pub total_tests: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub success: bool,
+    pub details: Vec<PolicyTests>,
+}
+
+/// `POST /api/policies/test`.
+#[derive(Serialize, ToSchema)]
+pub struct TestReport {
+    pub results: TestSummary,
+    pub generated_at: String,
+    /// "recipe" when the body held the policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
+}
+
 /// Runs one recipe `{name, input, expect: {decision}}` against `policy`'s rules (its agent
 /// scope is not what a recipe tests, so it is lifted).
-fn run_recipe(policy: &Policy, recipe: &Value, index: usize, now: DateTime<Utc>) -> Value {
+fn run_recipe(policy: &Policy, recipe: &Value, index: usize, now: DateTime<Utc>) -> RecipeResult {
     let unscoped = Policy {
         agent_ids: None,
         ..policy.clone()
@@ -46,11 +90,21 @@ fn run_recipe(policy: &Policy, recipe: &Value, index: usize, now: DateTime<Utc>)
     match (parsed, f.errors.is_empty()) {
         (Some(input), true) => {
             let (verdict, reason) = decide_alone(policy, &input.request, now);
-            json!({"name": name, "passed": verdict.as_str() == expected, "expected": expected,
-                   "actual": verdict.as_str(), "reason": reason})
+            RecipeResult {
+                name,
+                passed: verdict.as_str() == expected,
+                expected,
+                actual: Some(verdict.as_str().to_owned()),
+                reason,
+            }
         }
-        _ => json!({"name": name, "passed": false, "expected": expected, "actual": null,
-                    "reason": format!("invalid test input: {}", f.errors.join("; "))}),
+        _ => RecipeResult {
+            name,
+            passed: false,
+            expected,
+            actual: None,
+            reason: format!("invalid test input: {}", f.errors.join("; ")),
+        },
     }
 }
 
@@ -62,14 +116,17 @@ fn recipes(rules: &Value, body_tests: Option<&Value>) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// `POST /api/policies/test`: with `policy_type` and `rules` in the body, runs that policy's
-/// recipes ("recipe" mode); otherwise (the SDK sends `{agent_id}`) runs the recipes of every
-/// active policy of the org.
-async fn test(
+/// Runs policies' `rules.tests` recipes: with `policy_type` and `rules` in the body, that
+/// policy's ("recipe" mode); otherwise (the SDK sends `{agent_id}`) those of every active
+/// policy of the org.
+#[utoipa::path(post, path = "/api/policies/test", tag = "policies",
+    request_body = crate::rest::requests::PolicyTestBody,
+    responses((status = 200, description = "The results", body = TestReport)))]
+pub(crate) async fn test(
     State(state): State<AppState>,
     caller: Caller,
     Body(body): Body,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<TestReport>, Error> {
     let body = object(&body)?;
     let now = state.service.clock().now();
     let recipe_mode = body.contains_key("policy_type") && body.contains_key("rules");
@@ -80,24 +137,22 @@ async fn test(
         let policies = state.service.active_policies(&caller, agent).await?;
         policies
             .iter()
-            .map(|policy| {
-                let tests = run_recipes(policy, &recipes(&policy.rules, None), now);
-                json!({"policy_id": policy.id, "policy_name": policy.name, "tests": tests})
+            .map(|policy| PolicyTests {
+                policy_id: Some(policy.id.clone()),
+                policy_name: policy.name.clone(),
+                tests: run_recipes(policy, &recipes(&policy.rules, None), now),
             })
             .collect()
     };
-    let mut answer = json!({
-        "results": summary(details),
-        "generated_at": wire::ts(now),
-    });
-    if recipe_mode {
-        answer["mode"] = json!("recipe");
-    }
-    Ok(Json(answer))
+    Ok(Json(TestReport {
+        results: summary(details),
+        generated_at: wire::ts(now),
+        mode: recipe_mode.then_some("recipe"),
+    }))
 }
 
 /// "Recipe" mode: the policy in the body, tried on its recipes.
-fn test_recipe(body: &Map<String, Value>, now: DateTime<Utc>) -> Result<Value, Error> {
+fn test_recipe(body: &Map<String, Value>, now: DateTime<Utc>) -> Result<PolicyTests, Error> {
     let policy_type = body
         .get("policy_type")
         .and_then(Value::as_str)
@@ -118,10 +173,14 @@ fn test_recipe(body: &Map<String, Value>, now: DateTime<Utc>) -> Result<Value, E
         agent_ids: None,
     };
     let tests = run_recipes(&policy, &recipes(&rules, body.get("tests")), now);
-    Ok(json!({"policy_id": null, "policy_name": policy.name, "tests": tests}))
+    Ok(PolicyTests {
+        policy_id: None,
+        policy_name: policy.name,
+        tests,
+    })
 }
 
-fn run_recipes(policy: &Policy, recipes: &[Value], now: DateTime<Utc>) -> Vec<Value> {
+fn run_recipes(policy: &Policy, recipes: &[Value], now: DateTime<Utc>) -> Vec<RecipeResult> {
     recipes
         .iter()
         .enumerate()
@@ -129,30 +188,33 @@ fn run_recipes(policy: &Policy, recipes: &[Value], now: DateTime<Utc>) -> Vec<Va
         .collect()
 }
 
-/// The totals over every policy's recipes, with the details.
-fn summary(details: Vec<Value>) -> Value {
-    let all: Vec<&Value> = details
+fn summary(details: Vec<PolicyTests>) -> TestSummary {
+    let total_tests = details.iter().map(|d| d.tests.len()).sum();
+    let passed = details
         .iter()
-        .flat_map(|d| d["tests"].as_array().into_iter().flatten())
-        .collect();
-    let passed = all.iter().filter(|t| t["passed"] == true).count();
-    json!({
-        "total_policies": details.len(),
-        "total_tests": all.len(),
-        "passed": passed,
-        "failed": all.len() - passed,
-        "success": passed == all.len(),
-        "details": details,
-    })
+        .flat_map(|d| &d.tests)
+        .filter(|t| t.passed)
+        .count();
+    TestSummary {
+        total_policies: details.len(),
+        total_tests,
+        passed,
+        failed: total_tests - passed,
+        success: passed == total_tests,
+        details,
+    }
 }
 
 /// `POST /api/policies/simulate {policy_type, rules, days=7}`: what the proposed policy alone
 /// would have decided for each guard request recorded in the window (no side effects).
-async fn simulate(
+#[utoipa::path(post, path = "/api/policies/simulate", tag = "policies",
+    request_body = crate::rest::requests::SimulateBody,
+    responses((status = 200, description = "What the policy would have decided", body = SimulationBody)))]
+pub(crate) async fn simulate(
     State(state): State<AppState>,
     caller: Caller,
     Body(body): Body,
-) -> Result<Json<wire::SimulationBody>, Error> {
+) -> Result<Json<SimulationBody>, Error> {
     let body = object(&body)?;
     let mut f = Fields::new(&body);
     let policy_type = f.required_string("policy_type", 64);
@@ -169,5 +231,5 @@ async fn simulate(
         .service
         .simulate_policy(&caller, &policy_type, Value::Object(rules), days)
         .await?;
-    Ok(Json(wire::SimulationBody::from(&report)))
+    Ok(Json(SimulationBody::from(&report)))
 }

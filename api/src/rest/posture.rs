@@ -15,7 +15,11 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/posture", get(posture))
 }
 
-async fn posture(
+/// The posture score of the org's real traffic under its current policies, its findings
+/// worst first, and the daily trend.
+#[utoipa::path(get, path = "/api/posture", tag = "insight",
+    responses((status = 200, description = "The posture", body = PostureBody)))]
+pub(crate) async fn posture(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<PostureBody>, Error> {

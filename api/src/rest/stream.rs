@@ -16,10 +16,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::Params;
 use dashclaw_domain::OrgId;
@@ -42,8 +42,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/stream/status", get(status))
 }
 
-#[derive(Deserialize)]
-struct StreamQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct StreamQuery {
+    /// Replay the events after this ledger sequence (the `Last-Event-ID` header wins).
     #[serde(rename = "lastEventId")]
     last_event_id: Option<String>,
 }
@@ -59,7 +61,32 @@ fn frames(event: &LiveEvent, padding: &str) -> [Event; 2] {
     ]
 }
 
-async fn stream(
+/// The `connected` frame a stream starts with, after the replayed events.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Connected {
+    /// Always "ok".
+    pub status: &'static str,
+    pub org_id: String,
+    /// Always "postgres".
+    pub backend: &'static str,
+    /// Always "healthy".
+    pub realtime_status: &'static str,
+    /// How many missed events were replayed.
+    pub replayed: usize,
+    pub last_event_id: Option<String>,
+    /// Always null.
+    pub replay_error: Option<String>,
+}
+
+/// Server-sent events of the org: `action.created`, `action.updated`,
+/// `guard.decision.created`, `policy.updated`, `signal.detected` (each with its ledger
+/// sequence as the event id), then `connected`; heartbeats as comments.
+#[utoipa::path(get, path = "/api/stream", tag = "stream", params(StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Replay the events after this ledger sequence")),
+    responses((status = 200, description = "An event stream; each frame's data is a JSON row",
+        content_type = "text/event-stream", body = String)))]
+pub(crate) async fn stream(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
@@ -73,11 +100,15 @@ async fn stream(
     let after = last.as_deref().and_then(|s| s.trim().parse::<u64>().ok());
     let (subscription, replayed) = state.service.follow(&caller, after, REPLAY_LIMIT).await?;
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(256);
-    let connected = json!({
-        "status": "ok", "orgId": caller.org.as_str(), "backend": "postgres",
-        "realtimeStatus": "healthy", "replayed": replayed.len(), "lastEventId": last,
-        "replayError": null,
-    });
+    let connected = Connected {
+        status: "ok",
+        org_id: caller.org.as_str().to_owned(),
+        backend: "postgres",
+        realtime_status: "healthy",
+        replayed: replayed.len(),
+        last_event_id: last,
+        replay_error: None,
+    };
     let start = Start {
         org: caller.org.clone(),
         after: after.unwrap_or(0),
@@ -104,7 +135,7 @@ struct Start {
     org: OrgId,
     after: u64,
     replayed: Vec<LiveEvent>,
-    connected: Value,
+    connected: Connected,
 }
 
 /// Sends the replayed events, `connected`, then the live events of the org (each once)
@@ -135,7 +166,8 @@ async fn feed(
     }
     let connected = Event::default()
         .event("connected")
-        .data(start.connected.to_string());
+        .json_data(&start.connected)
+        .unwrap_or_default();
     if !send(vec![connected, Event::default().comment(&padding)]).await {
         return;
     }
@@ -166,6 +198,16 @@ async fn feed(
 
 /// How many live subscriptions (SSE and GraphQL) of the caller's org this node holds: lets a
 /// test or an operator see that a waiting agent is connected. Other orgs are not counted.
-async fn status(State(state): State<AppState>, caller: Caller) -> Json<Value> {
-    Json(json!({ "subscribers": state.service.tail().subscribers_of(&caller.org) }))
+#[utoipa::path(get, path = "/api/stream/status", tag = "stream",
+    responses((status = 200, description = "The org's live subscriptions on this node", body = StreamStatus)))]
+pub(crate) async fn status(State(state): State<AppState>, caller: Caller) -> Json<StreamStatus> {
+    Json(StreamStatus {
+        subscribers: state.service.tail().subscribers_of(&caller.org),
+    })
+}
+
+/// `GET /api/stream/status`.
+#[derive(Serialize, ToSchema)]
+pub struct StreamStatus {
+    pub subscribers: usize,
 }

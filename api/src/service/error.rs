@@ -41,6 +41,39 @@ pub enum ErrorCode {
     Internal,
 }
 
+impl ErrorCode {
+    /// Every code, in declaration order (what the OpenAPI document lists; `status` in
+    /// `http_error` matches on each, so a new code cannot go unmapped).
+    pub const ALL: [ErrorCode; 23] = {
+        use ErrorCode::*;
+        [
+            BadRequest,
+            InvalidJson,
+            ValidationFailed,
+            PromptInjection,
+            InvalidExecutionClaim,
+            NotPendingApproval,
+            ReservedActionType,
+            Unauthorized,
+            Forbidden,
+            SelfApprovalForbidden,
+            AgentIdentityRequired,
+            ActionBlocked,
+            NotFound,
+            Conflict,
+            OutcomeConflict,
+            ExecutionClaimConflict,
+            ApprovalExpired,
+            PayloadTooLarge,
+            RateLimited,
+            OrgRateLimited,
+            DbUnavailable,
+            CommitUnknown,
+            Internal,
+        ]
+    };
+}
+
 /// What an error is about, typed: each transport renders it beside the message (REST as the
 /// `action` and `decision` fields of the envelope).
 #[derive(Debug)]

@@ -6,13 +6,14 @@ use async_graphql::{Json, SimpleObject};
 use dashclaw_domain::posture::{Finding, Unit};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::ts;
 use crate::service::insight::{AnalyticsReport, PostureReport, Totals};
 use crate::service::policy_tools::SimulationReport;
 
 /// `GET /api/posture` (DashClaw's field names).
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 #[graphql(name = "Posture")]
 pub struct PostureBody {
     /// 0-100.
@@ -35,14 +36,14 @@ pub struct PostureBody {
     pub snapshot_ts: String,
 }
 
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 pub struct PostureDimension {
     pub dimension: String,
     pub score: u8,
     pub weight: u8,
 }
 
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 pub struct PostureFinding {
     pub key: String,
     pub dimension: String,
@@ -53,11 +54,12 @@ pub struct PostureFinding {
     #[serde(rename = "scoreDelta")]
     pub score_delta: u8,
     /// A draft policy that would govern the unit, for an operator to review.
+    #[schema(value_type = Object)]
     pub fix: Json<Value>,
     pub status: String,
 }
 
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 pub struct PostureEvidence {
     #[serde(rename = "observedCount")]
     pub observed_count: usize,
@@ -65,7 +67,7 @@ pub struct PostureEvidence {
     pub example_action_ids: Vec<String>,
 }
 
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 pub struct PostureSummary {
     #[serde(rename = "totalUnits")]
     pub total_units: usize,
@@ -78,7 +80,7 @@ pub struct PostureSummary {
 }
 
 /// One action type of the org's traffic and how well today's policies govern it.
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 pub struct PostureUnit {
     pub key: String,
     pub action_type: String,
@@ -92,7 +94,7 @@ pub struct PostureUnit {
     pub example_action_ids: Vec<String>,
 }
 
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 pub struct PostureSnapshot {
     pub score: i32,
     #[serde(rename = "createdAt")]
@@ -164,7 +166,7 @@ impl From<&PostureReport> for PostureBody {
 }
 
 /// `GET /api/analytics`.
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 #[graphql(name = "Analytics")]
 pub struct AnalyticsBody {
     pub window_days: i64,
@@ -182,7 +184,7 @@ pub struct AnalyticsBody {
 
 /// Counts and costs of a group of actions; `day`, `agent_id` and `action_type` name the
 /// group in series and breakdowns.
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 pub struct AnalyticsTotals {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub day: Option<String>,
@@ -203,7 +205,7 @@ pub struct AnalyticsTotals {
     pub unpriced_tokens: i64,
 }
 
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 pub struct AnalyticsEnforcement {
     pub decisions: i64,
     pub allowed: i64,
@@ -212,7 +214,7 @@ pub struct AnalyticsEnforcement {
     pub blocked: i64,
 }
 
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 pub struct AnalyticsApprovals {
     pub requested: i64,
     pub approved: i64,
@@ -226,7 +228,7 @@ pub struct AnalyticsApprovals {
     pub time_to_decision_seconds: Percentiles,
 }
 
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 pub struct Percentiles {
     pub p50: Option<f64>,
     pub p90: Option<f64>,
@@ -311,7 +313,7 @@ impl From<&AnalyticsReport> for AnalyticsBody {
 }
 
 /// `POST /api/policies/simulate`.
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 #[graphql(name = "Simulation")]
 pub struct SimulationBody {
     pub summary: SimulationSummary,
@@ -323,7 +325,7 @@ pub struct SimulationBody {
 }
 
 /// Simulated verdicts of the replayed requests; `matches` are those not allowed.
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 pub struct SimulationSummary {
     pub total: usize,
     pub matches: usize,
@@ -333,7 +335,7 @@ pub struct SimulationSummary {
     pub allow: usize,
 }
 
-#[derive(Debug, Serialize, SimpleObject)]
+#[derive(Debug, Serialize, SimpleObject, ToSchema)]
 pub struct SimulationMatch {
     pub action_id: String,
     pub goal: Option<String>,

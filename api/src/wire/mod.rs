@@ -1,16 +1,18 @@
-//! How records look on the wire: DashClaw's row shapes, ISO-8601 UTC timestamps with
-//! milliseconds.
+//! How records look on the wire: DashClaw's row shapes as typed serde structs (which also
+//! describe themselves to OpenAPI), ISO-8601 UTC timestamps with milliseconds.
 
+pub mod action;
+pub mod guard;
 pub mod insight;
 
+pub use action::{ActionRow, AssumptionRow, OutcomeBody, SecuritySummary};
+pub use guard::{DecisionRow, GuardReplay, GuardResult, RiskBreakdownBody};
 pub use insight::{AnalyticsBody, PostureBody, SimulationBody};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use dashclaw_domain::action::ActionRecord;
-use dashclaw_domain::guard_decision::GuardDecisionRecord;
-use dashclaw_domain::OrgId;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::service::tail::{Change, LiveEvent};
 use crate::service::Subject;
@@ -19,110 +21,17 @@ pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The action row (contract section 4.1).
-pub fn action_row(org: &OrgId, record: &ActionRecord) -> Value {
-    let mut row = serde_json::to_value(record).unwrap_or_else(|_| json!({}));
-    if let Value::Object(map) = &mut row {
-        map.insert("org_id".into(), json!(org.as_str()));
-        // Every action is claim-eligible (contract 5.3, surprise 1).
-        map.insert("execution_protocol".into(), json!(1));
-        map.insert("identity_verified".into(), json!(false));
-    }
-    row
-}
-
-/// A guard decision as the history endpoint and the SSE stream show it.
-pub fn decision_row(org: &OrgId, d: &GuardDecisionRecord) -> Value {
-    let e = &d.evaluation;
-    json!({
-        "id": d.decision_id,
-        "decision_id": d.decision_id,
-        "org_id": org.as_str(),
-        "agent_id": d.request.agent_id,
-        "agent_name": d.request.agent_name,
-        "verification_status": "unverified",
-        "action_type": d.request.action_type,
-        "risk_score": e.risk_score,
-        "agent_risk_score": d.request.risk_score,
-        "decision": e.decision,
-        "reason": reason(&e.reasons),
-        "reasons": e.reasons,
-        "warnings": e.warnings,
-        "matched_policies": e.matched_policies,
-        "risk_breakdown": e.risk_breakdown,
-        "policy_set_version": d.policy_set_version,
-        "purpose": d.purpose,
-        "action_id": d.action_id,
-        "act_hash": d.request.act_hash,
-        "created_at": ts(d.evaluated_at),
-        "degraded": false,
-    })
-}
-
-/// The guard result body (contract 1.2).
-pub fn decision_body(d: &GuardDecisionRecord) -> Map<String, Value> {
-    let e = &d.evaluation;
-    let signals: Vec<&String> = e.warnings.iter().chain(&e.reasons).collect();
-    let body = json!({
-        "decision": e.decision,
-        "decision_id": d.decision_id,
-        "action_id": d.decision_id,
-        "execution_claim_required": true,
-        "claim_protocol": 1,
-        "reason": reason(&e.reasons),
-        "reasons": e.reasons,
-        "warnings": e.warnings,
-        "signals": signals,
-        "matched_policies": e.matched_policies,
-        "risk_score": e.risk_score,
-        "agent_risk_score": d.request.risk_score,
-        "risk_breakdown": e.risk_breakdown,
-        "intent_source": "declared",
-        "verification_status": "unverified",
-        "agent_id": d.request.agent_id,
-        "agent_name": d.request.agent_name,
-        "policy_set_version": d.policy_set_version,
-        "evaluated_at": ts(d.evaluated_at),
-    });
-    match body {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
-/// `reasons.join("; ")`, or null when there are none.
-pub fn reason(reasons: &[String]) -> Value {
-    if reasons.is_empty() {
-        Value::Null
-    } else {
-        json!(reasons.join("; "))
-    }
-}
-
-/// The prompt-injection scan summary DashClaw attaches to accepted writes (always clean:
-/// a goal the scanner would block is refused before anything is written).
-pub fn security() -> Value {
-    json!({"clean": true, "findings_count": 0, "critical_count": 0, "categories": []})
-}
-
-/// An action's outcome (contract 6); `elapsed_ms` runs from its creation to the outcome.
-pub fn outcome_body(record: &ActionRecord, elapsed_ms: i64) -> Value {
-    json!({
-        "action_id": record.action_id,
-        "status": record.outcome_status.as_str(),
-        "outcome_at": record.outcome_at.map(ts),
-        "summary": record.outcome_summary,
-        "error_message": record.outcome_error,
-        "progress": record.outcome_progress,
-        "elapsed_ms": elapsed_ms,
-    })
+/// A row as JSON: the typed rows serialize infallibly (no map has non-string keys).
+fn to_json<T: Serialize>(row: &T) -> Value {
+    serde_json::to_value(row).unwrap_or_default()
 }
 
 /// An API key as its org's admins see it listed (`GET /api/keys`, `dashclaw keys list`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct KeyRow {
     pub id: String,
     pub name: String,
+    /// admin, member or readonly.
     pub role: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
@@ -140,13 +49,27 @@ impl From<&dashclaw_projections::governance::KeyListing> for KeyRow {
     }
 }
 
+/// The `signal.detected` event of an invalidated assumption.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DriftSignal {
+    /// Always "assumption_drift".
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub severity: String,
+    pub assumption_id: Option<String>,
+    pub message: String,
+    pub detected_at: String,
+}
+
 /// A live event as SSE and GraphQL subscriptions show it: its name and data.
 pub fn live_event(event: &LiveEvent) -> (&'static str, Value) {
     let org = &event.org;
     match &event.change {
-        Change::ActionCreated(record) => ("action.created", action_row(org, record)),
-        Change::ActionUpdated(record) => ("action.updated", action_row(org, record)),
-        Change::DecisionCreated(d) => ("guard.decision.created", decision_row(org, d)),
+        Change::ActionCreated(record) => ("action.created", to_json(&ActionRow::new(org, record))),
+        Change::ActionUpdated(record) => ("action.updated", to_json(&ActionRow::new(org, record))),
+        Change::DecisionCreated(d) => {
+            ("guard.decision.created", to_json(&DecisionRow::new(org, d)))
+        }
         Change::PolicyUpdated => ("policy.updated", json!({ "org_id": org.as_str() })),
         Change::AssumptionInvalidated {
             assumption_id,
@@ -154,12 +77,12 @@ pub fn live_event(event: &LiveEvent) -> (&'static str, Value) {
             at,
         } => (
             "signal.detected",
-            json!({
-                "type": "assumption_drift",
-                "severity": "warning",
-                "assumption_id": assumption_id,
-                "message": format!("Assumption invalidated: {reason}"),
-                "detected_at": ts(*at),
+            to_json(&DriftSignal {
+                kind: "assumption_drift".into(),
+                severity: "warning".into(),
+                assumption_id: assumption_id.clone(),
+                message: format!("Assumption invalidated: {reason}"),
+                detected_at: ts(*at),
             }),
         ),
     }
@@ -168,36 +91,46 @@ pub fn live_event(event: &LiveEvent) -> (&'static str, Value) {
 /// The fields an error's subject adds to the error envelope.
 pub fn error_subject(subject: &Subject) -> Vec<(&'static str, Value)> {
     match subject {
-        Subject::Action { org, action } => vec![("action", action_row(org, action))],
+        Subject::Action { org, action } => vec![("action", to_json(&ActionRow::new(org, action)))],
         Subject::Decided {
             org,
             action,
             decision,
         } => vec![
-            ("action", action_row(org, action)),
-            ("decision", Value::Object(decision_body(decision))),
+            ("action", to_json(&ActionRow::new(org, action))),
+            ("decision", to_json(&GuardResult::from(decision.as_ref()))),
         ],
     }
 }
 
 /// A signal (contract 10.5).
-pub fn signal_row(s: &crate::service::signals::Signal) -> Value {
-    let mut row = json!({
-        "type": s.kind, "severity": if s.red { "red" } else { "amber" }, "label": s.label,
-        "detail": s.detail, "help": s.help, "agent_id": s.agent_id,
-    });
-    if let Some(action) = &s.action_id {
-        row["action_id"] = json!(action);
-    }
-    row
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignalRow {
+    /// repeated_failures, lost_confirmation, stale_running_action, approval_backlog,
+    /// assumption_drift or high_impact_low_oversight.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// red (act now) or amber (look soon).
+    pub severity: String,
+    pub label: String,
+    pub detail: String,
+    /// What to do about it.
+    pub help: String,
+    pub agent_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_id: Option<String>,
 }
 
-/// An assumption row (contract 10): its record, with `validated` and `invalidated` as 0/1.
-pub fn assumption_row(a: &dashclaw_domain::assumption::AssumptionRecord) -> Value {
-    let mut v = serde_json::to_value(a).unwrap_or_default();
-    if let Value::Object(m) = &mut v {
-        m.insert("validated".into(), json!(u8::from(a.validated)));
-        m.insert("invalidated".into(), json!(u8::from(a.invalidated)));
+impl From<&crate::service::signals::Signal> for SignalRow {
+    fn from(s: &crate::service::signals::Signal) -> Self {
+        Self {
+            kind: s.kind.into(),
+            severity: if s.red { "red" } else { "amber" }.into(),
+            label: s.label.into(),
+            detail: s.detail.clone(),
+            help: s.help.into(),
+            agent_id: s.agent_id.clone(),
+            action_id: s.action_id.clone(),
+        }
     }
-    v
 }
