@@ -365,3 +365,51 @@ fn rest_answers_typed_shapes_not_ad_hoc_json() {
     }
     assert!(offences.is_empty(), "{}", offences.join("\n"));
 }
+
+#[test]
+fn rest_functions_stay_short() {
+    // An adapter parses, calls one operation and renders; a long handler is an operation
+    // hiding in the adapter.
+    const MAX_LINES: usize = 60;
+    let mut offences = Vec::new();
+    for file in api_module_files("rest") {
+        let source = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = source.lines().collect();
+        let mut i = 0;
+        while i < lines.len() {
+            let line = lines[i].trim_start();
+            let is_fn = [
+                "fn ",
+                "async fn ",
+                "pub fn ",
+                "pub async fn ",
+                "pub(crate) async fn ",
+            ]
+            .iter()
+            .any(|p| line.starts_with(p));
+            if !is_fn {
+                i += 1;
+                continue;
+            }
+            let (mut depth, mut opened, mut end) = (0i32, false, i);
+            for (j, l) in lines.iter().enumerate().skip(i) {
+                depth += l.matches('{').count() as i32 - l.matches('}').count() as i32;
+                opened |= l.contains('{');
+                if opened && depth == 0 {
+                    end = j;
+                    break;
+                }
+            }
+            if end + 1 - i > MAX_LINES {
+                offences.push(format!(
+                    "{}:{} is {} lines",
+                    file.display(),
+                    i + 1,
+                    end + 1 - i
+                ));
+            }
+            i = end + 1;
+        }
+    }
+    assert!(offences.is_empty(), "{}", offences.join("\n"));
+}

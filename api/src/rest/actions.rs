@@ -512,6 +512,31 @@ pub struct RootCauseIndicator {
     pub detail: Vec<String>,
 }
 
+/// What may explain the action's trouble: invalidated assumptions, failed ancestors and
+/// failed neighbours.
+fn root_causes(t: &Trace, invalidated: Vec<String>) -> Vec<RootCauseIndicator> {
+    let failed = |rs: &[ActionRecord]| -> Vec<String> {
+        rs.iter()
+            .filter(|r| r.status == ActionStatus::Failed)
+            .map(|r| r.action_id.to_string())
+            .collect()
+    };
+    [
+        ("invalidated_assumptions", "high", invalidated),
+        ("parent_failures", "high", failed(&t.parents)),
+        ("related_failures", "medium", failed(&t.related)),
+    ]
+    .into_iter()
+    .filter(|(_, _, detail)| !detail.is_empty())
+    .map(|(kind, severity, detail)| RootCauseIndicator {
+        kind,
+        severity,
+        count: detail.len(),
+        detail,
+    })
+    .collect()
+}
+
 /// The action with its assumptions, ancestors, children and neighbours.
 #[utoipa::path(get, path = "/api/actions/{id}/trace", tag = "actions",
     params(("id" = String, Path)),
@@ -531,26 +556,7 @@ pub(crate) async fn trace(
         .map(|a| a.assumption.clone())
         .collect();
     let validated = t.assumptions.iter().filter(|a| a.validated).count();
-    let failed = |rs: &[ActionRecord]| -> Vec<String> {
-        rs.iter()
-            .filter(|r| r.status == ActionStatus::Failed)
-            .map(|r| r.action_id.to_string())
-            .collect()
-    };
-    let root_cause_indicators = [
-        ("invalidated_assumptions", "high", invalidated.clone()),
-        ("parent_failures", "high", failed(&t.parents)),
-        ("related_failures", "medium", failed(&t.related)),
-    ]
-    .into_iter()
-    .filter(|(_, _, detail)| !detail.is_empty())
-    .map(|(kind, severity, detail)| RootCauseIndicator {
-        kind,
-        severity,
-        count: detail.len(),
-        detail,
-    })
-    .collect();
+    let root_cause_indicators = root_causes(&t, invalidated.clone());
     Ok(Json(TraceBody {
         action: ActionRow::new(org, &t.action),
         trace: TraceDetail {
@@ -617,15 +623,16 @@ pub struct GraphEdge {
     pub label: &'static str,
 }
 
-fn edge(
-    id: String,
-    source: &str,
-    target: &str,
-    kind: &'static str,
-    label: &'static str,
-) -> GraphEdge {
+/// An edge of `kind` (parent_child, related or assumption_of), with its label and its id
+/// (`source->target`, or `source~target` for neighbours).
+fn edge(source: &str, target: &str, kind: &'static str) -> GraphEdge {
+    let (label, sep) = match kind {
+        "parent_child" => ("spawned", "->"),
+        "related" => ("same agent", "~"),
+        _ => ("assumed by", "->"),
+    };
     GraphEdge {
-        id,
+        id: format!("{source}{sep}{target}"),
         source: source.to_owned(),
         target: target.to_owned(),
         kind,
@@ -649,6 +656,29 @@ fn action_node(r: &ActionRecord, is_root: bool) -> GraphNode {
     }
 }
 
+fn assumption_node(a: &AssumptionRecord, owner: &ActionRecord) -> GraphNode {
+    let status = if a.invalidated {
+        "invalidated"
+    } else if a.validated {
+        "validated"
+    } else {
+        "unvalidated"
+    };
+    GraphNode {
+        id: format!("assumption:{}", a.assumption_id),
+        kind: "assumption",
+        label: a.assumption.clone(),
+        status: status.to_owned(),
+        risk_score: None,
+        agent_id: owner.agent_id.clone(),
+        agent_name: owner.agent_name.clone(),
+        action_type: None,
+        timestamp: wire::ts(a.created_at),
+        is_root: false,
+        meta: Default::default(),
+    }
+}
+
 /// The action's graph: its ancestors, children, neighbours and assumptions.
 #[utoipa::path(get, path = "/api/actions/{id}/graph", tag = "actions",
     params(("id" = String, Path)),
@@ -666,66 +696,23 @@ pub(crate) async fn graph(
     for p in &t.parents {
         let pid = format!("action:{}", p.action_id);
         nodes.push(action_node(p, false));
-        edges.push(edge(
-            format!("{pid}->{child}"),
-            &pid,
-            &child,
-            "parent_child",
-            "spawned",
-        ));
+        edges.push(edge(&pid, &child, "parent_child"));
         child = pid;
     }
     for c in &t.children {
         let cid = format!("action:{}", c.action_id);
         nodes.push(action_node(c, false));
-        edges.push(edge(
-            format!("{root}->{cid}"),
-            &root,
-            &cid,
-            "parent_child",
-            "spawned",
-        ));
+        edges.push(edge(&root, &cid, "parent_child"));
     }
     for r in &t.related {
         let rid = format!("action:{}", r.action_id);
         nodes.push(action_node(r, false));
-        edges.push(edge(
-            format!("{root}~{rid}"),
-            &root,
-            &rid,
-            "related",
-            "same agent",
-        ));
+        edges.push(edge(&root, &rid, "related"));
     }
     for a in &t.assumptions {
-        let aid = format!("assumption:{}", a.assumption_id);
-        let status = if a.invalidated {
-            "invalidated"
-        } else if a.validated {
-            "validated"
-        } else {
-            "unvalidated"
-        };
-        nodes.push(GraphNode {
-            id: aid.clone(),
-            kind: "assumption",
-            label: a.assumption.clone(),
-            status: status.to_owned(),
-            risk_score: None,
-            agent_id: t.action.agent_id.clone(),
-            agent_name: t.action.agent_name.clone(),
-            action_type: None,
-            timestamp: wire::ts(a.created_at),
-            is_root: false,
-            meta: Default::default(),
-        });
-        edges.push(edge(
-            format!("{aid}->{root}"),
-            &aid,
-            &root,
-            "assumption_of",
-            "assumed by",
-        ));
+        let node = assumption_node(a, &t.action);
+        edges.push(edge(&node.id, &root, "assumption_of"));
+        nodes.push(node);
     }
     Ok(Json(GraphBody {
         root_action_id: t.action.action_id.to_string(),
