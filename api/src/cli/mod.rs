@@ -341,89 +341,8 @@ async fn run(command: Command) -> Result<ExitCode> {
             database.close().await?;
             return code;
         }
-        Command::Keys { db, key, action } => {
-            let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
-            match action {
-                None => {
-                    signing_key(&database.pool, &key).await?;
-                    let jwks = dashclaw_store::keys::published(&database.pool).await?;
-                    println!("{}", serde_json::to_string_pretty(&jwks)?);
-                }
-                Some(KeysAction::Create { org, role, name }) => {
-                    let org = OrgId::new(org)?;
-                    let role =
-                        Role::parse(&role).context("--role must be admin, member or readonly")?;
-                    let api_key = issue(&database.pool, &org, role, &name).await?;
-                    println!("{api_key}");
-                    eprintln!(
-                        "{} key for {org} created (shown only now; store it)",
-                        role.as_str()
-                    );
-                }
-                Some(KeysAction::List { org, json }) => {
-                    let org = OrgId::new(org)?;
-                    Projections::new(database.pool.clone())
-                        .catch_up(&org)
-                        .await
-                        .map_err(|e| anyhow::anyhow!(e))?;
-                    let listed = crate::service::keys::list_keys(&database.pool, &org)
-                        .await
-                        .map_err(|e| anyhow::anyhow!(e.error))?;
-                    let rows: Vec<_> = listed.iter().map(crate::wire::KeyRow::from).collect();
-                    let keys = serde_json::to_value(rows)?;
-                    let keys = keys.as_array().map(Vec::as_slice).unwrap_or_default();
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&keys)?);
-                    } else {
-                        print_keys(&org, keys);
-                    }
-                }
-                Some(KeysAction::Revoke { id }) => {
-                    let org = dashclaw_store::chain::org_of_entity(
-                        &database.pool,
-                        dashclaw_domain::api_key::ApiKey::TYPE,
-                        &id,
-                    )
-                    .await?
-                    .with_context(|| {
-                        format!("no API key {id} on the ledger (see `dashclaw keys list`)")
-                    })?;
-                    let aggregates = Aggregates::new(LedgerRepository::new(database.pool.clone()));
-                    let projections = Projections::new(database.pool.clone());
-                    KeyAdmin::new(&aggregates, &projections, Clock::default().now())
-                        .revoke(&org, &id, "cli")
-                        .await
-                        .map_err(|e| {
-                            let code = serde_json::to_value(e.code).unwrap_or_default();
-                            anyhow::anyhow!("{} ({})", e.error, code.as_str().unwrap_or("?"))
-                        })?;
-                    eprintln!("key {id} of {org} revoked; servers refuse it within a second");
-                }
-            }
-            database.close().await?;
-        }
-        Command::Checkpoint { db, key, org } => {
-            let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
-            let key = signing_key(&database.pool, &key).await?;
-            let signed = match org {
-                Some(org) => {
-                    dashclaw_store::checkpoints::sign(&database.pool, &key, &OrgId::new(org)?)
-                        .await?
-                        .into_iter()
-                        .collect()
-                }
-                None => dashclaw_store::checkpoints::sign_all(&database.pool, &key).await?,
-            };
-            for checkpoint in &signed {
-                println!("{}", serde_json::to_string(checkpoint)?);
-            }
-            eprintln!(
-                "{} checkpoint(s) signed with key {}",
-                signed.len(),
-                key.kid()
-            );
-            database.close().await?;
-        }
+        Command::Keys { db, key, action } => keys(db, key, action).await?,
+        Command::Checkpoint { db, key, org } => checkpoint(db, key, org).await?,
         Command::Replay {
             db,
             projection,
@@ -434,31 +353,118 @@ async fn run(command: Command) -> Result<ExitCode> {
             database.close().await?;
         }
         Command::Bench(args) => crate::bench::run(args).await?,
-        Command::Approvals { client, json } => {
-            let result = async {
-                let operator = Operator::new(&client.base_url, client.api_key.as_deref())?;
-                operator.pending().await
-            }
-            .await;
-            return Ok(match result {
-                Ok(actions) if json => {
-                    println!("{}", serde_json::to_string_pretty(&actions)?);
-                    ExitCode::SUCCESS
-                }
-                Ok(actions) => {
-                    operator::print_pending(&actions);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    e.exit_code()
-                }
-            });
-        }
+        Command::Approvals { client, json } => return approvals(client, json).await,
         Command::Approve { id, reason, client } => return decide(client, &id, true, reason).await,
         Command::Deny { id, reason, client } => return decide(client, &id, false, reason).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `dashclaw keys`: the published key set, or create, list and revoke API keys.
+async fn keys(db: DbArgs, key: KeyArgs, action: Option<KeysAction>) -> Result<()> {
+    let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
+    match action {
+        None => {
+            signing_key(&database.pool, &key).await?;
+            let jwks = dashclaw_store::keys::published(&database.pool).await?;
+            println!("{}", serde_json::to_string_pretty(&jwks)?);
+        }
+        Some(KeysAction::Create { org, role, name }) => {
+            let org = OrgId::new(org)?;
+            let role = Role::parse(&role).context("--role must be admin, member or readonly")?;
+            let api_key = issue(&database.pool, &org, role, &name).await?;
+            println!("{api_key}");
+            eprintln!(
+                "{} key for {org} created (shown only now; store it)",
+                role.as_str()
+            );
+        }
+        Some(KeysAction::List { org, json }) => {
+            let org = OrgId::new(org)?;
+            Projections::new(database.pool.clone())
+                .catch_up(&org)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let listed = crate::service::keys::list_keys(&database.pool, &org)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.error))?;
+            let rows: Vec<_> = listed.iter().map(crate::wire::KeyRow::from).collect();
+            let keys = serde_json::to_value(rows)?;
+            let keys = keys.as_array().map(Vec::as_slice).unwrap_or_default();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                print_keys(&org, keys);
+            }
+        }
+        Some(KeysAction::Revoke { id }) => {
+            let org = dashclaw_store::chain::org_of_entity(
+                &database.pool,
+                dashclaw_domain::api_key::ApiKey::TYPE,
+                &id,
+            )
+            .await?
+            .with_context(|| format!("no API key {id} on the ledger (see `dashclaw keys list`)"))?;
+            let aggregates = Aggregates::new(LedgerRepository::new(database.pool.clone()));
+            let projections = Projections::new(database.pool.clone());
+            KeyAdmin::new(&aggregates, &projections, Clock::default().now())
+                .revoke(&org, &id, "cli")
+                .await
+                .map_err(|e| {
+                    let code = serde_json::to_value(e.code).unwrap_or_default();
+                    anyhow::anyhow!("{} ({})", e.error, code.as_str().unwrap_or("?"))
+                })?;
+            eprintln!("key {id} of {org} revoked; servers refuse it within a second");
+        }
+    }
+    database.close().await?;
+    Ok(())
+}
+
+/// `dashclaw checkpoint`: sign a checkpoint of one org's chain, or of every org's.
+async fn checkpoint(db: DbArgs, key: KeyArgs, org: Option<String>) -> Result<()> {
+    let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
+    let key = signing_key(&database.pool, &key).await?;
+    let signed = match org {
+        Some(org) => dashclaw_store::checkpoints::sign(&database.pool, &key, &OrgId::new(org)?)
+            .await?
+            .into_iter()
+            .collect(),
+        None => dashclaw_store::checkpoints::sign_all(&database.pool, &key).await?,
+    };
+    for checkpoint in &signed {
+        println!("{}", serde_json::to_string(checkpoint)?);
+    }
+    eprintln!(
+        "{} checkpoint(s) signed with key {}",
+        signed.len(),
+        key.kid()
+    );
+    database.close().await?;
+    Ok(())
+}
+
+/// `dashclaw approvals`: the pending approvals of a running server.
+async fn approvals(client: ClientArgs, json: bool) -> Result<ExitCode> {
+    let result = async {
+        let operator = Operator::new(&client.base_url, client.api_key.as_deref())?;
+        operator.pending().await
+    }
+    .await;
+    Ok(match result {
+        Ok(actions) if json => {
+            println!("{}", serde_json::to_string_pretty(&actions)?);
+            ExitCode::SUCCESS
+        }
+        Ok(actions) => {
+            operator::print_pending(&actions);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    })
 }
 
 /// `dashclaw approve` / `deny`.
