@@ -12,6 +12,7 @@ mod envelope;
 mod error;
 mod ids;
 mod keys;
+pub mod merkle;
 
 #[cfg(test)]
 mod golden;
