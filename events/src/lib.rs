@@ -13,6 +13,7 @@ mod error;
 mod ids;
 mod keys;
 pub mod merkle;
+pub mod note;
 
 #[cfg(test)]
 mod golden;
