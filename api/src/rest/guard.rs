@@ -128,16 +128,20 @@ pub(crate) async fn history(
         None => None,
         Some(d) => Some(clamp_param(Some(d), 1, 1, 90, "days")?),
     };
-    if let Some(d) = &q.decision {
-        if Verdict::parse(d).is_none() {
-            return Err(Error::validation(vec![
-                "decision must be one of: allow, warn, require_approval, block".into(),
-            ]));
-        }
-    }
+    let decision = q
+        .decision
+        .as_deref()
+        .map(|d| {
+            Verdict::parse(d).ok_or_else(|| {
+                Error::validation(vec![
+                    "decision must be one of: allow, warn, require_approval, block".into(),
+                ])
+            })
+        })
+        .transpose()?;
     let filter = DecisionFilter {
         agent_id: q.agent_id,
-        decision: q.decision.as_deref().and_then(Verdict::parse),
+        decision,
         days: days.map(|d| d as i32),
     };
     let log = state

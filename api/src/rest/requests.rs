@@ -9,27 +9,12 @@
 use serde_json::Value;
 use utoipa::ToSchema;
 
-/// `POST /api/guard`: "may I do this?" (contract 1.1).
+/// The guard fields `POST /api/guard` and `POST /api/actions` share (`input::guard`).
 #[derive(ToSchema)]
-#[schema(example = json!({"action_type": "deploy", "declared_goal": "Ship v2 to production",
-    "agent_id": "agent-1", "risk_score": 40, "systems_touched": ["prod"], "reversible": true}))]
-pub struct GuardBody {
-    /// Required (or its alias `action`).
-    #[schema(max_length = 128)]
-    pub action_type: String,
-    /// Alias of `action_type`.
-    #[schema(max_length = 128)]
-    pub action: Option<String>,
-    #[schema(max_length = 2000)]
-    pub declared_goal: Option<String>,
-    /// Alias of `declared_goal`.
-    #[schema(max_length = 2000)]
-    pub intent: Option<String>,
+pub struct GuardFields {
     /// The client's own score: it can only raise the server's.
     #[schema(minimum = 0, maximum = 100)]
     pub risk_score: Option<u8>,
-    #[schema(max_length = 128)]
-    pub agent_id: Option<String>,
     #[schema(max_length = 256)]
     pub agent_name: Option<String>,
     /// At most 50, each at most 500 characters.
@@ -59,7 +44,8 @@ pub struct GuardBody {
     pub approval_wait_seconds: Option<u32>,
     /// At most 8.
     pub client_capabilities: Option<Vec<String>>,
-    /// 0-100; another value is dropped, not refused.
+    /// 0-100 (on the guard, another value is dropped, not refused).
+    #[schema(minimum = 0, maximum = 100)]
     pub confidence: Option<u8>,
     /// The act the decision is bound to (at most 16 KB serialized); its canonical SHA-256 is
     /// the `act_hash` an execution claim must match.
@@ -67,8 +53,30 @@ pub struct GuardBody {
     pub act: Option<Value>,
 }
 
+/// `POST /api/guard`: "may I do this?" (contract 1.1).
+#[derive(ToSchema)]
+#[schema(example = json!({"action_type": "deploy", "declared_goal": "Ship v2 to production",
+    "agent_id": "agent-1", "risk_score": 40, "systems_touched": ["prod"], "reversible": true}))]
+pub struct GuardBody {
+    /// Required (or its alias `action`).
+    #[schema(max_length = 128)]
+    pub action_type: String,
+    /// Alias of `action_type`.
+    #[schema(max_length = 128)]
+    pub action: Option<String>,
+    #[schema(max_length = 2000)]
+    pub declared_goal: Option<String>,
+    /// Alias of `declared_goal`.
+    #[schema(max_length = 2000)]
+    pub intent: Option<String>,
+    #[schema(max_length = 128)]
+    pub agent_id: Option<String>,
+    #[serde(flatten)]
+    pub guard: GuardFields,
+}
+
 /// `POST /api/actions`: record an action; it is evaluated by the guard as it is recorded
-/// (contract 4.1). Also takes the guard fields of [`GuardBody`] (without the aliases).
+/// (contract 4.1).
 #[derive(ToSchema)]
 #[schema(example = json!({"agent_id": "agent-1", "declared_goal": "Rotate the API keys",
     "action_type": "security", "risk_score": 30, "systems_touched": ["vault"]}))]
@@ -79,7 +87,7 @@ pub struct RecordActionBody {
     pub declared_goal: String,
     #[schema(max_length = 128)]
     pub action_type: String,
-    /// A client-chosen id (`act_...`); a retry with the same id is an idempotent replay.
+    /// A client-chosen id (`act_...`).
     #[schema(max_length = 128)]
     pub action_id: Option<String>,
     #[schema(max_length = 128)]
@@ -92,8 +100,6 @@ pub struct RecordActionBody {
     pub input_summary: Option<String>,
     /// running, completed, failed or cancelled.
     pub status: Option<String>,
-    #[schema(minimum = 0, maximum = 100)]
-    pub confidence: Option<u8>,
     #[schema(max_length = 128)]
     pub recommendation_id: Option<String>,
     #[schema(max_length = 4000)]
@@ -116,18 +122,8 @@ pub struct RecordActionBody {
     /// The decision of an earlier `POST /api/guard` this action acts on.
     #[schema(max_length = 64)]
     pub guard_decision_id: Option<String>,
-    #[schema(minimum = 0, maximum = 100)]
-    pub risk_score: Option<u8>,
-    #[schema(max_length = 256)]
-    pub agent_name: Option<String>,
-    pub systems_touched: Option<Vec<String>>,
-    pub reversible: Option<bool>,
-    #[schema(max_length = 256)]
-    pub idempotency_key: Option<String>,
-    #[schema(minimum = 5, maximum = 86400)]
-    pub approval_wait_seconds: Option<u32>,
-    #[schema(value_type = Option<Object>)]
-    pub act: Option<Value>,
+    #[serde(flatten)]
+    pub guard: GuardFields,
 }
 
 /// `PATCH /api/actions/:id`: either the execution claim (`claim_execution: true` and
