@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::{genesis_hash, Checkpoint, Envelope, EnvelopeRef, EventHash, OrgId};
+use crate::{genesis_hash, Envelope, EnvelopeRef, EventHash, OrgId};
 
 /// Why a chain failed verification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,24 +221,6 @@ impl ChainVerifier {
         }))
     }
 
-    /// Compares the chain with a checkpoint of exactly the current length. The caller checks
-    /// the checkpoint's signature separately.
-    pub fn check_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), ChainBreak> {
-        debug_assert_eq!(checkpoint.size, self.len);
-        if checkpoint.head_hash == self.head {
-            return Ok(());
-        }
-        Err(ChainBreak {
-            org_id: self.org_id.clone(),
-            ledger_seq: checkpoint.size,
-            kind: TamperKind::Rewritten,
-            detail: format!(
-                "the chain up to {} hashes to {} but the checkpoint signed at {} says {}",
-                checkpoint.size, self.head, checkpoint.signed_at, checkpoint.head_hash
-            ),
-        })
-    }
-
     /// After the last event: the chain must end exactly where the org's head record says.
     pub fn finish(&self, head_size: u64, head_hash: EventHash) -> Result<(), ChainBreak> {
         let verdict = |ledger_seq, kind, detail: String| ChainBreak {
@@ -419,30 +401,6 @@ mod tests {
         rows[6].ledger_seq = 7;
         let b = verify(&rows, head).unwrap_err();
         assert_eq!((b.ledger_seq, b.kind), (6, TamperKind::Reordered));
-    }
-
-    #[test]
-    fn a_consistent_rewrite_is_caught_by_the_checkpoint() {
-        let rows = chain(10);
-        let checkpoint = Checkpoint {
-            org_id: org(),
-            size: 6,
-            head_hash: rows[5].hash,
-            signed_at: "2026-11-21T00:00:00.000Z".into(),
-        };
-        // Rewrite event 3 and recompute every hash after it.
-        let mut rewritten = rows.clone();
-        rewritten[2].payload = CanonicalJson::encode(&json!({"rewritten": 1})).unwrap();
-        for i in 2..rewritten.len() {
-            rewritten[i].prev_hash = rewritten[i - 1].hash;
-            rewritten[i] = rewritten[i].clone().seal();
-        }
-        let mut v = ChainVerifier::new(org());
-        for row in &rewritten[..6] {
-            v.push(row).unwrap();
-        }
-        let b = v.check_checkpoint(&checkpoint).unwrap_err();
-        assert_eq!((b.ledger_seq, b.kind), (6, TamperKind::Rewritten));
     }
 
     proptest! {

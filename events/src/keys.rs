@@ -25,7 +25,7 @@ pub struct Jwk {
 }
 
 impl Jwk {
-    fn verifying_key(&self) -> Result<VerifyingKey, Error> {
+    pub(crate) fn verifying_key(&self) -> Result<VerifyingKey, Error> {
         if self.kty != "OKP" || self.crv != "Ed25519" {
             return Err(Error::InvalidJwk(format!(
                 "kty/crv must be OKP/Ed25519, got {}/{}",
@@ -100,6 +100,14 @@ impl LedgerKey {
 
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    pub(crate) fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
     }
 
     /// The public JWK as published in the JWKS.

@@ -1,5 +1,6 @@
 //! Pure, domain-blind ledger primitives: what an event looks like on the chain, how it is hashed,
-//! how a chain is verified, and how checkpoints are signed.
+//! how a chain is verified, how checkpoints and tree heads are signed, and the Merkle tree's
+//! proofs.
 //!
 //! Nothing here performs IO or knows what an "action" or "approval" is: the ledger treats
 //! payloads as opaque canonical JSON. The byte-level formats are specified in
@@ -14,6 +15,7 @@ mod ids;
 mod keys;
 pub mod merkle;
 pub mod note;
+mod tree_head;
 
 #[cfg(test)]
 mod golden;
@@ -25,3 +27,4 @@ pub use envelope::{genesis_hash, Envelope, EnvelopeRef};
 pub use error::Error;
 pub use ids::{EventHash, OrgId};
 pub use keys::{jwk_thumbprint, Jwk, Jwks, LedgerKey};
+pub use tree_head::{LogSigner, TreeHead, TreeHeadError};

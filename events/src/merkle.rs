@@ -300,12 +300,22 @@ impl Frontier {
     /// Appends the leaf of the event whose chain hash is `event_hash`; returns every complete
     /// subtree this append made (the leaf itself first, then its new ancestors).
     pub fn push(&mut self, event_hash: &Hash) -> Vec<(Subtree, Hash)> {
+        self.append(0, leaf_hash(event_hash)).unwrap_or_default()
+    }
+
+    /// Appends a complete subtree of `2^level` leaves whose hash is `hash` (one computed
+    /// elsewhere, say by a parallel walk); returns every complete subtree this made, that one
+    /// first. `None` (and nothing changes) unless the size is a multiple of `2^level`.
+    pub fn append(&mut self, level: u32, hash: Hash) -> Option<Vec<(Subtree, Hash)>> {
+        if level >= 64 || self.size % (1u64 << level) != 0 {
+            return None;
+        }
         let mut node = (
             Subtree {
-                level: 0,
-                index: self.size,
+                level,
+                index: self.size >> level,
             },
-            leaf_hash(event_hash),
+            hash,
         );
         let mut made = vec![node];
         while let Some(&(left, left_hash)) = self.parts.last() {
@@ -323,8 +333,13 @@ impl Frontier {
             made.push(node);
         }
         self.parts.push(node);
-        self.size += 1;
-        made
+        self.size += 1 << level;
+        Some(made)
+    }
+
+    /// The frontier's subtrees and their hashes, left to right.
+    pub fn parts(&self) -> &[(Subtree, Hash)] {
+        &self.parts
     }
 }
 
@@ -538,5 +553,22 @@ mod tests {
             assert_eq!(restored.root(), roots[size as usize]);
         }
         assert!(Frontier::from_parts(3, Vec::new()).is_none());
+    }
+
+    #[test]
+    fn appending_whole_subtrees_equals_pushing_their_leaves() {
+        let (leaves, stored, roots) = grow(300);
+        // Chunks of 16 leaves appended as level-4 subtrees, then the rest leaf by leaf.
+        let mut frontier = Frontier::default();
+        for chunk in 0..17u64 {
+            frontier.append(4, stored[&Subtree { level: 4, index: chunk }]).unwrap();
+        }
+        assert_eq!(frontier.root(), roots[272]);
+        assert!(frontier.append(5, [0; 32]).is_none(), "272 is not a multiple of 32");
+        for leaf in &leaves[272..] {
+            frontier.append(0, *leaf).unwrap();
+        }
+        assert_eq!(frontier.root(), roots[300]);
+        assert_eq!(frontier.parts().len(), Frontier::subtrees_of(300).len());
     }
 }

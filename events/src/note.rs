@@ -132,6 +132,24 @@ impl NoteVerifier {
     }
 }
 
+/// The key names of a note's signature lines, in order (what to look keys up by).
+pub fn signer_names(note: &str) -> Result<Vec<String>, NoteError> {
+    let split = note.rfind("\n\n").ok_or(NoteError::Malformed)?;
+    let signatures = &note[split + 2..];
+    if signatures.is_empty() || !signatures.ends_with('\n') {
+        return Err(NoteError::Malformed);
+    }
+    signatures
+        .lines()
+        .map(|line| {
+            line.strip_prefix(SIG_PREFIX)
+                .and_then(|rest| rest.split_once(' '))
+                .map(|(name, _)| name.to_owned())
+                .ok_or(NoteError::Malformed)
+        })
+        .collect()
+}
+
 /// Signs `text` (newline-terminated, no blank line) as `name`: the text, a blank line and
 /// one signature line.
 pub fn sign(text: &str, name: &str, key: &SigningKey) -> Result<String, NoteError> {

@@ -4,7 +4,8 @@
 //!
 //! Reads go through postgres-es (the table keeps its columns); writes go through the per-org
 //! group committer in [`append`]. Also here: reading a chain back ([`chain`]), the server's
-//! signing keys ([`keys`]), signed checkpoints ([`checkpoints`]) and verification ([`verify`]).
+//! signing keys ([`keys`]), signed checkpoints and tree heads ([`checkpoints`]), the Merkle tree beside each chain
+//! ([`tree`]) and verification ([`verify`]).
 
 pub mod append;
 pub mod chain;
@@ -12,6 +13,7 @@ pub mod checkpoints;
 mod error;
 pub mod keys;
 mod repository;
+pub mod tree;
 pub mod verify;
 
 pub use append::{timestamp, Appended, Appender, NewEvent};

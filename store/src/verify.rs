@@ -1,13 +1,18 @@
-//! Whole-ledger verification: every hash, every link, every checkpoint signature, every head.
+//! Whole-ledger verification: every hash, every link, every checkpoint signature and signed
+//! tree head (its Merkle root recomputed from the chain), every head, and any tree heads the
+//! caller kept from earlier (so that a rewrite after them is caught even if the stored
+//! checkpoints were removed too).
 
 use std::collections::HashMap;
 
+use dashclaw_events::merkle::{Frontier, Hash};
 use dashclaw_events::{
-    genesis_hash, ChainBreak, ChainVerifier, EventHash, Jwks, OrgId, TamperKind,
+    genesis_hash, ChainBreak, ChainVerifier, EventHash, Jwks, OrgId, TamperKind, TreeHead,
 };
 use futures_util::{stream, StreamExt};
 use sqlx::PgPool;
 
+use crate::checkpoints::StoredCheckpoint;
 use crate::{chain, checkpoints, StoreError};
 
 /// What one org's verification covered.
@@ -16,6 +21,10 @@ pub struct OrgVerified {
     pub org_id: OrgId,
     pub events: u64,
     pub checkpoints: usize,
+    /// Of those, the signed tree heads (whose roots were recomputed).
+    pub tree_heads: usize,
+    /// Tree heads the caller kept that this org's chain still contains.
+    pub kept_heads: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,38 +35,67 @@ pub enum Verdict {
     Tampered(ChainBreak),
 }
 
+/// What to verify.
+#[derive(Clone, Debug)]
+pub struct Scope<'a> {
+    /// One org, or every org with a chain.
+    pub only: Option<&'a OrgId>,
+    /// Signed tree heads kept from earlier (already opened with the published keys): each
+    /// org's chain must still contain each of its heads' trees.
+    pub kept: &'a [TreeHead],
+    /// Chains of at least this many events are checked in parallel ranges first (a tamper
+    /// found there is then diagnosed by an in-order walk). Tests set it low.
+    pub ranged_from: u64,
+}
+
+impl Default for Scope<'_> {
+    fn default() -> Self {
+        Self {
+            only: None,
+            kept: &[],
+            ranged_from: RANGED_FROM,
+        }
+    }
+}
+
 /// Verifies the given orgs (all when `None`) against the published keys. `progress` is called
 /// with the number of events verified since its last call, every few thousand events.
-///
-/// Orgs are verified concurrently, each over its own connection, so that PostgreSQL's work of
-/// reading chains spreads over several backends; results are taken in org order, so the
-/// verdict names the same first break on every run.
 pub async fn verify(
     pool: &PgPool,
     keys: &Jwks,
     only: Option<&OrgId>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Verdict, StoreError> {
-    verify_ranged_from(pool, keys, only, progress, RANGED_FROM).await
+    let scope = Scope {
+        only,
+        ..Scope::default()
+    };
+    verify_scope(pool, keys, &scope, progress).await
 }
 
-/// [`verify`], checking chains of at least `ranged_from` events in parallel ranges first (a
-/// tamper found there is then diagnosed by an in-order walk). Tests set it low to exercise
-/// both paths on small ledgers.
-pub async fn verify_ranged_from(
+/// Verifies `scope`. Orgs are verified concurrently, each over its own connection, so that
+/// PostgreSQL's work of reading chains spreads over several backends; results are taken in
+/// org order, so the verdict names the same first break on every run. An org that only a
+/// kept head names (its chain is gone) is verified too, and fails.
+pub async fn verify_scope(
     pool: &PgPool,
     keys: &Jwks,
-    only: Option<&OrgId>,
+    scope: &Scope<'_>,
     progress: &(dyn Fn(u64) + Sync),
-    ranged_from: u64,
 ) -> Result<Verdict, StoreError> {
-    let orgs = match only {
+    let mut orgs = match scope.only {
         Some(org) => vec![org.clone()],
         None => chain::orgs(pool).await?,
     };
+    for org in scope.kept.iter().filter_map(TreeHead::org) {
+        if scope.only.is_none() && !orgs.contains(&org) {
+            orgs.push(org);
+        }
+    }
+    orgs.sort();
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
     let mut results = std::pin::pin!(stream::iter(&orgs)
-        .map(|org| verify_org(pool, keys, org, progress, ranged_from))
+        .map(|org| verify_org(pool, keys, org, scope, progress))
         .buffered(parallel));
     let mut verified = Vec::with_capacity(orgs.len());
     while let Some(result) = results.next().await {
@@ -72,61 +110,203 @@ pub async fn verify_ranged_from(
 /// Chains at least this long are checked in parallel ranges first.
 pub const RANGED_FROM: u64 = 20_000;
 const PROGRESS_EVERY: u64 = 4096;
+/// Ranges are cut at multiples of 2^CHUNK_LEVEL leaves at most, so that each range's Merkle
+/// subtrees are subtrees of the whole tree.
+const CHUNK_LEVEL: u32 = 16;
+
+/// What the chain must look like at `size`: a stored checkpoint's claims, or a kept head's.
+#[derive(Clone, Debug)]
+struct Pin {
+    size: u64,
+    head_hash: EventHash,
+    /// The Merkle root, for tree heads.
+    root: Option<Hash>,
+    /// What makes the claim, for messages ("the checkpoint signed at ...").
+    what: String,
+}
+
+/// The org's pins, smallest first: every stored checkpoint (each signature checked, and
+/// each tree head's note against its row) and the kept heads of this org.
+fn pins(
+    org: &OrgId,
+    stored: &[StoredCheckpoint],
+    kept: &[TreeHead],
+    keys: &Jwks,
+) -> Result<Vec<Pin>, ChainBreak> {
+    let mut pins = Vec::with_capacity(stored.len() + kept.len());
+    for c in stored {
+        let bad = |detail: String| ChainBreak {
+            org_id: org.clone(),
+            ledger_seq: c.size(),
+            kind: TamperKind::BadCheckpoint,
+            detail: format!("checkpoint at size {}: {detail}", c.size()),
+        };
+        c.signed.verify(keys).map_err(|e| bad(e.to_string()))?;
+        let root = match (&c.note, &c.root_hash) {
+            (None, None) => None,
+            (Some(note), Some(root)) => {
+                let (head, _) = TreeHead::open(note, keys).map_err(|e| bad(e.to_string()))?;
+                let root: EventHash = root
+                    .parse()
+                    .map_err(|_| bad("its root hash is not 64 lowercase hex".into()))?;
+                let agrees = head.org().as_ref() == Some(org)
+                    && head.size == c.size()
+                    && head.chain_head == c.signed.checkpoint.head_hash
+                    && head.root == root.0
+                    && head.signed_at == c.signed.checkpoint.signed_at;
+                if !agrees {
+                    return Err(bad("its signed tree head states other values than the row".into()));
+                }
+                Some(root.0)
+            }
+            _ => return Err(bad("it has a root hash or a tree head without the other".into())),
+        };
+        pins.push(Pin {
+            size: c.size(),
+            head_hash: c.signed.checkpoint.head_hash,
+            root,
+            what: format!(
+                "the {} signed at {}",
+                if root.is_some() { "tree head" } else { "checkpoint" },
+                c.signed.checkpoint.signed_at
+            ),
+        });
+    }
+    for head in kept.iter().filter(|h| h.org().as_ref() == Some(org)) {
+        pins.push(Pin {
+            size: head.size,
+            head_hash: head.chain_head,
+            root: Some(head.root),
+            what: format!("the kept tree head signed at {}", head.signed_at),
+        });
+    }
+    pins.sort_by_key(|p| p.size);
+    Ok(pins)
+}
+
+/// The verdict on a pin, given the chain's hash and Merkle root at its size.
+fn check_pin(org: &OrgId, pin: &Pin, head: EventHash, root: Hash) -> Result<(), ChainBreak> {
+    let rewritten = |detail: String| ChainBreak {
+        org_id: org.clone(),
+        ledger_seq: pin.size,
+        kind: TamperKind::Rewritten,
+        detail,
+    };
+    if pin.head_hash != head {
+        return Err(rewritten(format!(
+            "the chain up to {} hashes to {head} but {} says {}",
+            pin.size, pin.what, pin.head_hash
+        )));
+    }
+    match pin.root {
+        Some(claimed) if claimed != root => Err(rewritten(format!(
+            "the Merkle root of the first {} events is {} but {} says {}",
+            pin.size,
+            EventHash(root),
+            pin.what,
+            EventHash(claimed)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn missing(org: &OrgId, pin: &Pin, len: u64) -> ChainBreak {
+    ChainBreak {
+        org_id: org.clone(),
+        ledger_seq: len + 1,
+        kind: TamperKind::Missing,
+        detail: format!(
+            "{} covers {} events but the chain has {len}: events {}..{} are missing",
+            pin.what,
+            pin.size,
+            len + 1,
+            pin.size
+        ),
+    }
+}
+
+fn report(org: &OrgId, events: u64, stored: &[StoredCheckpoint], pins: &[Pin]) -> OrgVerified {
+    OrgVerified {
+        org_id: org.clone(),
+        events,
+        checkpoints: stored.len(),
+        tree_heads: stored.iter().filter(|c| c.note.is_some()).count(),
+        kept_heads: pins.len() - stored.len(),
+    }
+}
 
 async fn verify_org(
     pool: &PgPool,
     keys: &Jwks,
     org: &OrgId,
+    scope: &Scope<'_>,
     progress: &(dyn Fn(u64) + Sync),
-    ranged_from: u64,
 ) -> Result<Result<OrgVerified, ChainBreak>, StoreError> {
     let head = chain::head(pool, org).await?;
-    if head.size >= ranged_from.max(1) {
-        if let Some(report) = verify_ranges(pool, keys, org, &head, progress).await? {
-            return Ok(Ok(report));
+    let stored = checkpoints::list(pool, org).await?;
+    let pins = match pins(org, &stored, scope.kept, keys) {
+        Ok(pins) => pins,
+        Err(bad) => return Ok(Err(bad)),
+    };
+    if head.size >= scope.ranged_from.max(1) {
+        if let Some(events) = verify_ranges(pool, org, &head, &pins, progress).await? {
+            return Ok(Ok(report(org, events, &stored, &pins)));
         }
         // Something is off: walk the chain in order to name the first bad position exactly.
     }
-    verify_in_order(pool, keys, org, &head, progress).await
+    Ok(verify_in_order(pool, org, &head, &pins, progress)
+        .await?
+        .map(|events| report(org, events, &stored, &pins)))
+}
+
+/// What a range's walk saw at a pin inside it: the chain hash, how many whole chunks come
+/// before the pin's chunk (in the whole chain), and the Merkle frontier inside that chunk.
+struct AtPin {
+    head: EventHash,
+    chunks_before: u64,
+    local: Frontier,
 }
 
 /// One range's walk: where it started (the stored `prev_hash` of its first event), where it
-/// ended, and the chain hash at every checkpoint size inside it.
+/// ended, the roots of its whole chunks and what it saw at each pin inside it.
 struct RangeWalk {
     start_prev: EventHash,
     end: EventHash,
     len: u64,
-    at_checkpoints: HashMap<u64, EventHash>,
+    chunk_roots: Vec<Hash>,
+    at_pins: HashMap<u64, AtPin>,
 }
 
-/// Checks a long chain as `parallel` ranges over separate connections (each range's hashes
-/// and links, then that consecutive ranges meet, that the first starts at genesis, and every
-/// checkpoint and the head). `Ok(None)` when anything does not hold: the caller then walks
-/// the chain in order to diagnose.
+/// Checks a long chain as ranges over separate connections (each range's hashes, links and
+/// Merkle subtrees, then that consecutive ranges meet, that the first starts at genesis, and
+/// every pin and the head). Ranges start at multiples of a power of two, so the subtrees of
+/// each are subtrees of the whole tree. `Ok(None)` when anything does not hold: the caller
+/// then walks the chain in order to diagnose.
 async fn verify_ranges(
     pool: &PgPool,
-    keys: &Jwks,
     org: &OrgId,
     head: &chain::Head,
+    pins: &[Pin],
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Option<OrgVerified>, StoreError> {
-    let checkpoints = checkpoints::list(pool, org).await?;
-    if checkpoints.iter().any(|c| c.verify(keys).is_err()) {
-        return Ok(None);
-    }
-    let sizes: Vec<u64> = checkpoints.iter().map(|c| c.checkpoint.size).collect();
+) -> Result<Option<u64>, StoreError> {
+    let sizes: Vec<u64> = pins.iter().map(|p| p.size).collect();
     let parts = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)) as u64;
-    let step = head.size.div_ceil(parts);
+    let share = head.size.div_ceil(parts).max(1);
+    let chunk_level = (63 - share.leading_zeros()).min(CHUNK_LEVEL);
+    let chunk = 1u64 << chunk_level;
+    let step = share.div_ceil(chunk) * chunk;
+    let ranges = head.size.div_ceil(step).max(1);
     // The last range is open-ended, so that events beyond the head are seen too.
-    let walks = futures_util::future::try_join_all((0..parts).map(|k| {
+    let walks = futures_util::future::try_join_all((0..ranges).map(|k| {
         let after = k * step;
-        let upto = (k + 1 < parts).then(|| ((k + 1) * step).min(head.size));
-        walk_range(pool, org, after, upto, &sizes, progress)
+        let upto = (k + 1 < ranges).then(|| ((k + 1) * step).min(head.size));
+        walk_range(pool, org, after, upto, chunk_level, &sizes, progress)
     }))
     .await?;
     let mut expected = genesis_hash(org);
     let mut len = 0;
-    let mut at: HashMap<u64, EventHash> = HashMap::from([(0, expected)]);
+    let mut chunk_roots = Vec::new();
+    let mut at_pins = HashMap::new();
     for walk in walks {
         let Some(walk) = walk else {
             return Ok(None);
@@ -136,29 +316,56 @@ async fn verify_ranges(
         }
         expected = walk.end;
         len += walk.len;
-        at.extend(walk.at_checkpoints);
+        chunk_roots.extend(walk.chunk_roots);
+        at_pins.extend(walk.at_pins);
     }
-    let checkpoints_hold = checkpoints
-        .iter()
-        .all(|c| at.get(&c.checkpoint.size) == Some(&c.checkpoint.head_hash));
-    if len != head.size || expected != head.head_hash || !checkpoints_hold {
+    if len != head.size || expected != head.head_hash {
         return Ok(None);
     }
-    Ok(Some(OrgVerified {
-        org_id: org.clone(),
-        events: len,
-        checkpoints: checkpoints.len(),
-    }))
+    // The root at each pin: the whole chunks before it, then its chunk's frontier.
+    let mut prefix = Frontier::default();
+    let mut appended = 0u64;
+    for pin in pins {
+        let at = match (pin.size, at_pins.get(&pin.size)) {
+            (0, _) => AtPin {
+                head: genesis_hash(org),
+                chunks_before: 0,
+                local: Frontier::default(),
+            },
+            (_, Some(at)) => AtPin {
+                head: at.head,
+                chunks_before: at.chunks_before,
+                local: at.local.clone(),
+            },
+            (_, None) => return Ok(None),
+        };
+        while appended < at.chunks_before {
+            let Some(root) = chunk_roots.get(appended as usize) else {
+                return Ok(None);
+            };
+            prefix.append(chunk_level, *root);
+            appended += 1;
+        }
+        let mut whole = prefix.clone();
+        for (subtree, hash) in at.local.parts() {
+            whole.append(subtree.level, *hash);
+        }
+        if whole.size() != pin.size || check_pin(org, pin, at.head, whole.root()).is_err() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(len))
 }
 
 /// Walks `after < ledger_seq <= upto` (no upper bound if `None`); `None` if any event there
-/// is out of place or altered.
+/// is out of place or altered. `after` is a multiple of `2^chunk_level`.
 async fn walk_range(
     pool: &PgPool,
     org: &OrgId,
     after: u64,
     upto: Option<u64>,
-    checkpoint_sizes: &[u64],
+    chunk_level: u32,
+    pin_sizes: &[u64],
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Option<RangeWalk>, StoreError> {
     let mut rows = std::pin::pin!(chain::rows_between(
@@ -173,15 +380,30 @@ async fn walk_range(
     let first = first?;
     let start_prev = chain::envelope_ref(org, &first)?.prev_hash;
     let mut verifier = ChainVerifier::resume(org.clone(), after, start_prev);
-    let mut at_checkpoints = HashMap::new();
+    let chunk = 1u64 << chunk_level;
+    let mut local = Frontier::default();
+    let mut chunk_roots = Vec::new();
+    let mut at_pins = HashMap::new();
     let mut next = Some(first);
     let mut unreported = 0;
     while let Some(row) = next.take() {
         if verifier.push_ref(&chain::envelope_ref(org, &row)?).is_err() {
             return Ok(None);
         }
-        if checkpoint_sizes.contains(&verifier.len()) {
-            at_checkpoints.insert(verifier.len(), verifier.head());
+        local.push(&verifier.head().0);
+        if local.size() == chunk {
+            chunk_roots.push(local.root());
+            local = Frontier::default();
+        }
+        if pin_sizes.contains(&verifier.len()) {
+            at_pins.insert(
+                verifier.len(),
+                AtPin {
+                    head: verifier.head(),
+                    chunks_before: after / chunk + chunk_roots.len() as u64,
+                    local: local.clone(),
+                },
+            );
         }
         unreported += 1;
         if unreported == PROGRESS_EVERY {
@@ -198,35 +420,27 @@ async fn walk_range(
         start_prev,
         end: verifier.head(),
         len: verifier.len() - after,
-        at_checkpoints,
+        chunk_roots,
+        at_pins,
     }))
 }
 
+/// Walks the whole chain in order; the number of events, or the first break.
 async fn verify_in_order(
     pool: &PgPool,
-    keys: &Jwks,
     org: &OrgId,
     head: &chain::Head,
+    pins: &[Pin],
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<Result<OrgVerified, ChainBreak>, StoreError> {
-    let checkpoints = checkpoints::list(pool, org).await?;
-    for c in &checkpoints {
-        if let Err(e) = c.verify(keys) {
-            return Ok(Err(ChainBreak {
-                org_id: org.clone(),
-                ledger_seq: c.checkpoint.size,
-                kind: TamperKind::BadCheckpoint,
-                detail: format!("checkpoint at size {}: {e}", c.checkpoint.size),
-            }));
-        }
-    }
-    let mut pending = checkpoints.iter().peekable();
+) -> Result<Result<u64, ChainBreak>, StoreError> {
+    let mut pending = pins.iter().peekable();
     let mut verifier = ChainVerifier::new(org.clone());
+    let mut tree = Frontier::default();
     let mut unreported = 0;
     let mut rows = std::pin::pin!(chain::rows_between(pool, org, 0, u64::MAX));
     loop {
-        while let Some(c) = pending.next_if(|c| c.checkpoint.size == verifier.len()) {
-            if let Err(b) = verifier.check_checkpoint(&c.checkpoint) {
+        while let Some(pin) = pending.next_if(|p| p.size == verifier.len()) {
+            if let Err(b) = check_pin(org, pin, verifier.head(), tree.root()) {
                 return Ok(Err(b));
             }
         }
@@ -238,6 +452,7 @@ async fn verify_in_order(
             let found = chain::locate(pool, org, &anomaly.stored_prev).await?;
             return Ok(Err(anomaly.diagnose(|_| found)));
         }
+        tree.push(&verifier.head().0);
         unreported += 1;
         if unreported == PROGRESS_EVERY {
             progress(unreported);
@@ -245,25 +460,11 @@ async fn verify_in_order(
         }
     }
     progress(unreported);
-    if let Some(c) = pending.next() {
-        return Ok(Err(ChainBreak {
-            org_id: org.clone(),
-            ledger_seq: verifier.len() + 1,
-            kind: TamperKind::Missing,
-            detail: format!(
-                "a checkpoint signed at {} covers {} events but the chain has {}",
-                c.checkpoint.signed_at,
-                c.checkpoint.size,
-                verifier.len()
-            ),
-        }));
+    if let Some(pin) = pending.next() {
+        return Ok(Err(missing(org, pin, verifier.len())));
     }
     if let Err(b) = verifier.finish(head.size, head.head_hash) {
         return Ok(Err(b));
     }
-    Ok(Ok(OrgVerified {
-        org_id: org.clone(),
-        events: verifier.len(),
-        checkpoints: checkpoints.len(),
-    }))
+    Ok(Ok(verifier.len()))
 }

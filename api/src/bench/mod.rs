@@ -183,9 +183,10 @@ async fn measure(args: &BenchArgs, pool: &PgPool, options: &PgConnectOptions) ->
     .await?;
     many.print(Some(baseline));
 
-    // Checkpoints, so that verify checks signatures too.
+    // Tree heads, so that verify checks signatures and recomputes Merkle roots too.
     let key = dashclaw_store::keys::signing_key(pool, None).await?;
-    dashclaw_store::checkpoints::sign_all(pool, &key).await?;
+    let signer = dashclaw_events::LogSigner::new(key, "bench")?;
+    dashclaw_store::checkpoints::sign_all(pool, &signer).await?;
 
     let total = 2 * n;
     let started = Instant::now();

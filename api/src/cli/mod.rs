@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+mod integrity;
 pub mod operator;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dashclaw_events::{LedgerKey, OrgId};
-use dashclaw_store::verify::Verdict;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
@@ -63,14 +63,19 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Check every event hash, chain link, head and checkpoint signature. Exits 1 and names
-    /// the first bad (org, ledger_seq) if anything was tampered with.
+    /// Check every event hash, chain link, head, checkpoint signature and signed tree head
+    /// (its Merkle root recomputed from the chain). Exits 1 and names the first bad
+    /// (org, ledger_seq) if anything was tampered with.
     Verify {
         #[command(flatten)]
         db: DbArgs,
         /// Verify only this org's chain.
         #[arg(long)]
         org: Option<String>,
+        /// A signed tree head saved earlier (e.g. from `GET /api/integrity/checkpoint`): the
+        /// chain must still contain its tree. Repeatable.
+        #[arg(long, value_name = "HEAD_FILE")]
+        against: Vec<PathBuf>,
     },
     /// Print the published signing keys (JWKS), creating the signing key if there is none;
     /// `keys create` mints an API key.
@@ -82,7 +87,8 @@ enum Command {
         #[command(subcommand)]
         action: Option<KeysAction>,
     },
-    /// Sign a checkpoint of every org whose chain moved (or of --org) now, and print them.
+    /// Sign a tree head of every org whose chain moved (or of --org) now, and print them
+    /// (C2SP signed notes).
     Checkpoint {
         #[command(flatten)]
         db: DbArgs,
@@ -201,6 +207,33 @@ struct KeyArgs {
     /// database is used.
     #[arg(long, env = "DASHCLAW_SIGNING_KEY_JWK", hide_env_values = true)]
     signing_key_jwk: Option<String>,
+    /// The log origin of signed tree heads: an org's heads name `<origin>/<org_id>`, and
+    /// the note key is named after it. Set the same on every node. [default: this host's
+    /// name]
+    #[arg(long, env = "DASHCLAW_LOG_ORIGIN")]
+    log_origin: Option<String>,
+}
+
+impl KeyArgs {
+    /// The configured log origin, else this machine's host name.
+    fn log_origin(&self) -> String {
+        self.log_origin.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+                .map(|name| name.trim().to_owned())
+                .ok()
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned())
+        })
+    }
+
+    /// The tree-head signer: the signing key under the log origin.
+    async fn signer(&self, pool: &PgPool) -> Result<dashclaw_events::LogSigner> {
+        let key = dashclaw_store::keys::signing_key(pool, self.signing_key_jwk.as_deref()).await?;
+        let origin = self.log_origin();
+        dashclaw_events::LogSigner::new(key, &origin)
+            .with_context(|| format!("--log-origin {origin:?} cannot name a log"))
+    }
 }
 
 #[derive(Args)]
@@ -325,8 +358,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             )
             .await?;
             database.migrate().await?;
-            let key = signing_key(&database.pool, &serve.key).await?;
-            run_server(database, key, serve).await?;
+            run_server(database, serve).await?;
         }
         Command::Migrate { db } => {
             let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
@@ -334,15 +366,20 @@ async fn run(command: Command) -> Result<ExitCode> {
             println!("migrations applied ({})", database.location);
             database.close().await?;
         }
-        Command::Verify { db, org } => {
+        Command::Verify { db, org, against } => {
             let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
             let org = org.map(OrgId::new).transpose()?;
-            let code = verify(&database.pool, org.as_ref()).await;
+            let code = integrity::verify(&database.pool, org.as_ref(), &against).await;
             database.close().await?;
             return code;
         }
         Command::Keys { db, key, action } => keys(db, key, action).await?,
-        Command::Checkpoint { db, key, org } => checkpoint(db, key, org).await?,
+        Command::Checkpoint { db, key, org } => {
+            let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
+            let signer = key.signer(&database.pool).await?;
+            integrity::checkpoint(&database.pool, &signer, org).await?;
+            database.close().await?;
+        }
         Command::Replay {
             db,
             projection,
@@ -421,28 +458,6 @@ async fn keys(db: DbArgs, key: KeyArgs, action: Option<KeysAction>) -> Result<()
     Ok(())
 }
 
-/// `dashclaw checkpoint`: sign a checkpoint of one org's chain, or of every org's.
-async fn checkpoint(db: DbArgs, key: KeyArgs, org: Option<String>) -> Result<()> {
-    let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
-    let key = signing_key(&database.pool, &key).await?;
-    let signed = match org {
-        Some(org) => dashclaw_store::checkpoints::sign(&database.pool, &key, &OrgId::new(org)?)
-            .await?
-            .into_iter()
-            .collect(),
-        None => dashclaw_store::checkpoints::sign_all(&database.pool, &key).await?,
-    };
-    for checkpoint in &signed {
-        println!("{}", serde_json::to_string(checkpoint)?);
-    }
-    eprintln!(
-        "{} checkpoint(s) signed with key {}",
-        signed.len(),
-        key.kid()
-    );
-    database.close().await?;
-    Ok(())
-}
 
 /// `dashclaw approvals`: the pending approvals of a running server.
 async fn approvals(client: ClientArgs, json: bool) -> Result<ExitCode> {
@@ -501,16 +516,15 @@ async fn decide(
 
 async fn up(database: Database, serve: ServeArgs) -> Result<()> {
     database.migrate().await?;
-    let key = signing_key(&database.pool, &serve.key).await?;
     if serve.api_key.is_none() {
         if let Some(api_key) = mint_first_admin_key(&database.pool).await? {
             println!("admin API key (shown only now; store it): {api_key}");
         }
     }
-    run_server(database, key, serve).await
+    run_server(database, serve).await
 }
 
-async fn run_server(database: Database, key: LedgerKey, serve: ServeArgs) -> Result<()> {
+async fn run_server(database: Database, serve: ServeArgs) -> Result<()> {
     let listener = TcpListener::bind(serve.bind).await.with_context(|| {
         format!(
             "cannot listen on {} (choose another with --bind)",
@@ -518,12 +532,6 @@ async fn run_server(database: Database, key: LedgerKey, serve: ServeArgs) -> Res
         )
     })?;
     let address = listener.local_addr()?;
-    println!(
-        "dashclaw {} listening on http://{address} (database: {}, signing key: {})",
-        env!("CARGO_PKG_VERSION"),
-        database.location,
-        key.kid()
-    );
     let mut config = Config::new(serve.api_key.as_deref());
     // DASHCLAW_SWEEP_CADENCE, DASHCLAW_LOST_CONFIRMATION_TIMEOUT, DASHCLAW_APPROVAL_GRACE,
     // DASHCLAW_CHECKPOINT_EVERY_EVENTS, DASHCLAW_CHECKPOINT_INTERVAL (README).
@@ -547,12 +555,30 @@ async fn run_server(database: Database, key: LedgerKey, serve: ServeArgs) -> Res
         timeout: serve.webhook_timeout,
         ..Default::default()
     };
+    config.service.signing_key_jwk = serve.key.signing_key_jwk.clone();
+    config.service.log_origin = serve.key.log_origin();
     let state = AppState::start(database.pool.clone(), config)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start: {}", e.error))?;
-    let sweeps = state.service.start_sweeps(key);
+    let signer = state.service.signer();
+    println!(
+        "dashclaw {} listening on http://{address} (database: {}, signing key: {}, log: {})",
+        env!("CARGO_PKG_VERSION"),
+        database.location,
+        signer.key().kid(),
+        signer.name()
+    );
+    let sweeps = state.service.start_sweeps();
     let served = server::serve(listener, state.clone(), server::shutdown_signal()).await;
     sweeps.iter().for_each(tokio::task::JoinHandle::abort);
+    // No event is left without a signed tree head while no node runs.
+    match state.service.sign_tree_heads().await {
+        Ok(signed) if !signed.is_empty() => {
+            tracing::info!(orgs = signed.len(), "tree heads signed at shutdown")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e.error, "cannot sign tree heads at shutdown"),
+    }
     state.service.stop().await;
     database.close().await?;
     served.context("the HTTP server failed")
@@ -676,53 +702,3 @@ async fn replay(pool: &PgPool, projection: &str, resume: bool) -> Result<()> {
     Ok(())
 }
 
-async fn verify(pool: &PgPool, org: Option<&OrgId>) -> Result<ExitCode> {
-    let keys = dashclaw_store::keys::published(pool).await?;
-    let total = dashclaw_store::chain::recorded_size(pool, org).await?;
-    eprintln!(
-        "verifying {total} events against {} published key(s)",
-        keys.keys.len()
-    );
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let started = Instant::now();
-    // Undocumented knob for tests: check even short chains in parallel ranges first.
-    let ranged_from = std::env::var("DASHCLAW_VERIFY_RANGED_FROM")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(dashclaw_store::verify::RANGED_FROM);
-    let verdict =
-        dashclaw_store::verify::verify_ranged_from(pool, &keys, org, &|n| bar.inc(n), ranged_from)
-            .await?;
-    bar.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    match verdict {
-        Verdict::Intact(orgs) => {
-            for o in &orgs {
-                println!(
-                    "ok  {}: {} events, {} signed checkpoint(s)",
-                    o.org_id, o.events, o.checkpoints
-                );
-            }
-            let events: u64 = orgs.iter().map(|o| o.events).sum();
-            println!(
-                "intact: {events} events in {} org(s) verified in {seconds:.3} s ({:.0} events/s)",
-                orgs.len(),
-                events as f64 / seconds.max(1e-9)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Verdict::Tampered(b) => {
-            println!(
-                "TAMPERED at ({}, {}): {}: {}",
-                b.org_id, b.ledger_seq, b.kind, b.detail
-            );
-            Ok(ExitCode::from(1))
-        }
-    }
-}

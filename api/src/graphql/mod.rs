@@ -611,7 +611,7 @@ pub struct AgentObject {
     pub avg_risk: f64,
 }
 
-/// A signed checkpoint of the org's chain.
+/// A signed checkpoint of the org's chain; since tree heads exist, also a signed tree head.
 #[derive(SimpleObject)]
 pub struct CheckpointObject {
     pub size: i64,
@@ -619,6 +619,11 @@ pub struct CheckpointObject {
     pub signed_at: String,
     pub kid: String,
     pub signature: String,
+    /// The Merkle root at `size`, lowercase hex (absent on checkpoints signed before tree
+    /// heads).
+    pub root_hash: Option<String>,
+    /// The signed tree head: a C2SP tlog-checkpoint signed note (absent likewise).
+    pub note: Option<String>,
 }
 
 /// One live event of the org's ledger, as SSE shows it.
@@ -915,17 +920,17 @@ impl Query {
     /// The org's signed checkpoints, oldest first.
     async fn checkpoints(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CheckpointObject>> {
         let (state, caller) = parts(ctx)?;
-        let signed = dashclaw_store::checkpoints::list(state.service.pool(), &caller.org)
-            .await
-            .map_err(|e| gql(e.into()))?;
-        Ok(signed
+        let stored = state.service.checkpoints(caller).await.map_err(gql)?;
+        Ok(stored
             .into_iter()
             .map(|c| CheckpointObject {
-                size: c.checkpoint.size as i64,
-                head_hash: c.checkpoint.head_hash.to_hex(),
-                signed_at: c.checkpoint.signed_at.clone(),
-                kid: c.kid.clone(),
-                signature: c.signature.clone(),
+                size: c.signed.checkpoint.size as i64,
+                head_hash: c.signed.checkpoint.head_hash.to_hex(),
+                signed_at: c.signed.checkpoint.signed_at,
+                kid: c.signed.kid,
+                signature: c.signed.signature,
+                root_hash: c.root_hash,
+                note: c.note,
             })
             .collect())
     }

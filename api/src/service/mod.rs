@@ -16,6 +16,7 @@ pub mod error;
 pub mod guard;
 pub mod http_client;
 pub mod insight;
+pub mod integrity;
 pub mod keys;
 pub mod ledger;
 pub mod limits;
@@ -31,7 +32,7 @@ pub mod webhooks;
 use std::sync::Arc;
 
 use dashclaw_domain::OrgId;
-use dashclaw_events::LedgerKey;
+use dashclaw_events::LogSigner;
 use dashclaw_projections::{Outbox, Projections};
 use dashclaw_store::LedgerRepository;
 use sha2::{Digest, Sha256};
@@ -61,6 +62,12 @@ pub struct Config {
     pub sweeps: dashclaw_sweeps::Settings,
     /// Webhook delivery: retries, timeouts, which targets are allowed.
     pub webhooks: WebhookConfig,
+    /// The private JWK to sign with (`DASHCLAW_SIGNING_KEY_JWK`); else the key kept in the
+    /// database (generated once).
+    pub signing_key_jwk: Option<String>,
+    /// The log origin of tree heads (`DASHCLAW_LOG_ORIGIN`): an org's heads name
+    /// `<log origin>/<org_id>`, and the note key is named after it.
+    pub log_origin: String,
 }
 
 impl Config {
@@ -74,6 +81,8 @@ impl Config {
             },
             sweeps: dashclaw_sweeps::Settings::default(),
             webhooks: WebhookConfig::default(),
+            signing_key_jwk: None,
+            log_origin: "localhost".to_owned(),
         }
     }
 }
@@ -92,12 +101,21 @@ pub struct Service {
     org_limit: OrgLimit,
     outbox: Outbox,
     webhooks: Webhooks,
+    signer: Arc<LogSigner>,
 }
 
 impl Service {
     /// Builds the service and starts the ledger tail (LISTEN/NOTIFY) that feeds live events,
     /// caches, the projector and the webhook outbox, and the webhook delivery workers.
     pub async fn start(pool: PgPool, config: Config) -> Result<Self, Error> {
+        let key =
+            dashclaw_store::keys::signing_key(&pool, config.signing_key_jwk.as_deref()).await?;
+        let signer = LogSigner::new(key, &config.log_origin).map_err(|e| {
+            Error::bad_request(format!(
+                "DASHCLAW_LOG_ORIGIN={:?} cannot name a log: {e}",
+                config.log_origin
+            ))
+        })?;
         let projections = Projections::new(pool.clone());
         let keys = KeyCache::default();
         let outbox = Outbox::new(pool.clone());
@@ -119,6 +137,7 @@ impl Service {
             pool,
             outbox,
             webhooks,
+            signer: Arc::new(signer),
         })
     }
 
@@ -128,11 +147,11 @@ impl Service {
         self.webhooks.shutdown().await;
     }
 
-    /// Starts this node's sweeps (each runs while this node leads it), signing checkpoints
-    /// with `key`; they stop when the returned handles are aborted (until then they hold a
-    /// clone of the service, and so its ledger tail).
-    pub fn start_sweeps(&self, key: LedgerKey) -> Vec<tokio::task::JoinHandle<()>> {
-        let effects = sweep_effects::LedgerEffects::new(self.clone(), key);
+    /// Starts this node's sweeps (each runs while this node leads it); they stop when the
+    /// returned handles are aborted (until then they hold a clone of the service, and so its
+    /// ledger tail).
+    pub fn start_sweeps(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let effects = sweep_effects::LedgerEffects::new(self.clone());
         let clock = self.clock.clone();
         dashclaw_sweeps::Sweeps::new(
             self.pool.clone(),
@@ -162,6 +181,11 @@ impl Service {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The signer of tree heads (and its ledger key, which signs everything else).
+    pub fn signer(&self) -> &LogSigner {
+        &self.signer
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -1,6 +1,6 @@
 //! The sweeps' effects on this server: commands on the Action aggregate through the same
 //! [`Aggregates`] as the REST handlers (so a sweep racing an agent's report is settled by the
-//! aggregate), checkpoint signing with the server's key, each org's overrides, and posture
+//! aggregate), tree-head signing with the server's key, each org's overrides, and posture
 //! snapshots computed by the same [`Service`] operation the REST handler's score comes from.
 
 use chrono::{DateTime, Utc};
@@ -8,10 +8,8 @@ use dashclaw_domain::action::{Action, ActionCommand};
 use dashclaw_domain::ids::ActionId;
 use dashclaw_domain::org_settings::{OrgSettings, SweepOverrides, ORG_SETTINGS_ID};
 use dashclaw_domain::OrgId;
-use dashclaw_events::LedgerKey;
 use dashclaw_sweeps::{Effects, SweepError};
 use futures_util::future::BoxFuture;
-use sqlx::PgPool;
 
 use super::aggregates::{Actor, Aggregates, CommandError};
 use super::Service;
@@ -25,21 +23,16 @@ pub struct LedgerEffects {
     // projections caught up, the org's policy view and the clock, exactly as the score of
     // `GET /api/posture` does, so both come from one operation.
     service: Service,
-    key: LedgerKey,
 }
 
 impl LedgerEffects {
-    /// The effects of `service`'s sweeps, signing checkpoints with `key`.
-    pub fn new(service: Service, key: LedgerKey) -> Self {
-        Self { service, key }
+    /// The effects of `service`'s sweeps (signing with its key).
+    pub fn new(service: Service) -> Self {
+        Self { service }
     }
 
     fn aggregates(&self) -> &Aggregates {
         self.service.aggregates()
-    }
-
-    fn pool(&self) -> &PgPool {
-        self.service.pool()
     }
 
     async fn command(
@@ -96,10 +89,11 @@ impl Effects for LedgerEffects {
 
     fn sign_checkpoint<'a>(&'a self, org: &'a OrgId) -> BoxFuture<'a, Result<bool, SweepError>> {
         Box::pin(async move {
-            dashclaw_store::checkpoints::sign(self.pool(), &self.key, org)
+            self.service
+                .sign_tree_head(org)
                 .await
                 .map(|signed| signed.is_some())
-                .map_err(|e| SweepError(e.to_string()))
+                .map_err(|e| SweepError(e.error))
         })
     }
 
