@@ -314,10 +314,8 @@ async fn orgs_do_not_block_each_other(pool: PgPool) {
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
 async fn the_database_refuses_update_delete_and_truncate(pool: PgPool) {
     seed(&Appender::new(pool.clone()), &org("org_a"), 2).await;
-    let key = dashclaw_store::keys::signing_key(&pool, None)
-        .await
-        .unwrap();
-    dashclaw_store::checkpoints::sign(&pool, &key, &org("org_a"))
+    let signer = crate::support::signer(&pool).await;
+    dashclaw_store::checkpoints::sign(&pool, &signer, &org("org_a"))
         .await
         .unwrap();
     for sql in [

@@ -525,12 +525,7 @@ async fn signals_and_assumptions_answer_as_their_endpoints(pool: PgPool) {
         .catch_up_all()
         .await
         .unwrap();
-    let effects = dashclaw::service::sweep_effects::LedgerEffects::new(
-        api.state.service.clone(),
-        dashclaw_store::keys::signing_key(&pool, None)
-            .await
-            .unwrap(),
-    );
+    let effects = dashclaw::service::sweep_effects::LedgerEffects::new(api.state.service.clone());
     let clock = api.state.service.clock().clone();
     let sweeps = dashclaw_sweeps::Sweeps::new(
         pool.clone(),

@@ -92,3 +92,10 @@ pub async fn dashclaw_async(url: &str, args: &[&str]) -> Output {
         .await
         .expect("the dashclaw binary runs")
 }
+
+/// The database's signing key as a tree-head signer under the tests' log origin
+/// (`localhost`, the default of `Config::new`).
+pub async fn signer(pool: &PgPool) -> dashclaw_events::LogSigner {
+    let key = dashclaw_store::keys::signing_key(pool, None).await.unwrap();
+    dashclaw_events::LogSigner::new(key, "localhost").unwrap()
+}

@@ -15,10 +15,7 @@ use sqlx::PgPool;
 use crate::api::{assert_client_error, Api};
 
 pub(crate) async fn sweeps_of(api: &Api, settings: Settings) -> Sweeps {
-    let key = dashclaw_store::keys::signing_key(&api.pool, None)
-        .await
-        .unwrap();
-    let effects = LedgerEffects::new(api.state.service.clone(), key);
+    let effects = LedgerEffects::new(api.state.service.clone());
     let clock = api.state.service.clock().clone();
     Sweeps::new(
         api.pool.clone(),

@@ -2,7 +2,7 @@
 //! kind of tampering is caught and the first bad (org, ledger_seq) is named.
 
 use dashclaw_events::{CanonicalJson, Envelope};
-use dashclaw_store::{chain, checkpoints, keys, Appender};
+use dashclaw_store::{chain, checkpoints, Appender};
 use futures_util::TryStreamExt;
 use serde_json::json;
 use sqlx::PgPool;
@@ -12,9 +12,9 @@ use crate::support::{dashclaw, org, seed, stdout, url_of};
 /// org_a: 20 events with a signed checkpoint at 12; org_b: 5 events. Returns the DB URL.
 async fn ledger(pool: &PgPool) -> String {
     let appender = Appender::new(pool.clone());
-    let key = keys::signing_key(pool, None).await.unwrap();
+    let signer = crate::support::signer(pool).await;
     seed(&appender, &org("org_a"), 12).await;
-    checkpoints::sign(pool, &key, &org("org_a"))
+    checkpoints::sign(pool, &signer, &org("org_a"))
         .await
         .unwrap()
         .unwrap();
