@@ -23,7 +23,7 @@ use crate::service::ErrorCode;
         one-shot outcomes and a hash-chained ledger. DashClaw-compatible REST; every route but \
         the public ones takes an API key in `x-api-key`."),
     paths(
-        rest::health::health, rest::jwks::jwks, openapi_json,
+        rest::health::health, rest::jwks::jwks, rest::jwks::note_key, openapi_json,
         rest::guard::guard, rest::guard::history,
         rest::actions::create, rest::actions::list, rest::actions::read, rest::actions::patch,
         rest::actions::outcome, rest::actions::report_outcome, rest::actions::approve,
@@ -39,6 +39,8 @@ use crate::service::ErrorCode;
         rest::stream::stream, rest::stream::status,
         rest::webhooks::list, rest::webhooks::create, rest::webhooks::delete,
         rest::webhooks::test, rest::webhooks::deliveries,
+        rest::integrity::checkpoint, rest::integrity::inclusion,
+        rest::integrity::consistency,
         graphql::http::graphiql, graphql::http::execute, graphql::subscribe,
     ),
     components(schemas(ErrorEnvelope)),

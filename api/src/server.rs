@@ -34,6 +34,7 @@ pub fn app(state: AppState) -> Router {
         .merge(rest::posture::router())
         .merge(rest::stream::router())
         .merge(rest::webhooks::router())
+        .merge(rest::integrity::router())
         .fallback(|| async { service::Error::not_found() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

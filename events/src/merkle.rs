@@ -561,10 +561,21 @@ mod tests {
         // Chunks of 16 leaves appended as level-4 subtrees, then the rest leaf by leaf.
         let mut frontier = Frontier::default();
         for chunk in 0..17u64 {
-            frontier.append(4, stored[&Subtree { level: 4, index: chunk }]).unwrap();
+            frontier
+                .append(
+                    4,
+                    stored[&Subtree {
+                        level: 4,
+                        index: chunk,
+                    }],
+                )
+                .unwrap();
         }
         assert_eq!(frontier.root(), roots[272]);
-        assert!(frontier.append(5, [0; 32]).is_none(), "272 is not a multiple of 32");
+        assert!(
+            frontier.append(5, [0; 32]).is_none(),
+            "272 is not a multiple of 32"
+        );
         for leaf in &leaves[272..] {
             frontier.append(0, *leaf).unwrap();
         }

@@ -76,7 +76,9 @@ impl TreeHead {
             .split('\n')
             .collect();
         let [origin, size, root, chain_head, signed_at] = lines[..] else {
-            return Err(bad("expected five lines: origin, size, root, chain-head, signed-at"));
+            return Err(bad(
+                "expected five lines: origin, size, root, chain-head, signed-at",
+            ));
         };
         if origin.is_empty() || origin.chars().any(char::is_whitespace) {
             return Err(bad("the origin must be non-empty text without spaces"));
@@ -84,11 +86,9 @@ impl TreeHead {
         let size_ok = !size.is_empty()
             && size.bytes().all(|b| b.is_ascii_digit())
             && (size == "0" || !size.starts_with('0'));
-        let size = size
-            .parse::<u64>()
-            .ok()
-            .filter(|_| size_ok)
-            .ok_or(bad("the size must be a decimal number without leading zeros"))?;
+        let size = size.parse::<u64>().ok().filter(|_| size_ok).ok_or(bad(
+            "the size must be a decimal number without leading zeros",
+        ))?;
         let root: Hash = STANDARD
             .decode(root)
             .ok()
@@ -220,7 +220,10 @@ mod tests {
         let signer = signer(1);
         let note = signer.sign(&head());
         let keys = Jwks {
-            keys: vec![LedgerKey::from_seed([9; 32]).public_jwk(), signer.key().public_jwk()],
+            keys: vec![
+                LedgerKey::from_seed([9; 32]).public_jwk(),
+                signer.key().public_jwk(),
+            ],
         };
         let (opened, kid) = TreeHead::open(&note, &keys).unwrap();
         assert_eq!(opened, head());

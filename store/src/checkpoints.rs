@@ -90,12 +90,23 @@ pub async fn sign_all(
     Ok(signed)
 }
 
-type Row = (i64, String, String, String, String, Option<String>, Option<String>);
+type Row = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
 const COLUMNS: &str = "size, head_hash, signed_at, kid, signature, root_hash, note";
 
 /// A row as stored; a malformed hash is kept (as an impossible one) so that verification
 /// reports it rather than skipping it.
-fn stored(org: &OrgId, (size, head_hash, signed_at, kid, signature, root_hash, note): Row) -> StoredCheckpoint {
+fn stored(
+    org: &OrgId,
+    (size, head_hash, signed_at, kid, signature, root_hash, note): Row,
+) -> StoredCheckpoint {
     StoredCheckpoint {
         signed: SignedCheckpoint {
             checkpoint: Checkpoint {

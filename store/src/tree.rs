@@ -49,11 +49,16 @@ pub async fn integrated(pool: &PgPool, org: &OrgId) -> Result<Tree, StoreError> 
     row.map_or(Ok(Tree::empty(org)), |row| tree_of(org, row))
 }
 
-fn tree_of(org: &OrgId, (size, root, head_hash): (i64, Vec<u8>, String)) -> Result<Tree, StoreError> {
+fn tree_of(
+    org: &OrgId,
+    (size, root, head_hash): (i64, Vec<u8>, String),
+) -> Result<Tree, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("merkle_trees row of {org}: {what}"));
     Ok(Tree {
         size: u64::try_from(size).map_err(|_| corrupt("negative size"))?,
-        root: root.try_into().map_err(|_| corrupt("root is not 32 bytes"))?,
+        root: root
+            .try_into()
+            .map_err(|_| corrupt("root is not 32 bytes"))?,
         head_hash: head_hash.parse().map_err(|_| corrupt("bad head hash"))?,
     })
 }
@@ -202,9 +207,8 @@ async fn hashes(
     org: &OrgId,
     wanted: &[Subtree],
 ) -> Result<HashMap<Subtree, Hash>, StoreError> {
-    let (stored, small): (Vec<Subtree>, Vec<Subtree>) = wanted
-        .iter()
-        .partition(|s| s.level >= STORED_FROM_LEVEL);
+    let (stored, small): (Vec<Subtree>, Vec<Subtree>) =
+        wanted.iter().partition(|s| s.level >= STORED_FROM_LEVEL);
     let mut out = HashMap::with_capacity(wanted.len());
     if !stored.is_empty() {
         let levels: Vec<i16> = stored.iter().map(|s| s.level as i16).collect();

@@ -155,11 +155,17 @@ fn pins(
                     && head.root == root.0
                     && head.signed_at == c.signed.checkpoint.signed_at;
                 if !agrees {
-                    return Err(bad("its signed tree head states other values than the row".into()));
+                    return Err(bad(
+                        "its signed tree head states other values than the row".into()
+                    ));
                 }
                 Some(root.0)
             }
-            _ => return Err(bad("it has a root hash or a tree head without the other".into())),
+            _ => {
+                return Err(bad(
+                    "it has a root hash or a tree head without the other".into()
+                ))
+            }
         };
         pins.push(Pin {
             size: c.size(),
@@ -167,7 +173,11 @@ fn pins(
             root,
             what: format!(
                 "the {} signed at {}",
-                if root.is_some() { "tree head" } else { "checkpoint" },
+                if root.is_some() {
+                    "tree head"
+                } else {
+                    "checkpoint"
+                },
                 c.signed.checkpoint.signed_at
             ),
         });
@@ -289,6 +299,7 @@ async fn verify_ranges(
     pins: &[Pin],
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Option<u64>, StoreError> {
+    // Sorted (pins are), for the walks' binary searches.
     let sizes: Vec<u64> = pins.iter().map(|p| p.size).collect();
     let parts = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)) as u64;
     let share = head.size.div_ceil(parts).max(1);
@@ -395,7 +406,7 @@ async fn walk_range(
             chunk_roots.push(local.root());
             local = Frontier::default();
         }
-        if pin_sizes.contains(&verifier.len()) {
+        if pin_sizes.binary_search(&verifier.len()).is_ok() {
             at_pins.insert(
                 verifier.len(),
                 AtPin {

@@ -6,8 +6,9 @@
 //! - `lost_confirmation`: running actions whose outcome was not reported within the org's
 //!   timeout become `lost_confirmation` (pending approvals are left to expire by their rule).
 //! - `approval_expiry`: pending approvals past their wait + grace become `expired`.
-//! - `checkpoints`: every org's chain is signed every N events or T after its oldest unsigned
-//!   event.
+//! - `checkpoints`: every org's chain is signed (a tree head, its Merkle tree integrated
+//!   first) every N events or T after its oldest unsigned event (by default within about a
+//!   second of any change).
 //! - `posture_snapshots`: every org with a ledger gets its posture snapshot of the day, taken
 //!   again once the latest is older than the posture interval (`GET /api/posture` only reads).
 //!
@@ -115,7 +116,7 @@ impl Sweeps {
                 let sweeps = self.clone();
                 tokio::spawn(async move {
                     let mut leader = leader::Leader::new(sweeps.pool.clone(), name);
-                    let mut tick = tokio::time::interval(sweeps.settings.cadence);
+                    let mut tick = tokio::time::interval(sweeps.settings.period(name));
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tick.tick().await;

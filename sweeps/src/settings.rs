@@ -14,9 +14,11 @@ pub struct Settings {
     pub lost_confirmation_timeout: Duration,
     /// Added to an approval's declared wait before it expires.
     pub approval_grace: Duration,
-    /// Sign a checkpoint once this many events of an org are unsigned...
+    /// Sign a checkpoint (a tree head) once this many events of an org are unsigned...
     pub checkpoint_every_events: u64,
-    /// ...or once its newest event has waited this long for a signature.
+    /// ...or once its oldest unsigned event has waited this long for a signature. The
+    /// checkpoint sweep runs four times as often as this (or as the cadence, if more often),
+    /// so a head is signed within about this long of any change of the chain.
     pub checkpoint_interval: Duration,
     /// An org's posture snapshot of the day is recomputed once it is this old (the first of
     /// a day is always taken). Server-wide: orgs do not override it.
@@ -29,8 +31,8 @@ impl Default for Settings {
             cadence: Duration::from_secs(5),
             lost_confirmation_timeout: Duration::from_secs(15 * 60),
             approval_grace: Duration::from_secs(15 * 60),
-            checkpoint_every_events: 1000,
-            checkpoint_interval: Duration::from_secs(60),
+            checkpoint_every_events: 10_000,
+            checkpoint_interval: Duration::from_secs(1),
             posture_interval: Duration::from_secs(60 * 60),
         }
     }
@@ -46,6 +48,18 @@ pub struct BadSetting {
 }
 
 impl Settings {
+    /// How often the sweep `name` runs: the cadence, and for `checkpoints` a quarter of the
+    /// checkpoint interval when that is shorter (at least every 50 ms).
+    pub fn period(&self, name: &str) -> Duration {
+        match name {
+            "checkpoints" => self
+                .cadence
+                .min(self.checkpoint_interval / 4)
+                .max(Duration::from_millis(50)),
+            _ => self.cadence,
+        }
+    }
+
     /// The defaults, changed by `DASHCLAW_SWEEP_CADENCE`, `DASHCLAW_LOST_CONFIRMATION_TIMEOUT`,
     /// `DASHCLAW_APPROVAL_GRACE`, `DASHCLAW_CHECKPOINT_EVERY_EVENTS`,
     /// `DASHCLAW_CHECKPOINT_INTERVAL` and `DASHCLAW_POSTURE_INTERVAL` when set.

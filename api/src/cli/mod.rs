@@ -458,7 +458,6 @@ async fn keys(db: DbArgs, key: KeyArgs, action: Option<KeysAction>) -> Result<()
     Ok(())
 }
 
-
 /// `dashclaw approvals`: the pending approvals of a running server.
 async fn approvals(client: ClientArgs, json: bool) -> Result<ExitCode> {
     let result = async {
@@ -701,4 +700,3 @@ async fn replay(pool: &PgPool, projection: &str, resume: bool) -> Result<()> {
     );
     Ok(())
 }
-

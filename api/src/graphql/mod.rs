@@ -38,6 +38,7 @@ use dashclaw_store::chain::StoredEvent;
 
 /// The schema type.
 pub mod http;
+mod integrity;
 mod storable;
 
 pub type DashclawSchema = Schema<Query, Mutation, Subscription>;
@@ -51,7 +52,7 @@ const MAX_PAGE: usize = 200;
 
 /// The schema, without per-request data (the caller is added per request).
 pub fn schema(state: AppState) -> DashclawSchema {
-    Schema::build(Query, Mutation, Subscription)
+    Schema::build(Query::default(), Mutation, Subscription)
         .data(state)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
@@ -61,7 +62,9 @@ pub fn schema(state: AppState) -> DashclawSchema {
 
 /// The SDL of the schema (what `api/schema.graphql` must contain).
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, Subscription).finish().sdl()
+    Schema::build(Query::default(), Mutation, Subscription)
+        .finish()
+        .sdl()
 }
 
 pub fn router(state: &AppState) -> Router<AppState> {
@@ -124,13 +127,13 @@ pub async fn subscribe(
         })
 }
 
-fn parts<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a AppState, &'a Caller)> {
+pub(crate) fn parts<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a AppState, &'a Caller)> {
     Ok((ctx.data::<AppState>()?, ctx.data::<Caller>()?))
 }
 
 /// An API error as a GraphQL error, its code in `extensions.code` (the same closed set as
 /// REST's `code`).
-fn gql(e: Error) -> async_graphql::Error {
+pub(crate) fn gql(e: Error) -> async_graphql::Error {
     let code = serde_json::to_value(e.code)
         .ok()
         .and_then(|c| c.as_str().map(str::to_owned))
@@ -380,8 +383,9 @@ impl From<GuardDecisionRecord> for GuardDecisionObject {
     }
 }
 
-/// One event of an org's chain, as stored.
+/// One event of an org's chain, as stored (its inclusion proof in [`integrity`]).
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct LedgerEvent {
     pub ledger_seq: i64,
     pub stream_type: String,
@@ -611,21 +615,6 @@ pub struct AgentObject {
     pub avg_risk: f64,
 }
 
-/// A signed checkpoint of the org's chain; since tree heads exist, also a signed tree head.
-#[derive(SimpleObject)]
-pub struct CheckpointObject {
-    pub size: i64,
-    pub head_hash: String,
-    pub signed_at: String,
-    pub kid: String,
-    pub signature: String,
-    /// The Merkle root at `size`, lowercase hex (absent on checkpoints signed before tree
-    /// heads).
-    pub root_hash: Option<String>,
-    /// The signed tree head: a C2SP tlog-checkpoint signed note (absent likewise).
-    pub note: Option<String>,
-}
-
 /// One live event of the org's ledger, as SSE shows it.
 #[derive(SimpleObject, Clone)]
 pub struct LiveEventObject {
@@ -711,10 +700,15 @@ impl Subscription {
     }
 }
 
-pub struct Query;
+/// Every query: the read models and the ledger here, its proofs in [`integrity`].
+#[derive(async_graphql::MergedObject, Default)]
+pub struct Query(LedgerQuery, integrity::IntegrityQuery);
+
+#[derive(Default)]
+pub struct LedgerQuery;
 
 #[Object]
-impl Query {
+impl LedgerQuery {
     /// The decisions ledger (action records), newest first, as a Relay connection.
     async fn decisions(
         &self,
@@ -913,24 +907,6 @@ impl Query {
                 actions: a.actions,
                 last_action_at: a.last_action_at,
                 avg_risk: a.avg_risk.unwrap_or(0.0),
-            })
-            .collect())
-    }
-
-    /// The org's signed checkpoints, oldest first.
-    async fn checkpoints(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CheckpointObject>> {
-        let (state, caller) = parts(ctx)?;
-        let stored = state.service.checkpoints(caller).await.map_err(gql)?;
-        Ok(stored
-            .into_iter()
-            .map(|c| CheckpointObject {
-                size: c.signed.checkpoint.size as i64,
-                head_hash: c.signed.checkpoint.head_hash.to_hex(),
-                signed_at: c.signed.checkpoint.signed_at,
-                kid: c.signed.kid,
-                signature: c.signed.signature,
-                root_hash: c.root_hash,
-                note: c.note,
             })
             .collect())
     }

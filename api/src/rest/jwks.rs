@@ -1,5 +1,6 @@
 //! The published signing keys (public): `GET /.well-known/jwks.json` and its DashClaw alias
-//! `GET /api/integrity/jwks`.
+//! `GET /api/integrity/jwks`, and the same key as the verifier key of signed tree heads,
+//! `GET /api/integrity/note-key`.
 
 use axum::extract::State;
 use axum::http::header::CACHE_CONTROL;
@@ -16,6 +17,35 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/api/integrity/jwks", get(jwks))
+        .route("/api/integrity/note-key", get(note_key))
+}
+
+/// The verifier key of the server's signed tree heads (C2SP signed-note).
+#[derive(Serialize, ToSchema)]
+pub struct NoteKey {
+    /// `<name>+<hex key id>+<base64(0x01 || Ed25519 public key)>`, as Go's `sumdb/note` and
+    /// other transparency-log tools take it.
+    pub verifier_key: String,
+    /// The key name: the log origin, which each org's heads extend with `/<org_id>`.
+    pub name: String,
+    /// The 4-byte key id, hex: the first bytes of each signature.
+    pub key_id: String,
+    /// The same key's RFC 7638 thumbprint in the JWKS.
+    pub kid: String,
+}
+
+/// The note verifier key of signed tree heads (the JWKS key, under the log origin's name).
+#[utoipa::path(get, path = "/api/integrity/note-key", tag = "integrity", security(()),
+    responses((status = 200, description = "The verifier key", body = NoteKey)))]
+pub(crate) async fn note_key(State(state): State<AppState>) -> Json<NoteKey> {
+    let signer = state.service.signer();
+    let verifier = signer.verifier();
+    Json(NoteKey {
+        verifier_key: verifier.encode(),
+        name: verifier.name.clone(),
+        key_id: hex::encode(verifier.key_id()),
+        kid: signer.key().kid().to_owned(),
+    })
 }
 
 /// The published key set (RFC 7517): public Ed25519 keys only, whatever the stored set holds.

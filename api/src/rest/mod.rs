@@ -7,6 +7,7 @@ pub mod auth;
 
 pub mod guard;
 pub mod health;
+pub mod integrity;
 pub mod jwks;
 pub mod keys;
 pub mod org;

@@ -48,11 +48,6 @@ fn invalid(detail: String) -> Error {
 }
 
 impl Service {
-    /// The note verifier key of tree heads, `<name>+<hex key id>+<base64(0x01 || key)>`.
-    pub fn note_key(&self) -> String {
-        self.signer().verifier().encode()
-    }
-
     /// The org's latest signed tree head, or the one of exactly `size` events.
     pub async fn tree_head(
         &self,
@@ -144,7 +139,9 @@ impl Service {
         }
         let hashes = tree::consistency(self.pool(), org, first, second)
             .await?
-            .ok_or_else(|| Error::internal("a consistency proof inside the tree was not planned"))?;
+            .ok_or_else(|| {
+                Error::internal("a consistency proof inside the tree was not planned")
+            })?;
         Ok(ConsistencyProof {
             first,
             second,
