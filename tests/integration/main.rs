@@ -7,6 +7,7 @@
 mod api;
 mod architecture;
 mod bad_input;
+mod evidence;
 mod governance;
 mod graphql;
 mod hardening;
