@@ -75,7 +75,11 @@ async fn every_small_proof_from_the_stored_tree_verifies(pool: PgPool) {
     assert_eq!(stored, 4 + 2 + 1, "levels 4, 5 and 6 of 64 leaves");
     for n in 1..=64u64 {
         let root = mth(&leaves[..n as usize]);
-        assert_eq!(tree::root_at(&pool, &org, n).await.unwrap(), root, "size {n}");
+        assert_eq!(
+            tree::root_at(&pool, &org, n).await.unwrap(),
+            root,
+            "size {n}"
+        );
         for i in 0..n {
             let proof = tree::inclusion(&pool, &org, i, n).await.unwrap().unwrap();
             assert_eq!(proof.leaf_hash, leaves[i as usize]);
@@ -93,8 +97,14 @@ async fn every_small_proof_from_the_stored_tree_verifies(pool: PgPool) {
             );
         }
     }
-    assert!(tree::inclusion(&pool, &org, 64, 64).await.unwrap().is_none());
-    assert!(tree::consistency(&pool, &org, 0, 3).await.unwrap().is_none());
+    assert!(tree::inclusion(&pool, &org, 64, 64)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(tree::consistency(&pool, &org, 0, 3)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
@@ -161,12 +171,20 @@ fn hashes(v: &Value) -> Vec<Hash> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|h| hex::decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .map(|h| {
+            hex::decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
         .collect()
 }
 
 fn hash(v: &Value) -> Hash {
-    hex::decode(v.as_str().unwrap()).unwrap().try_into().unwrap()
+    hex::decode(v.as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
@@ -177,9 +195,20 @@ async fn signed_tree_heads_and_proofs_over_rest(pool: PgPool) {
 
     decided(&api, 5).await;
     let org = org("org_default");
-    let first = api.state.service.sign_tree_head(&org).await.unwrap().unwrap();
+    let first = api
+        .state
+        .service
+        .sign_tree_head(&org)
+        .await
+        .unwrap()
+        .unwrap();
     decided(&api, 4).await;
-    api.state.service.sign_tree_head(&org).await.unwrap().unwrap();
+    api.state
+        .service
+        .sign_tree_head(&org)
+        .await
+        .unwrap()
+        .unwrap();
 
     // The latest head: a signed note that opens with the published keys.
     let (status, head) = api.get("/api/integrity/checkpoint", &api.readonly).await;
@@ -193,7 +222,10 @@ async fn signed_tree_heads_and_proofs_over_rest(pool: PgPool) {
     assert_eq!(head["org_id"], "org_default");
     assert_eq!(opened.origin, "localhost/org_default");
     assert_eq!(hash(&head["root_hash"]), opened.root);
-    assert_eq!(opened.root, mth(&leaves(&pool, &org).await[..size as usize]));
+    assert_eq!(
+        opened.root,
+        mth(&leaves(&pool, &org).await[..size as usize])
+    );
 
     // The note key (public) opens it too.
     let (status, key) = api.get("/api/integrity/note-key", "").await;
@@ -225,7 +257,10 @@ async fn signed_tree_heads_and_proofs_over_rest(pool: PgPool) {
     // The older head by size, and the consistency proof between them.
     let old_size = first.size();
     let (status, old) = api
-        .get(&format!("/api/integrity/checkpoint?size={old_size}"), &api.member)
+        .get(
+            &format!("/api/integrity/checkpoint?size={old_size}"),
+            &api.member,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (old_head, _) = TreeHead::open(old["checkpoint"].as_str().unwrap(), &jwks).unwrap();
@@ -249,7 +284,10 @@ async fn signed_tree_heads_and_proofs_over_rest(pool: PgPool) {
     for uri in [
         "/api/integrity/proof/inclusion?ledger_seq=0".to_owned(),
         format!("/api/integrity/proof/inclusion?ledger_seq={}", size + 1),
-        format!("/api/integrity/proof/inclusion?ledger_seq=1&tree_size={}", size + 100),
+        format!(
+            "/api/integrity/proof/inclusion?ledger_seq=1&tree_size={}",
+            size + 100
+        ),
         "/api/integrity/proof/inclusion?ledger_seq=abc".to_owned(),
         "/api/integrity/proof/inclusion".to_owned(),
         "/api/integrity/proof/consistency?from=0&to=3".to_owned(),
@@ -261,7 +299,9 @@ async fn signed_tree_heads_and_proofs_over_rest(pool: PgPool) {
         assert_client_error(status, &body, StatusCode::BAD_REQUEST);
         assert_eq!(body["code"], "VALIDATION_FAILED", "{uri}: {body}");
     }
-    let (status, body) = api.get("/api/integrity/checkpoint?size=3", &api.readonly).await;
+    let (status, body) = api
+        .get("/api/integrity/checkpoint?size=3", &api.readonly)
+        .await;
     assert_client_error(status, &body, StatusCode::NOT_FOUND);
     assert_eq!(api.events().await, events);
 
@@ -269,12 +309,18 @@ async fn signed_tree_heads_and_proofs_over_rest(pool: PgPool) {
     let (status, body) = api.get("/api/integrity/checkpoint", &api.other_org).await;
     assert_client_error(status, &body, StatusCode::NOT_FOUND);
     let (status, theirs) = api
-        .get("/api/integrity/proof/inclusion?ledger_seq=1&tree_size=1", &api.other_org)
+        .get(
+            "/api/integrity/proof/inclusion?ledger_seq=1&tree_size=1",
+            &api.other_org,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_ne!(hash(&theirs["leaf_hash"]), leaves(&pool, &org).await[0]);
     let (status, body) = api
-        .get("/api/integrity/proof/inclusion?ledger_seq=1&tree_size=2", &api.other_org)
+        .get(
+            "/api/integrity/proof/inclusion?ledger_seq=1&tree_size=2",
+            &api.other_org,
+        )
         .await;
     assert_client_error(status, &body, StatusCode::BAD_REQUEST);
     // Without a key, only the note key is public.
@@ -287,7 +333,13 @@ async fn graphql_serves_the_same_proofs(pool: PgPool) {
     let api = Api::start(pool.clone()).await;
     decided(&api, 3).await;
     let org = org("org_default");
-    let signed = api.state.service.sign_tree_head(&org).await.unwrap().unwrap();
+    let signed = api
+        .state
+        .service
+        .sign_tree_head(&org)
+        .await
+        .unwrap()
+        .unwrap();
     let size = signed.size();
     let query = format!(
         "{{ treeHead {{ treeSize rootHash checkpoint }}
@@ -295,16 +347,27 @@ async fn graphql_serves_the_same_proofs(pool: PgPool) {
             checkpoints {{ size rootHash note }}
             ledgerEvents(after: 0, first: {size}) {{ ledgerSeq inclusionProof {{ leafIndex treeSize leafHash hashes }} }} }}"
     );
-    let (status, body) = api.post("/graphql", &api.readonly, json!({ "query": query })).await;
+    let (status, body) = api
+        .post("/graphql", &api.readonly, json!({ "query": query }))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let data = &body["data"];
     assert!(body.get("errors").is_none(), "{body}");
     let root = hash(&data["treeHead"]["rootHash"]);
     assert_eq!(data["treeHead"]["treeSize"], size);
-    assert_eq!(data["checkpoints"][0]["note"], data["treeHead"]["checkpoint"]);
+    assert_eq!(
+        data["checkpoints"][0]["note"],
+        data["treeHead"]["checkpoint"]
+    );
     let proof = &data["consistencyProof"];
     let first = mth(&leaves(&pool, &org).await[..1]);
-    assert!(merkle::verify_consistency(1, size, &first, &root, &hashes(&proof["hashes"])));
+    assert!(merkle::verify_consistency(
+        1,
+        size,
+        &first,
+        &root,
+        &hashes(&proof["hashes"])
+    ));
     let events = data["ledgerEvents"].as_array().unwrap();
     assert_eq!(events.len() as u64, size);
     for e in events {
@@ -325,5 +388,75 @@ async fn graphql_serves_the_same_proofs(pool: PgPool) {
             json!({"query": "{ consistencyProof(from: -1, to: 2) { first } }"}),
         )
         .await;
-    assert_eq!(body["errors"][0]["extensions"]["code"], "VALIDATION_FAILED", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "VALIDATION_FAILED",
+        "{body}"
+    );
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn verify_recomputes_every_tree_head_in_order_and_in_ranges(pool: PgPool) {
+    use dashclaw_store::verify::{verify_scope, Scope, Verdict};
+    let org = org("org_a");
+    let appender = Appender::new(pool.clone());
+    let signer = crate::support::signer(&pool).await;
+    let mut size = 0;
+    for step in [1, 15, 84, 157, 43, 1] {
+        grow(&appender, &org, size, step).await;
+        size += step;
+        dashclaw_store::checkpoints::sign(&pool, &signer, &org)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let keys = dashclaw_store::keys::published(&pool).await.unwrap();
+    let leaves = leaves(&pool, &org).await;
+    for ranged_from in [1, 1_000_000] {
+        let scope = Scope {
+            ranged_from,
+            ..Scope::default()
+        };
+        match verify_scope(&pool, &keys, &scope, &|_| {}).await.unwrap() {
+            Verdict::Intact(orgs) => assert_eq!(orgs[0].tree_heads, 6, "ranged from {ranged_from}"),
+            Verdict::Tampered(b) => panic!("ranged from {ranged_from}: {b}"),
+        }
+        // A kept head whose chain head matches but whose root does not.
+        let chain_head: String = sqlx::query_scalar(
+            "SELECT hash FROM events WHERE org_id = 'org_a' AND ledger_seq = 200",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let good = TreeHead {
+            origin: "localhost/org_a".into(),
+            size: 200,
+            root: mth(&leaves[..200]),
+            chain_head: chain_head.parse().unwrap(),
+            signed_at: "2026-12-03T00:00:00.000Z".into(),
+        };
+        let mut bad = good.clone();
+        bad.root[0] ^= 1;
+        for (head, intact) in [(good, true), (bad, false)] {
+            let kept = [head];
+            let scope = Scope {
+                kept: &kept,
+                ranged_from,
+                ..Scope::default()
+            };
+            match verify_scope(&pool, &keys, &scope, &|_| {}).await.unwrap() {
+                Verdict::Intact(orgs) => {
+                    assert!(intact, "ranged from {ranged_from}: a wrong root passed");
+                    assert_eq!(orgs[0].kept_heads, 1);
+                }
+                Verdict::Tampered(b) => {
+                    assert!(!intact, "ranged from {ranged_from}: {b}");
+                    assert_eq!(b.ledger_seq, 200);
+                    assert!(
+                        b.detail.contains("the Merkle root of the first 200 events"),
+                        "{b}"
+                    );
+                }
+            }
+        }
+    }
 }

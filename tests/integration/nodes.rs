@@ -1,6 +1,7 @@
 //! Several `dashclaw serve` processes on one database: each sweep transition happens once and
 //! a killed leader is replaced; a policy or halt set on one node applies on the other within a
-//! second; a GraphQL subscriber on one node sees what another node commits. (An approval on
+//! second; a GraphQL subscriber on one node sees what another node commits; a tree head is
+//! signed within about a second of a write and at shutdown. (An approval on
 //! one node waking the official SDK waiting on another: tests/conformance.)
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -285,4 +286,64 @@ async fn a_graphql_subscriber_on_one_node_sees_what_another_node_commits(pool: P
             break;
         }
     }
+}
+
+/// The org's chain size and its largest signed tree head, read from the database.
+async fn chain_and_head(pool: &PgPool) -> (i64, Option<i64>) {
+    sqlx::query_as(
+        "SELECT h.size, (SELECT max(size) FROM checkpoints c
+                          WHERE c.org_id = h.org_id AND c.note IS NOT NULL)
+           FROM ledger_heads h WHERE h.org_id = 'org_default'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_tree_head_is_signed_within_about_a_second_and_at_shutdown(pool: PgPool) {
+    let url = url_of(&pool).await;
+    let a = Node::start(&url, "node-a");
+    let b = Node::start(&url, "node-b");
+    let guard = json!({"agent_id": "a", "action_type": "deploy"});
+    for _ in 0..3 {
+        assert_eq!(a.post("/api/guard", &guard).0, 200);
+    }
+    let written = Instant::now();
+    let (size, _) = chain_and_head(&pool).await;
+    // Polling the other node, no sleeping: its latest head covers the chain soon.
+    let took = loop {
+        let head = b.get("/api/integrity/checkpoint");
+        if head["tree_size"].as_i64().is_some_and(|n| n >= size) {
+            assert_eq!(head["org_id"], "org_default");
+            break written.elapsed();
+        }
+        assert!(
+            written.elapsed() < Duration::from_secs(5),
+            "no tree head of {size} events after 5 s: {head}"
+        );
+    };
+    assert!(took < Duration::from_millis(2500), "signed after {took:?}");
+    eprintln!("tree head covering the chain signed {took:?} after the write");
+
+    // Written just before both nodes stop: the heads signed at shutdown cover it.
+    for _ in 0..5 {
+        assert_eq!(b.post("/api/guard", &guard).0, 200);
+    }
+    for node in [&a, &b] {
+        let sent = Command::new("kill")
+            .args(["-TERM", &node.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+    for mut node in [a, b] {
+        assert!(node.child.wait().unwrap().success());
+    }
+    let (size, head) = chain_and_head(&pool).await;
+    assert_eq!(
+        head,
+        Some(size),
+        "the last events were left without a signed tree head"
+    );
 }

@@ -71,9 +71,16 @@ async fn envelopes(pool: &PgPool, name: &str) -> Vec<Envelope> {
 /// Asserts `dashclaw verify` exits 1 naming `(org, seq)` and the kind of tampering.
 /// Both ways of walking a chain (in order; in parallel ranges first) must give the verdict.
 fn assert_caught(url: &str, org: &str, seq: u64, kind: &str) {
+    assert_caught_with(url, &[], org, seq, kind);
+}
+
+/// [`assert_caught`] for `dashclaw verify ARGS`; returns the in-order run's output.
+fn assert_caught_with(url: &str, args: &[&str], org: &str, seq: u64, kind: &str) -> String {
+    let mut first = String::new();
     for ranged_from in ["1000000", "1"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_dashclaw"))
             .arg("verify")
+            .args(args)
             .env("DATABASE_URL", url)
             .env("RUST_LOG", "warn")
             .env("DASHCLAW_VERIFY_RANGED_FROM", ranged_from)
@@ -91,7 +98,11 @@ fn assert_caught(url: &str, org: &str, seq: u64, kind: &str) {
             text.contains(&expected),
             "ranged from {ranged_from}: expected {expected:?} in {text:?}"
         );
+        if first.is_empty() {
+            first = text;
+        }
     }
+    first
 }
 
 #[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
@@ -245,4 +256,134 @@ async fn a_wholly_deleted_org_is_caught_through_its_checkpoint(pool: PgPool) {
     let url = ledger(&pool).await;
     tamper(&pool, "DELETE FROM events WHERE org_id = 'org_a'; DELETE FROM ledger_heads WHERE org_id = 'org_a'").await;
     assert_caught(&url, "org_a", 1, "missing");
+}
+
+/// Signs a tree head of org_a at its current size and saves the note to a file.
+async fn kept_head(pool: &PgPool, name: &str) -> (std::path::PathBuf, String) {
+    let signer = crate::support::signer(pool).await;
+    let head = checkpoints::sign(pool, &signer, &org("org_a"))
+        .await
+        .unwrap()
+        .unwrap();
+    let dir = scratch_dir();
+    let path = dir.join(name);
+    std::fs::write(&path, head.note.unwrap()).unwrap();
+    (dir, path.to_str().unwrap().to_owned())
+}
+
+/// A fresh directory for this test process's files.
+fn scratch_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dashclaw-tamper-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_removed_tail_is_caught_against_a_kept_tree_head(pool: PgPool) {
+    let url = ledger(&pool).await;
+    let (_dir, head) = kept_head(&pool, "head-20.note").await;
+    let kept = dashclaw(&url, &["verify", "--against", &head]);
+    assert_eq!(kept.status.code(), Some(0), "{}", stdout(&kept));
+    assert!(
+        stdout(&kept).contains("ok  org_a: 20 events, 2 signed checkpoint(s) (2 tree head(s), roots recomputed), contains 1 kept tree head(s)"),
+        "{}",
+        stdout(&kept)
+    );
+    // A superuser removes the last 8 events, their tree head, and moves the head back: the
+    // stored evidence alone now agrees with the shortened chain...
+    tamper(
+        &pool,
+        "DELETE FROM events WHERE org_id = 'org_a' AND ledger_seq > 12;
+         DELETE FROM checkpoints WHERE org_id = 'org_a' AND size > 12;
+         UPDATE ledger_heads SET size = 12, head_hash = (SELECT hash FROM events
+           WHERE org_id = 'org_a' AND ledger_seq = 12) WHERE org_id = 'org_a'",
+    )
+    .await;
+    let alone = dashclaw(&url, &["verify"]);
+    assert_eq!(alone.status.code(), Some(0), "{}", stdout(&alone));
+    // ...but not with the head someone kept.
+    let text = assert_caught_with(&url, &["--against", &head], "org_a", 13, "missing");
+    assert!(
+        text.contains("covers 20 events but the chain has 12: events 13..20 are missing"),
+        "{text}"
+    );
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_rewrite_with_every_checkpoint_removed_is_caught_against_a_kept_tree_head(pool: PgPool) {
+    let url = ledger(&pool).await;
+    let (_dir, head) = kept_head(&pool, "head.note").await;
+    // Event 15 rewritten, every later hash recomputed, the checkpoints and head replaced.
+    let mut rows = envelopes(&pool, "org_a").await;
+    rows[14].payload = CanonicalJson::encode(&json!({"rewritten": true})).unwrap();
+    for i in 14..rows.len() {
+        rows[i].prev_hash = rows[i - 1].hash;
+        rows[i] = rows[i].clone().seal();
+    }
+    tamper(
+        &pool,
+        "DELETE FROM events WHERE org_id = 'org_a' AND ledger_seq > 14;
+         DELETE FROM checkpoints WHERE org_id = 'org_a'",
+    )
+    .await;
+    for e in &rows[14..] {
+        insert(&pool, e).await;
+    }
+    tamper(
+        &pool,
+        &format!(
+            "UPDATE ledger_heads SET head_hash = '{}' WHERE org_id = 'org_a'",
+            rows[19].hash.to_hex()
+        ),
+    )
+    .await;
+    assert_eq!(dashclaw(&url, &["verify"]).status.code(), Some(0));
+    let text = assert_caught_with(&url, &["--against", &head], "org_a", 20, "rewritten");
+    assert!(text.contains("the kept tree head signed at"), "{text}");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_tree_head_row_that_disagrees_with_its_note_is_caught(pool: PgPool) {
+    let url = ledger(&pool).await;
+    tamper(
+        &pool,
+        &format!(
+            "UPDATE checkpoints SET root_hash = '{}' WHERE org_id = 'org_a'",
+            "ab".repeat(32)
+        ),
+    )
+    .await;
+    assert_caught(&url, "org_a", 12, "bad checkpoint");
+}
+
+#[sqlx::test(migrator = "dashclaw_store::MIGRATOR")]
+async fn a_kept_head_no_published_key_signed_or_unreadable_is_refused(pool: PgPool) {
+    let url = ledger(&pool).await;
+    let dir = scratch_dir();
+    let stranger = dashclaw_events::LogSigner::new(
+        dashclaw_events::LedgerKey::from_seed([7; 32]),
+        "localhost",
+    )
+    .unwrap();
+    let forged = stranger.sign(&dashclaw_events::TreeHead {
+        origin: "localhost/org_a".into(),
+        size: 40,
+        root: [0; 32],
+        chain_head: dashclaw_events::EventHash([0; 32]),
+        signed_at: "2026-12-03T00:00:00.000Z".into(),
+    });
+    let path = dir.join("forged.note");
+    std::fs::write(&path, forged).unwrap();
+    let out = dashclaw(&url, &["verify", "--against", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("NOT VERIFIED: the tree head in")
+            && stdout(&out).contains("which no key in the key set verifies"),
+        "{}",
+        stdout(&out)
+    );
+    let missing = dir.join("absent.note");
+    let out = dashclaw(&url, &["verify", "--against", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the tree head"));
 }
