@@ -108,7 +108,14 @@ fn pure_crates_do_no_io() {
 }
 
 /// The ledger's tables: their SQL belongs to `store`.
-const LEDGER_TABLES: &[&str] = &["events", "ledger_heads", "checkpoints", "signing_keys"];
+const LEDGER_TABLES: &[&str] = &[
+    "events",
+    "ledger_heads",
+    "checkpoints",
+    "signing_keys",
+    "merkle_subtrees",
+    "merkle_trees",
+];
 
 /// The read models' tables: their SQL belongs to `projections` (whose folds also read the
 /// ledger, inside their checkpoint's transaction).
