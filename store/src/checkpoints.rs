@@ -166,20 +166,3 @@ pub async fn latest_tree_head(
     .await?;
     Ok(row.map(|row| stored(org, row)))
 }
-
-/// The org's smallest signed tree head covering at least `size` events.
-pub async fn tree_head_covering(
-    pool: &PgPool,
-    org: &OrgId,
-    size: u64,
-) -> Result<Option<StoredCheckpoint>, StoreError> {
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM checkpoints WHERE org_id = $1 AND note IS NOT NULL AND size >= $2
-          ORDER BY size LIMIT 1"
-    ))
-    .bind(org.as_str())
-    .bind(size as i64)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|row| stored(org, row)))
-}

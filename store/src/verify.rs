@@ -336,18 +336,15 @@ async fn verify_ranges(
     // The root at each pin: the whole chunks before it, then its chunk's frontier.
     let mut prefix = Frontier::default();
     let mut appended = 0u64;
+    let genesis = AtPin {
+        head: genesis_hash(org),
+        chunks_before: 0,
+        local: Frontier::default(),
+    };
     for pin in pins {
         let at = match (pin.size, at_pins.get(&pin.size)) {
-            (0, _) => AtPin {
-                head: genesis_hash(org),
-                chunks_before: 0,
-                local: Frontier::default(),
-            },
-            (_, Some(at)) => AtPin {
-                head: at.head,
-                chunks_before: at.chunks_before,
-                local: at.local.clone(),
-            },
+            (0, _) => &genesis,
+            (_, Some(at)) => at,
             (_, None) => return Ok(None),
         };
         while appended < at.chunks_before {

@@ -167,6 +167,17 @@ async fn decided(api: &Api, n: usize) {
     }
 }
 
+/// Signs a tree head of the harness's org (org_default) at its chain's head.
+async fn sign_head(api: &Api) -> dashclaw_store::checkpoints::StoredCheckpoint {
+    let org = org("org_default");
+    api.state
+        .service
+        .sign_tree_head(&org)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 fn hashes(v: &Value) -> Vec<Hash> {
     v.as_array()
         .unwrap()
@@ -195,20 +206,9 @@ async fn signed_tree_heads_and_proofs_over_rest(pool: PgPool) {
 
     decided(&api, 5).await;
     let org = org("org_default");
-    let first = api
-        .state
-        .service
-        .sign_tree_head(&org)
-        .await
-        .unwrap()
-        .unwrap();
+    let first = sign_head(&api).await;
     decided(&api, 4).await;
-    api.state
-        .service
-        .sign_tree_head(&org)
-        .await
-        .unwrap()
-        .unwrap();
+    sign_head(&api).await;
 
     // The latest head: a signed note that opens with the published keys.
     let (status, head) = api.get("/api/integrity/checkpoint", &api.readonly).await;
@@ -333,13 +333,7 @@ async fn graphql_serves_the_same_proofs(pool: PgPool) {
     let api = Api::start(pool.clone()).await;
     decided(&api, 3).await;
     let org = org("org_default");
-    let signed = api
-        .state
-        .service
-        .sign_tree_head(&org)
-        .await
-        .unwrap()
-        .unwrap();
+    let signed = sign_head(&api).await;
     let size = signed.size();
     let query = format!(
         "{{ treeHead {{ treeSize rootHash checkpoint }}
