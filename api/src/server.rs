@@ -18,6 +18,7 @@ pub fn app(state: AppState) -> Router {
     let public = Router::new()
         .merge(rest::health::router())
         .merge(rest::jwks::router())
+        .merge(rest::evidence::public_router())
         .route(
             "/api/openapi.json",
             axum::routing::get(crate::openapi::openapi_json),
@@ -35,6 +36,7 @@ pub fn app(state: AppState) -> Router {
         .merge(rest::stream::router())
         .merge(rest::webhooks::router())
         .merge(rest::integrity::router())
+        .merge(rest::evidence::router())
         .fallback(|| async { service::Error::not_found() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -38,7 +38,8 @@ use crate::guard::{
     Evaluation, GuardRequest, Policy, RiskBase, RiskBreakdown, RiskModifier, Verdict,
 };
 use crate::guard_decision::{
-    DecisionPurpose, GuardDecision, GuardDecisionEvent, GuardDecisionRecord,
+    CounterAnswer, DecisionPurpose, GuardDecision, GuardDecisionEvent, GuardDecisionRecord,
+    RecordedContext, RecordedGrant, RecordedHalt,
 };
 use crate::ids::{ActionId, ApiKeyId, AssumptionId, GuardDecisionId, WebhookId};
 use crate::org_settings::{HaltState, OrgSettings, OrgSettingsEvent, SweepOverrides};
@@ -249,8 +250,33 @@ fn guard_decision_events() -> Vec<GuardDecisionEvent> {
         action_id: Some(action_id()),
         idempotency_key: Some("deploy-v2.3.1".into()),
         evaluated_at: at("2026-11-21T09:30:00.123Z"),
+        context: None,
     };
-    let events = vec![GuardDecisionEvent::Recorded(Box::new(record))];
+    // Version 2: the same with the recorded context of the evaluation.
+    let with_context = GuardDecisionRecord {
+        purpose: DecisionPurpose::Claim,
+        context: Some(RecordedContext {
+            engine: "dashclaw-guard/0.1.0".into(),
+            halt: Some(RecordedHalt {
+                actor: "key_admin".into(),
+                reason: "incident 42".into(),
+            }),
+            counts: vec![CounterAnswer {
+                agent_id: "agent-deployer".into(),
+                since: at("2026-11-21T08:30:00.123Z"),
+                count: 7,
+            }],
+            operator_grant: Some(RecordedGrant {
+                action_id: action_id().to_string(),
+                approved_by: "key_admin".into(),
+            }),
+        }),
+        ..record.clone()
+    };
+    let events = vec![
+        GuardDecisionEvent::Recorded(Box::new(record)),
+        GuardDecisionEvent::Recorded(Box::new(with_context)),
+    ];
     for e in &events {
         match e {
             GuardDecisionEvent::Recorded(_) => {}

@@ -64,6 +64,24 @@ impl EnvelopeRef<'_> {
     /// Appends the exact bytes that are hashed (RFC 8785 JSON of every field but `hash`) to
     /// `out`.
     pub fn write_hash_input(&self, out: &mut Vec<u8>) {
+        self.write_object(out, false);
+    }
+
+    /// Appends the envelope *with* its `hash` as RFC 8785 JSON: an export line, a bundle's
+    /// event entry. The hashed bytes are these with the `,"hash":"<hex>"` member taken out
+    /// (it sorts between `event_version` and `ledger_seq`); see [`entry_hash_input`].
+    pub fn write_entry(&self, out: &mut Vec<u8>) {
+        self.write_object(out, true);
+    }
+
+    /// The envelope with its hash as RFC 8785 JSON text (see [`EnvelopeRef::write_entry`]).
+    pub fn entry(&self) -> String {
+        let mut out = Vec::new();
+        self.write_entry(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn write_object(&self, out: &mut Vec<u8>, with_hash: bool) {
         let mut number = itoa_buffer();
         out.reserve(200 + self.payload.len() + self.metadata.len());
         // Keys in RFC 8785 order (all ASCII, so byte order is UTF-16 order).
@@ -71,6 +89,11 @@ impl EnvelopeRef<'_> {
         push_string(out, self.event_type);
         out.extend_from_slice(b",\"event_version\":");
         push_string(out, self.event_version);
+        if with_hash {
+            out.extend_from_slice(b",\"hash\":\"");
+            out.extend_from_slice(&self.hash.hex_bytes());
+            out.push(b'"');
+        }
         out.extend_from_slice(b",\"ledger_seq\":");
         out.extend_from_slice(format_u64(&mut number, self.ledger_seq));
         out.extend_from_slice(b",\"metadata\":");
@@ -96,6 +119,25 @@ impl EnvelopeRef<'_> {
         self.write_hash_input(scratch);
         EventHash(Sha256::digest(scratch.as_slice()).into())
     }
+}
+
+/// An entry (an envelope with its hash, as [`EnvelopeRef::write_entry`] writes it) split into
+/// its stated hash and the bytes that hash covers. Exact, without parsing: inside JSON strings
+/// every `"` is escaped, so the first `,"hash":"` of the text is the top-level member. `None`
+/// when the text has no such member.
+pub fn entry_hash_input(entry: &str) -> Option<(EventHash, String)> {
+    const MEMBER: &str = ",\"hash\":\"";
+    let at = entry.find(MEMBER)?;
+    let hex_start = at + MEMBER.len();
+    let hex = entry.get(hex_start..hex_start + 64)?;
+    if entry.get(hex_start + 64..hex_start + 65) != Some("\"") {
+        return None;
+    }
+    let hash: EventHash = hex.parse().ok()?;
+    Some((
+        hash,
+        format!("{}{}", &entry[..at], &entry[hex_start + 65..]),
+    ))
 }
 
 fn itoa_buffer() -> [u8; 20] {

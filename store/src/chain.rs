@@ -335,6 +335,31 @@ pub struct StoredEvent {
     pub recorded_at: chrono::DateTime<chrono::Utc>,
 }
 
+impl StoredEvent {
+    /// The event as an entry of `org`: its envelope with its hash, RFC 8785 JSON, byte for
+    /// byte what a bundle and an export carry ([`EnvelopeRef::write_entry`]). A stored hash
+    /// that is not even hex is written as all zeros, so the entry fails to verify.
+    pub fn entry(&self, org: &OrgId) -> String {
+        let hash = |text: &str| text.parse().unwrap_or(EventHash([0; 32]));
+        let envelope = EnvelopeRef {
+            org_id: org,
+            ledger_seq: self.ledger_seq as u64,
+            stream_type: &self.aggregate_type,
+            stream_id: &self.aggregate_id,
+            stream_seq: self.sequence as u64,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            payload: &self.payload,
+            metadata: &self.metadata,
+            prev_hash: hash(&self.prev_hash),
+            hash: hash(&self.hash),
+        };
+        let mut out = Vec::new();
+        envelope.write_entry(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
 /// The columns of a [`StoredEvent`] (a macro, so that the queries stay `&'static str`).
 macro_rules! stored_columns {
     () => {
@@ -357,6 +382,28 @@ pub async fn stored_events_after(
         " WHERE org_id = $1 AND ledger_seq > $2 ORDER BY ledger_seq LIMIT $3"
     ))
     .bind(org.as_str())
+    .bind(after.min(i64::MAX as u64) as i64)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Up to `limit` events of `org` of one aggregate type with `ledger_seq > after`, in
+/// `ledger_seq` order, every column (how every guard decision of an org is replayed).
+pub async fn stored_events_of_type_after(
+    pool: &PgPool,
+    org: &OrgId,
+    aggregate_type: &str,
+    after: u64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    Ok(sqlx::query_as(concat!(
+        stored_columns!(),
+        " WHERE org_id = $1 AND aggregate_type = $2 AND ledger_seq > $3
+          ORDER BY ledger_seq LIMIT $4"
+    ))
+    .bind(org.as_str())
+    .bind(aggregate_type)
     .bind(after.min(i64::MAX as u64) as i64)
     .bind(limit)
     .fetch_all(pool)

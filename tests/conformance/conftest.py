@@ -1,6 +1,7 @@
 """Fixtures of the SDK conformance suite: a real `dashclaw serve` on a fresh database of the
 throwaway PostgreSQL that tests/run started, keys minted with `dashclaw keys create`, and a
-`dashclaw verify` of the whole ledger after the suite (every step must be in the chain)."""
+`dashclaw verify` of the whole ledger after the suite (every step must be in the chain) and a
+`dashclaw replay-decision` of every decision it recorded (each must replay identically)."""
 
 import json
 import os
@@ -95,6 +96,13 @@ def server():
     verified = subprocess.run([binary, "verify"], env=env, capture_output=True, text=True)
     assert verified.returncode == 0, f"dashclaw verify failed:\n{verified.stdout}{verified.stderr}"
     assert "intact:" in verified.stdout, verified.stdout
+    # Every decision the suite recorded replays identically under the policies of its time.
+    replayed = subprocess.run(
+        [binary, "replay-decision", "--org", "org_default"], env=env, capture_output=True, text=True
+    )
+    assert replayed.returncode == 0, f"replay-decision:\n{replayed.stdout}{replayed.stderr}"
+    assert "identical:" in replayed.stdout, replayed.stdout
+    print(replayed.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@
 mod api;
 mod architecture;
 mod bad_input;
+mod bundles;
 mod evidence;
 mod governance;
 mod graphql;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+mod evidence;
 mod integrity;
 pub mod operator;
 
@@ -110,6 +111,37 @@ enum Command {
         /// Continue from the projection's checkpoints instead of starting from zero.
         #[arg(long)]
         resume: bool,
+    },
+    /// Re-evaluate recorded guard decisions under the policy set the ledger had when each
+    /// was made, and show that every field comes out the same (or what differs). Exits 1 if
+    /// any differs.
+    ReplayDecision {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The decision (act_gd_...); without it, every decision of the org.
+        id: Option<String>,
+        /// The org of the decisions.
+        #[arg(long, default_value = "org_default")]
+        org: String,
+    },
+    /// Verify a saved evidence bundle offline: payload hash, bundle signature, tree head,
+    /// event hashes, chain links, inclusion proofs, policy sets and replayed verdicts, each on
+    /// its own line. No database needed. Exits 1 naming the first check that fails, 2 for
+    /// unusable input.
+    VerifyBundle {
+        /// The bundle (the body of `POST /api/artifacts/evidence-bundle`).
+        file: PathBuf,
+        /// The published key set (a saved `/.well-known/jwks.json`); without it, the key set
+        /// is fetched from --base-url.
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<PathBuf>,
+        /// The server whose published keys to use when --jwks is not given.
+        #[arg(
+            long,
+            env = "DASHCLAW_BASE_URL",
+            default_value = "http://127.0.0.1:3000"
+        )]
+        base_url: String,
     },
     /// Measure ledger append and verify throughput against a raw INSERT baseline (creates and
     /// drops a scratch database on the DATABASE_URL server). See BENCHMARKS.md.
@@ -388,6 +420,24 @@ async fn run(command: Command) -> Result<ExitCode> {
             let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
             replay(&database.pool, &projection, resume).await?;
             database.close().await?;
+        }
+        Command::ReplayDecision { db, id, org } => {
+            let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
+            let org = OrgId::new(org)?;
+            let code = evidence::replay_decisions(&database.pool, &org, id.as_deref()).await;
+            database.close().await?;
+            return code;
+        }
+        Command::VerifyBundle {
+            file,
+            jwks,
+            base_url,
+        } => {
+            let keys = match jwks {
+                Some(path) => evidence::KeySource::File(path),
+                None => evidence::KeySource::Server(base_url),
+            };
+            return evidence::verify_bundle(&file, &keys).await;
         }
         Command::Bench(args) => crate::bench::run(args).await?,
         Command::Approvals { client, json } => return approvals(client, json).await,

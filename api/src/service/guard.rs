@@ -6,9 +6,11 @@
 use chrono::{DateTime, Utc};
 use dashclaw_domain::guard::{
     evaluate, scan_prompt_injection, GuardContext, GuardRequest, Halt, OperatorGrant,
+    ENGINE_VERSION,
 };
 use dashclaw_domain::guard_decision::{
-    DecisionPurpose, GuardDecision, GuardDecisionCommand, GuardDecisionRecord,
+    DecisionPurpose, GuardDecision, GuardDecisionCommand, GuardDecisionRecord, RecordedContext,
+    RecordedGrant, RecordedHalt, RecordingCounter,
 };
 use dashclaw_domain::ids::{ActionId, GuardDecisionId};
 use dashclaw_events::CanonicalJson;
@@ -208,21 +210,38 @@ impl Service {
                     .await?;
             }
         }
-        let counter = counters.for_org(&caller.org);
-        let halt = view.halt.as_ref().map(|h| Halt {
-            actor: &h.actor,
-            reason: h.reason.as_deref().unwrap_or("no reason given"),
-        });
-        let evaluation = evaluate(
-            &ask.request,
-            &GuardContext {
-                policies: &view.policies,
-                halt,
-                counter: &counter,
-                operator_grant: ask.grant,
-                now: ask.now,
-            },
-        );
+        // In a block: the counter is not `Send`, and must be gone before the next await.
+        let (evaluation, context) = {
+            let counter = counters.for_org(&caller.org);
+            let counter = RecordingCounter::new(&counter);
+            let halt = view.halt.as_ref().map(|h| Halt {
+                actor: &h.actor,
+                reason: h.reason.as_deref().unwrap_or("no reason given"),
+            });
+            let evaluation = evaluate(
+                &ask.request,
+                &GuardContext {
+                    policies: &view.policies,
+                    halt,
+                    counter: &counter,
+                    operator_grant: ask.grant,
+                    now: ask.now,
+                },
+            );
+            let context = RecordedContext {
+                engine: ENGINE_VERSION.to_owned(),
+                halt: halt.map(|h| RecordedHalt {
+                    actor: h.actor.to_owned(),
+                    reason: h.reason.to_owned(),
+                }),
+                counts: counter.into_answers(),
+                operator_grant: ask.grant.map(|g| RecordedGrant {
+                    action_id: g.action_id.to_owned(),
+                    approved_by: g.approved_by.to_owned(),
+                }),
+            };
+            (evaluation, context)
+        };
         let record = GuardDecisionRecord {
             decision_id: GuardDecisionId::random(random()?),
             request: ask.request,
@@ -234,6 +253,7 @@ impl Service {
             action_id: ask.action_id,
             idempotency_key: ask.idempotency_key,
             evaluated_at: ask.now,
+            context: Some(context),
         };
         let actor = Actor::of(&caller.principal, record.request.agent_id.as_deref());
         let id = record.decision_id.to_string();

@@ -29,6 +29,10 @@ pub use risk::{score_risk, RiskBase, RiskBreakdown, RiskModifier};
 
 use policy::{check_grant, evaluate_policy, unenforceable, GrantCheck, Outcome};
 
+/// The engine's name and version, recorded with every decision: a replay by another version
+/// says so beside any difference. Bump the crate version when `evaluate` changes meaning.
+pub const ENGINE_VERSION: &str = concat!("dashclaw-guard/", env!("CARGO_PKG_VERSION"));
+
 /// `matched_policies` marker of the org kill switch.
 pub const MATCHED_ORG_HALT: &str = "builtin:org_halt";
 /// `matched_policies` marker of the operator-approval downgrade.
