@@ -178,19 +178,19 @@ pub struct Check {
     pub detail: String,
 }
 
-/// Why a bundle is not verified.
+/// Why a bundle or an export is not verified.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BundleFailure {
-    /// Not a bundle this verifier can read (exit 2 of `verify-bundle`).
-    #[error("unusable bundle: {0}")]
+pub enum EvidenceFailure {
+    /// Not evidence this verifier can read (exit 2 of `verify-bundle` and `verify-export`).
+    #[error("unusable: {0}")]
     Unusable(String),
-    /// A check failed: the bundle is not what it claims (exit 1).
+    /// A check failed: the evidence is not what it claims (exit 1).
     #[error("{check}: {detail}")]
     Failed { check: &'static str, detail: String },
 }
 
-impl BundleFailure {
-    fn failed(check: &'static str, detail: impl Into<String>) -> Self {
+impl EvidenceFailure {
+    pub(crate) fn failed(check: &'static str, detail: impl Into<String>) -> Self {
         Self::Failed {
             check,
             detail: detail.into(),
@@ -248,15 +248,15 @@ pub struct VerifiedEvidence {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub passed: Vec<Check>,
-    pub outcome: Result<VerifiedEvidence, BundleFailure>,
+    pub outcome: Result<VerifiedEvidence, EvidenceFailure>,
 }
 
 /// Reads a bundle from its JSON text.
-pub fn parse_bundle(text: &str) -> Result<Bundle, BundleFailure> {
+pub fn parse_bundle(text: &str) -> Result<Bundle, EvidenceFailure> {
     let bundle: Bundle = serde_json::from_str(text)
-        .map_err(|e| BundleFailure::Unusable(format!("not a signed bundle: {e}")))?;
+        .map_err(|e| EvidenceFailure::Unusable(format!("not a signed bundle: {e}")))?;
     if bundle.version != BUNDLE_VERSION {
-        return Err(BundleFailure::Unusable(format!(
+        return Err(EvidenceFailure::Unusable(format!(
             "version {:?}, expected {BUNDLE_VERSION:?}",
             bundle.version
         )));
@@ -279,28 +279,28 @@ fn run_checks(
     bundle: &Bundle,
     keys: &Jwks,
     passed: &mut Vec<Check>,
-) -> Result<VerifiedEvidence, BundleFailure> {
+) -> Result<VerifiedEvidence, EvidenceFailure> {
     let mut pass = |name: &'static str, detail: String| passed.push(Check { name, detail });
     let evidence: LedgerEvidence = bundle
         .payload
         .get("ledger")
         .cloned()
         .map(serde_json::from_value)
-        .ok_or_else(|| BundleFailure::Unusable("the payload has no ledger evidence".into()))?
-        .map_err(|e| BundleFailure::Unusable(format!("payload.ledger: {e}")))?;
+        .ok_or_else(|| EvidenceFailure::Unusable("the payload has no ledger evidence".into()))?
+        .map_err(|e| EvidenceFailure::Unusable(format!("payload.ledger: {e}")))?;
     if evidence.format != EVIDENCE_FORMAT {
-        return Err(BundleFailure::Unusable(format!(
+        return Err(EvidenceFailure::Unusable(format!(
             "payload.ledger.format {:?}, expected {EVIDENCE_FORMAT:?}",
             evidence.format
         )));
     }
     let org = OrgId::new(evidence.org_id.clone())
-        .map_err(|e| BundleFailure::Unusable(format!("payload.ledger.org_id: {e}")))?;
+        .map_err(|e| EvidenceFailure::Unusable(format!("payload.ledger.org_id: {e}")))?;
 
     let digest = digest_json(&bundle.payload)
-        .map_err(|e| BundleFailure::Unusable(format!("payload: {e}")))?;
+        .map_err(|e| EvidenceFailure::Unusable(format!("payload: {e}")))?;
     if digest != bundle.payload_hash {
-        return Err(BundleFailure::failed(
+        return Err(EvidenceFailure::failed(
             PAYLOAD_HASH,
             format!(
                 "the payload digests to {digest}, the bundle states {}",
@@ -315,16 +315,16 @@ fn run_checks(
 
     bundle
         .verify_signature(keys)
-        .map_err(|e| BundleFailure::failed(SIGNATURE, e.to_string()))?;
+        .map_err(|e| EvidenceFailure::failed(SIGNATURE, e.to_string()))?;
     pass(
         SIGNATURE,
         format!("Ed25519 by {} (in the key set)", bundle.signature.kid),
     );
 
     let (head, head_kid) = TreeHead::open(&evidence.tree_head, keys)
-        .map_err(|e| BundleFailure::failed(TREE_HEAD, e.to_string()))?;
+        .map_err(|e| EvidenceFailure::failed(TREE_HEAD, e.to_string()))?;
     if head.org().as_ref() != Some(&org) {
-        return Err(BundleFailure::failed(
+        return Err(EvidenceFailure::failed(
             TREE_HEAD,
             format!("the head is of {}, the bundle of {org}", head.origin),
         ));
@@ -343,17 +343,17 @@ fn run_checks(
     let mut events = Vec::with_capacity(evidence.events.len());
     for (i, e) in evidence.events.iter().enumerate() {
         let (stated, hashed) = entry_hash_input(&e.entry).ok_or_else(|| {
-            BundleFailure::failed(EVENT_HASHES, format!("event #{i} has no \"hash\" member"))
+            EvidenceFailure::failed(EVENT_HASHES, format!("event #{i} has no \"hash\" member"))
         })?;
         let computed = EventHash(Sha256::digest(hashed.as_bytes()).into());
         if computed != stated {
-            return Err(BundleFailure::failed(
+            return Err(EvidenceFailure::failed(
                 EVENT_HASHES,
                 format!("event #{i}: its bytes hash to {computed}, it states {stated}"),
             ));
         }
         let event: ProvenEvent = serde_json::from_str(&e.entry).map_err(|err| {
-            BundleFailure::failed(
+            EvidenceFailure::failed(
                 EVENT_HASHES,
                 format!("event #{i} is not an envelope: {err}"),
             )
@@ -369,7 +369,7 @@ fn run_checks(
     );
 
     if let Some(e) = events.iter().find(|e| e.org_id != org.as_str()) {
-        return Err(BundleFailure::failed(
+        return Err(EvidenceFailure::failed(
             ORG,
             format!("event {} is of org {:?}, not {org}", e.ledger_seq, e.org_id),
         ));
@@ -378,7 +378,7 @@ fn run_checks(
 
     for pair in events.windows(2) {
         if pair[1].ledger_seq <= pair[0].ledger_seq {
-            return Err(BundleFailure::failed(
+            return Err(EvidenceFailure::failed(
                 ORDER,
                 format!(
                     "event {} comes after event {}",
@@ -391,7 +391,7 @@ fn run_checks(
         .iter()
         .find(|e| e.ledger_seq == 0 || e.ledger_seq > head.size)
     {
-        return Err(BundleFailure::failed(
+        return Err(EvidenceFailure::failed(
             ORDER,
             format!(
                 "event {} is outside the tree of {} events",
@@ -417,7 +417,7 @@ fn run_checks(
         };
         if let Some(expected) = expected {
             if e.prev_hash != expected {
-                return Err(BundleFailure::failed(
+                return Err(EvidenceFailure::failed(
                     CHAIN_LINKS,
                     format!(
                         "event {} links to {}, the event before it is {expected}",
@@ -428,7 +428,7 @@ fn run_checks(
             links += 1;
         }
         if e.ledger_seq == head.size && e.hash != head.chain_head.to_hex() {
-            return Err(BundleFailure::failed(
+            return Err(EvidenceFailure::failed(
                 CHAIN_LINKS,
                 format!(
                     "event {} is {}, the tree head's chain head is {}",
@@ -446,7 +446,7 @@ fn run_checks(
     for e in &events {
         let last = streams.entry(e.stream_id.as_str()).or_insert(0);
         if e.stream_seq != *last + 1 {
-            return Err(BundleFailure::failed(
+            return Err(EvidenceFailure::failed(
                 STREAMS,
                 format!(
                     "{} jumps from event {} to {} (ledger_seq {})",
@@ -471,14 +471,14 @@ fn run_checks(
             .map(|h| parse_hash(h))
             .collect::<Option<Vec<Hash>>>()
             .ok_or_else(|| {
-                BundleFailure::failed(
+                EvidenceFailure::failed(
                     INCLUSION,
                     format!("event {}: a path hash is not hex", proven.ledger_seq),
                 )
             })?;
         let leaf = leaf_hash(&parse_hash(&proven.hash).unwrap_or_default());
         if !verify_inclusion(proven.ledger_seq - 1, head.size, &leaf, &path, &head.root) {
-            return Err(BundleFailure::failed(
+            return Err(EvidenceFailure::failed(
                 INCLUSION,
                 format!(
                     "event {} is not leaf {} of the tree of {} with root {}",

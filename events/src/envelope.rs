@@ -122,22 +122,23 @@ impl EnvelopeRef<'_> {
 }
 
 /// An entry (an envelope with its hash, as [`EnvelopeRef::write_entry`] writes it) split into
-/// its stated hash and the bytes that hash covers. Exact, without parsing: inside JSON strings
+/// its stated hash and the two slices the hash covers (the text before and after the
+/// `,"hash":"<hex>"` member), without copying. Exact, without parsing: inside JSON strings
 /// every `"` is escaped, so the first `,"hash":"` of the text is the top-level member. `None`
 /// when the text has no such member.
-pub fn entry_hash_input(entry: &str) -> Option<(EventHash, String)> {
+pub fn entry_parts(entry: &str) -> Option<(EventHash, &str, &str)> {
     const MEMBER: &str = ",\"hash\":\"";
     let at = entry.find(MEMBER)?;
     let hex_start = at + MEMBER.len();
-    let hex = entry.get(hex_start..hex_start + 64)?;
-    if entry.get(hex_start + 64..hex_start + 65) != Some("\"") {
-        return None;
-    }
-    let hash: EventHash = hex.parse().ok()?;
-    Some((
-        hash,
-        format!("{}{}", &entry[..at], &entry[hex_start + 65..]),
-    ))
+    let hash: EventHash = entry.get(hex_start..hex_start + 64)?.parse().ok()?;
+    let rest = entry.get(hex_start + 64..)?.strip_prefix('"')?;
+    Some((hash, &entry[..at], rest))
+}
+
+/// [`entry_parts`] with the hashed bytes joined.
+pub fn entry_hash_input(entry: &str) -> Option<(EventHash, String)> {
+    let (hash, before, after) = entry_parts(entry)?;
+    Some((hash, format!("{before}{after}")))
 }
 
 fn itoa_buffer() -> [u8; 20] {

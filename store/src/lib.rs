@@ -11,6 +11,7 @@ pub mod append;
 pub mod chain;
 pub mod checkpoints;
 mod error;
+pub mod exports;
 pub mod keys;
 mod repository;
 pub mod tree;

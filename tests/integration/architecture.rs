@@ -115,6 +115,7 @@ const LEDGER_TABLES: &[&str] = &[
     "signing_keys",
     "merkle_subtrees",
     "merkle_trees",
+    "compliance_exports",
 ];
 
 /// The read models' tables: their SQL belongs to `projections` (whose folds also read the

@@ -6,7 +6,7 @@
 
 use axum::http::StatusCode;
 use dashclaw::service::evidence::verify_bundle;
-use dashclaw_events::bundle::{self, Bundle, BundleFailure, LedgerEvidence, PolicySetText};
+use dashclaw_events::bundle::{self, Bundle, EvidenceFailure, LedgerEvidence, PolicySetText};
 use dashclaw_events::{Jwks, LedgerKey};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -119,7 +119,7 @@ fn forged(bundle: &Bundle, key: &LedgerKey, edit: impl FnOnce(&mut LedgerEvidenc
 #[track_caller]
 fn assert_fails_at(bundle: &Bundle, keys: &Jwks, check: &str, detail_has: &str) {
     match verify_bundle(bundle, keys).outcome {
-        Err(BundleFailure::Failed { check: c, detail }) => {
+        Err(EvidenceFailure::Failed { check: c, detail }) => {
             assert_eq!(c, check, "{detail}");
             assert!(detail.contains(detail_has), "{c}: {detail}");
         }

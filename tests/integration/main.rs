@@ -9,6 +9,7 @@ mod architecture;
 mod bad_input;
 mod bundles;
 mod evidence;
+mod exports;
 mod governance;
 mod graphql;
 mod hardening;

@@ -1,6 +1,6 @@
-//! `dashclaw verify-bundle FILE` (offline: no server, no database, each check on its own
-//! line) and `dashclaw replay-decision [ID | --all]` (in-process against the database, like
-//! `verify`).
+//! The auditor's commands. Offline (no server, no database, each check on its own line):
+//! `dashclaw verify-bundle FILE` and `dashclaw verify-export DIR`. In-process against the
+//! database, like `verify`: `dashclaw export` and `dashclaw replay-decision [ID]`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,11 +9,13 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use axum::body::Bytes;
 use axum::http::Request;
-use dashclaw_events::bundle::{parse_bundle, BundleFailure};
-use dashclaw_events::{Jwks, OrgId};
+use dashclaw_events::bundle::{parse_bundle, Check, EvidenceFailure};
+use dashclaw_events::export::{ExportVerifier, EVENTS_FILE, MANIFEST_FILE};
+use dashclaw_events::{Jwks, LogSigner, OrgId};
 use http_body_util::Full;
 use sqlx::PgPool;
 
+use crate::service::compliance::{self, ExportRange};
 use crate::service::evidence::verify_bundle as verify;
 use crate::service::http_client::HttpClient;
 use crate::service::replay::{replay_all, replay_event, DecisionReplay, PolicyHistory};
@@ -98,8 +100,8 @@ pub async fn verify_bundle(file: &Path, keys: &KeySource) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(BundleFailure::Unusable(why)) => bail!("{}: unusable bundle: {why}", file.display()),
-        Err(BundleFailure::Failed { check, detail }) => {
+        Err(EvidenceFailure::Unusable(why)) => bail!("{}: unusable bundle: {why}", file.display()),
+        Err(EvidenceFailure::Failed { check, detail }) => {
             println!("FAIL   {check}: {detail}");
             println!("NOT VERIFIED: {check}");
             Ok(ExitCode::from(1))
@@ -212,4 +214,161 @@ fn print_replay(r: &DecisionReplay) {
             );
         }
     }
+}
+
+/// `dashclaw export`: writes `OUT/events.jsonl` and `OUT/manifest.json` (OUT must not exist
+/// or be empty), with a progress bar on a terminal.
+pub async fn export(
+    pool: &PgPool,
+    signer: &LogSigner,
+    org: &OrgId,
+    range: ExportRange,
+    out: &Path,
+) -> Result<ExitCode> {
+    if out.exists() && std::fs::read_dir(out)?.next().is_some() {
+        bail!(
+            "{} exists and is not empty: export into a new directory",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let total = dashclaw_store::exports::seq_range(pool, org, range.from, range.to)
+        .await?
+        .map_or(0, |(first, last)| last - first + 1);
+    let bar = progress_bar(total, "events");
+    let started = std::time::Instant::now();
+    let path = out.join(EVENTS_FILE);
+    let file = std::fs::File::create(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let (lines, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut file = std::io::BufWriter::new(file);
+        while let Some(chunk) = rx.blocking_recv() {
+            file.write_all(&chunk)?;
+        }
+        file.flush()?;
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()
+    });
+    let manifest =
+        compliance::export(pool, signer, org, range, &lines, &|n| bar.set_position(n)).await;
+    drop(lines);
+    writer.await??;
+    let manifest = manifest?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    std::fs::write(
+        out.join(MANIFEST_FILE),
+        serde_json::to_string_pretty(&manifest)? + "\n",
+    )?;
+    println!(
+        "exported {} events of {org} (ledger_seq {}..={}) to {} in {seconds:.3} s ({:.0} events/s)",
+        manifest.events,
+        manifest.first_ledger_seq,
+        manifest.last_ledger_seq,
+        out.display(),
+        manifest.events as f64 / seconds.max(1e-9)
+    );
+    let head_size = manifest.tree_head.lines().nth(1).unwrap_or("?").to_owned();
+    match &manifest.previous {
+        Some(p) => println!(
+            "covered by the signed tree head of {head_size} events; consistent with the previous \
+             export's head of {} events ({} proof hashes)",
+            p.tree_head.lines().nth(1).unwrap_or("?"),
+            p.consistency.len()
+        ),
+        None => println!(
+            "covered by the signed tree head of {head_size} events; the org's first export"
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dashclaw verify-export`: 0 when every check holds, 1 naming the first that fails, 2 for
+/// a directory that is not an export or keys that cannot be read.
+pub async fn verify_export(dir: &Path, keys: &KeySource) -> Result<ExitCode> {
+    use std::io::BufRead;
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let manifest = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("cannot read {}", manifest_path.display()))?;
+    let events_path = dir.join(EVENTS_FILE);
+    let events = std::fs::File::open(&events_path)
+        .with_context(|| format!("cannot read {}", events_path.display()))?;
+    let (jwks, from) = keys.load().await?;
+    println!("export {}", dir.display());
+    println!("keys   {} key(s) from {from}", jwks.keys.len());
+    let mut verifier = match ExportVerifier::open(&manifest, &jwks) {
+        Ok(verifier) => verifier,
+        Err((passed, EvidenceFailure::Unusable(why))) => {
+            print_checks(&passed);
+            bail!("{}: {why}", manifest_path.display())
+        }
+        Err((passed, failure)) => return Ok(fail(&passed, &failure)),
+    };
+    let bar = progress_bar(verifier.manifest().events, "events");
+    let started = std::time::Instant::now();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, events);
+    let mut line = String::new();
+    let mut n = 0u64;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        if let Err(failure) = verifier.push(line.strip_suffix('\n').unwrap_or(&line)) {
+            bar.finish_and_clear();
+            return Ok(fail(verifier.passed(), &failure));
+        }
+        n += 1;
+        if n % 65_536 == 0 {
+            bar.set_position(n);
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let (passed, outcome) = verifier.finish(&jwks);
+    match outcome {
+        Ok(head) => {
+            print_checks(&passed);
+            println!(
+                "VERIFIED: {n} events of {} in {seconds:.3} s ({:.0} events/s), all in the tree \
+                 of {} signed at {}",
+                head.org().map(|o| o.to_string()).unwrap_or_default(),
+                n as f64 / seconds.max(1e-9),
+                head.size,
+                head.signed_at
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => Ok(fail(&passed, &failure)),
+    }
+}
+
+fn print_checks(passed: &[Check]) {
+    for check in passed {
+        println!("ok     {}: {}", check.name, check.detail);
+    }
+}
+
+fn fail(passed: &[Check], failure: &EvidenceFailure) -> ExitCode {
+    print_checks(passed);
+    match failure {
+        EvidenceFailure::Failed { check, detail } => {
+            println!("FAIL   {check}: {detail}");
+            println!("NOT VERIFIED: {check}");
+        }
+        EvidenceFailure::Unusable(why) => println!("NOT VERIFIED: {why}"),
+    }
+    ExitCode::from(1)
+}
+
+fn progress_bar(total: u64, unit: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }

@@ -143,6 +143,45 @@ enum Command {
         )]
         base_url: String,
     },
+    /// Export an org's events (all, or those recorded in [--from, --to)) for auditors: OUT/events.jsonl
+    /// (one exact entry per line) and OUT/manifest.json (signed: counts, range, a covering tree
+    /// head, and a consistency proof from the org's previous export). See docs/compliance.md.
+    Export {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The org to export.
+        #[arg(long)]
+        org: String,
+        /// Events recorded at or after this time (RFC 3339, e.g. 2026-10-01T00:00:00Z).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Events recorded before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// The directory to write (new or empty).
+        out: PathBuf,
+    },
+    /// Verify an export directory offline: manifest signature, tree head, every event's hash
+    /// and link, the counts, the last event's inclusion proof and the consistency proof from
+    /// the previous export, each on its own line. Exits 1 naming the first check that fails,
+    /// 2 for unusable input.
+    VerifyExport {
+        /// The directory `dashclaw export` wrote.
+        dir: PathBuf,
+        /// The published key set (a saved `/.well-known/jwks.json`); without it, the key set
+        /// is fetched from --base-url.
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<PathBuf>,
+        /// The server whose published keys to use when --jwks is not given.
+        #[arg(
+            long,
+            env = "DASHCLAW_BASE_URL",
+            default_value = "http://127.0.0.1:3000"
+        )]
+        base_url: String,
+    },
     /// Measure ledger append and verify throughput against a raw INSERT baseline (creates and
     /// drops a scratch database on the DATABASE_URL server). See BENCHMARKS.md.
     Bench(crate::bench::BenchArgs),
@@ -438,6 +477,36 @@ async fn run(command: Command) -> Result<ExitCode> {
                 None => evidence::KeySource::Server(base_url),
             };
             return evidence::verify_bundle(&file, &keys).await;
+        }
+        Command::Export {
+            db,
+            key,
+            org,
+            from,
+            to,
+            out,
+        } => {
+            if let (Some(from), Some(to)) = (from, to) {
+                anyhow::ensure!(from <= to, "--from must not be after --to");
+            }
+            let database = Database::open(db.database_url.as_deref(), &db.data_dir, false).await?;
+            let signer = key.signer(&database.pool).await?;
+            let org = OrgId::new(org)?;
+            let range = crate::service::compliance::ExportRange { from, to };
+            let code = evidence::export(&database.pool, &signer, &org, range, &out).await;
+            database.close().await?;
+            return code;
+        }
+        Command::VerifyExport {
+            dir,
+            jwks,
+            base_url,
+        } => {
+            let keys = match jwks {
+                Some(path) => evidence::KeySource::File(path),
+                None => evidence::KeySource::Server(base_url),
+            };
+            return evidence::verify_export(&dir, &keys).await;
         }
         Command::Bench(args) => crate::bench::run(args).await?,
         Command::Approvals { client, json } => return approvals(client, json).await,

@@ -5,6 +5,7 @@ pub mod analytics;
 pub mod assumptions;
 pub mod auth;
 
+pub mod compliance;
 pub mod evidence;
 pub mod guard;
 pub mod health;

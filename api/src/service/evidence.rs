@@ -13,7 +13,7 @@ use dashclaw_domain::guard::{Policy, ENGINE_VERSION};
 use dashclaw_domain::guard_decision::{replay, GuardDecision, GuardDecisionEvent};
 use dashclaw_domain::ids::ActionId;
 use dashclaw_events::bundle::{
-    self, Bundle, BundleFailure, Check, EvidenceEvent, LedgerEvidence, PolicySetText, Report,
+    self, Bundle, Check, EvidenceEvent, EvidenceFailure, LedgerEvidence, PolicySetText, Report,
     EVIDENCE_FORMAT,
 };
 use dashclaw_events::{CanonicalJson, Jwks};
@@ -214,8 +214,8 @@ fn decision_checks(
     bundle: &Bundle,
     evidence: &bundle::VerifiedEvidence,
     passed: &mut Vec<Check>,
-) -> Result<(), BundleFailure> {
-    let failed = |check: &'static str, detail: String| BundleFailure::Failed { check, detail };
+) -> Result<(), EvidenceFailure> {
+    let failed = |check: &'static str, detail: String| EvidenceFailure::Failed { check, detail };
     let action_id = bundle
         .payload
         .pointer("/action/action_id")
@@ -350,7 +350,7 @@ fn bundle_answer(bundle: &Value, keys: &Jwks) -> Value {
         }),
         Err(failure) => {
             let mut checks = checks;
-            if let BundleFailure::Failed { check, detail } = &failure {
+            if let EvidenceFailure::Failed { check, detail } = &failure {
                 checks.push(json!({"check": check, "ok": false, "detail": detail}));
             }
             json!({

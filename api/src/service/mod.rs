@@ -12,6 +12,7 @@ pub mod approvals;
 pub mod assumptions;
 pub mod caller;
 pub mod clock;
+pub mod compliance;
 pub mod error;
 pub mod evidence;
 pub mod guard;
