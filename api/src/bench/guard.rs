@@ -40,8 +40,18 @@ impl Client {
 
     /// POSTs `body` to `path`; returns the status and the response body.
     pub(crate) async fn post(&mut self, path: &str, body: &str) -> Result<(u16, Vec<u8>)> {
+        self.send("POST", path, body).await
+    }
+
+    /// Sends one request; returns the status and the response body.
+    pub(crate) async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Result<(u16, Vec<u8>)> {
         let request = format!(
-            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\nx-api-key: {}\r\ncontent-length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\nx-api-key: {}\r\ncontent-length: {}\r\n\r\n{body}",
             self.host,
             self.key,
             body.len()
@@ -140,6 +150,34 @@ async fn sample_projection_lag(
     Ok(lags)
 }
 
+/// Until `until`, every 50 ms: the chain's size and the latest signed tree head's. Returns
+/// the most events the head trailed by, and the longest time: at each sample, how long ago
+/// the chain was no longer than the head is now.
+async fn sample_head_lag(pool: PgPool, until: Instant) -> Result<(u64, f64)> {
+    let mut history: Vec<(Instant, u64)> = Vec::new();
+    let (mut max_events, mut max_seconds) = (0u64, 0f64);
+    while Instant::now() < until {
+        let (chain, head): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE((SELECT size FROM ledger_heads WHERE org_id = 'org_default'), 0),
+                    COALESCE((SELECT max(size) FROM checkpoints
+                               WHERE org_id = 'org_default' AND note IS NOT NULL), 0)",
+        )
+        .fetch_one(&pool)
+        .await?;
+        let now = Instant::now();
+        let (chain, head) = (chain as u64, head as u64);
+        history.push((now, chain));
+        max_events = max_events.max(chain.saturating_sub(head));
+        // The first sample at which the chain had grown past the head: the head has been
+        // behind since then.
+        if let Some((since, _)) = history.iter().find(|(_, size)| *size > head) {
+            max_seconds = max_seconds.max((now - *since).as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((max_events, max_seconds))
+}
+
 pub(crate) async fn setup(
     pool: &PgPool,
 ) -> Result<(
@@ -221,6 +259,25 @@ pub async fn run(args: &BenchArgs, pool: &PgPool, baseline: f64) -> Result<()> {
     sqlx::query("CHECKPOINT").execute(pool).await?;
     let (state, served, address, key) = setup(pool).await?;
     let (address, key) = (address.as_str(), key.as_str());
+    // Tree maintenance as the checkpoint sweep does it (integrate, sign a head) at its
+    // period, or not at all (the tree is then integrated only when a proof needs it).
+    let maintenance = (args.tree_maintenance == "on").then(|| {
+        let (pool, signer) = (pool.clone(), state.service.signer().clone());
+        tokio::spawn(async move {
+            let org = OrgId::new("org_default").unwrap_or_else(|_| unreachable!());
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                if let Err(e) = dashclaw_store::checkpoints::sign(&pool, &signer, &org).await {
+                    tracing::warn!(error = %e, "benchmark tree maintenance");
+                }
+            }
+        })
+    });
+    println!(
+        "{:<34} tree maintenance {} (integrate + sign a head every 250 ms)",
+        "", args.tree_maintenance
+    );
     let clients = args.guard_clients.max(1);
     let seconds = args.guard_seconds.max(1);
 
@@ -313,9 +370,13 @@ pub async fn run(args: &BenchArgs, pool: &PgPool, baseline: f64) -> Result<()> {
     );
     }
 
-    // Phase 2: as fast as the clients can go, closed loop.
+    // Phase 2: as fast as the clients can go, closed loop; with tree maintenance on, how far
+    // the signed tree head trails the chain is sampled meanwhile.
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
+    let head_lag = maintenance
+        .is_some()
+        .then(|| tokio::spawn(sample_head_lag(pool.clone(), deadline)));
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
@@ -354,6 +415,16 @@ pub async fn run(args: &BenchArgs, pool: &PgPool, baseline: f64) -> Result<()> {
         latencies,
     };
     max_rate.print(Some(baseline));
+    if let Some(head_lag) = head_lag {
+        let (events, seconds) = head_lag.await??;
+        println!(
+            "{:<34} signed tree head behind the chain during it: max {events} events, max {:.3} s",
+            "", seconds
+        );
+    }
+    if let Some(maintenance) = maintenance {
+        maintenance.abort();
+    }
 
     let decisions: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'GuardDecision'")

@@ -1,6 +1,7 @@
 //! `dashclaw bench`: ledger append and verify throughput beside a raw INSERT baseline measured
 //! in the same run, on the same server. Method and recorded numbers: BENCHMARKS.md.
 
+pub mod evidence;
 pub mod guard;
 pub mod replay;
 
@@ -32,8 +33,10 @@ pub struct BenchArgs {
     pub keep: bool,
     /// Which measurements: `ledger` (append + verify), `guard` (POST /api/guard latency and
     /// throughput over HTTP), `replay` (rebuilding the read models from a ledger of
-    /// `--replay-events` events of governance traffic), or `all` (ledger and guard).
-    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "guard", "replay"])]
+    /// `--replay-events` events of governance traffic), `evidence` (tree integration, proof
+    /// latency over HTTP, bundle size, export and verify-export on `--evidence-events`
+    /// events), or `all` (ledger and guard).
+    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "guard", "replay", "evidence"])]
     pub suite: String,
     /// Offered load of the guard latency phase, requests per second.
     #[arg(long, default_value_t = 1000)]
@@ -47,6 +50,14 @@ pub struct BenchArgs {
     /// Events of the ledger the replay suite builds (through the HTTP API) and then replays.
     #[arg(long, default_value_t = 1_000_000)]
     pub replay_events: usize,
+    /// Whether the guard suite maintains the Merkle tree and signs heads meanwhile (`on`, as
+    /// a server does) or not (`off`), to measure what the tree costs the guard.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub tree_maintenance: String,
+    /// Events of the ledger the evidence suite builds before it measures proofs, bundles,
+    /// export and verify-export.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub evidence_events: usize,
 }
 
 /// One measured phase.
@@ -136,6 +147,9 @@ async fn measure(args: &BenchArgs, pool: &PgPool, options: &PgConnectOptions) ->
     if args.suite == "replay" {
         return replay::run(args, pool, options).await;
     }
+    if args.suite == "evidence" {
+        return evidence::run(args, pool, options).await;
+    }
     sqlx::query("CREATE TABLE raw_inserts (id bigserial PRIMARY KEY, payload json NOT NULL)")
         .execute(pool)
         .await?;
@@ -215,7 +229,7 @@ async fn measure(args: &BenchArgs, pool: &PgPool, options: &PgConnectOptions) ->
 }
 
 /// A payload of the size of a real guard decision / action event (~300 bytes).
-fn payload(i: usize) -> CanonicalJson {
+pub(crate) fn payload(i: usize) -> CanonicalJson {
     let value = json!({
         "action_type": "deploy",
         "agent_id": format!("agent-{}", i % 50),
