@@ -1,12 +1,13 @@
-"""An independent verifier of dashclaw's ledger evidence: event hashes, Merkle proofs, tree heads.
+"""An independent verifier of dashclaw's ledger evidence: event hashes, proofs, tree heads, bundles, exports.
 
-Written from docs/ledger-format.md and docs/proofs.md, with only the standard library and
-`cryptography`; it imports nothing of dashclaw's. It recomputes event hashes from envelopes
-(RFC 8785 canonical JSON) and checks chains, builds the per-org Merkle tree and checks
-inclusion and consistency proofs (RFC 9162 section 2.1), and opens signed tree heads (C2SP
-signed-note with a C2SP tlog-checkpoint body) against a JWKS. Every check raises
-`VerificationError` naming what failed. Hashes are `bytes` in the Merkle functions and 64
-lowercase hex characters everywhere else (envelopes, JSON), as on the wire.
+Written from docs/ledger-format.md, docs/proofs.md and docs/evidence-format.md, with only the
+standard library and `cryptography`; it imports nothing of dashclaw's. It recomputes event
+hashes from envelopes (RFC 8785 canonical JSON) and checks chains, builds the per-org Merkle
+tree and checks inclusion and consistency proofs (RFC 9162 section 2.1), opens signed tree
+heads (C2SP signed-note with a C2SP tlog-checkpoint body) against a JWKS, and verifies signed
+evidence bundles (`verify_bundle`) and compliance exports (`verify_export`, streaming). Every
+check raises `VerificationError` naming what failed. Hashes are `bytes` in the Merkle
+functions and 64 lowercase hex characters everywhere else (envelopes, JSON), as on the wire.
 """
 
 import base64
@@ -15,6 +16,7 @@ import hashlib
 import json
 import math
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
