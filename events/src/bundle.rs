@@ -358,6 +358,18 @@ fn run_checks(
                 format!("event #{i} is not an envelope: {err}"),
             )
         })?;
+        // The member hashed around must be the envelope's own `hash` (not one nested in its
+        // payload): the links and the proof below use this one.
+        if event.hash != stated.to_hex() {
+            return Err(EvidenceFailure::failed(
+                EVENT_HASHES,
+                format!(
+                    "event #{i}: the hash it states ({stated}) is not its envelope's own hash \
+                     member ({})",
+                    event.hash
+                ),
+            ));
+        }
         events.push(event);
     }
     pass(

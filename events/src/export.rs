@@ -66,15 +66,21 @@ pub struct PreviousExport {
     pub consistency: Vec<String>,
 }
 
+/// The bytes a manifest's signature covers: the RFC 8785 JSON of the manifest object without
+/// its `signature` member.
+fn signed_bytes(mut manifest: serde_json::Value) -> Result<CanonicalJson, Error> {
+    if let Some(object) = manifest.as_object_mut() {
+        object.remove("signature");
+    }
+    CanonicalJson::encode(&manifest)
+}
+
 impl Manifest {
     /// The bytes the signature covers: the manifest without `signature`.
     pub fn signed_bytes(&self) -> Result<CanonicalJson, Error> {
-        let mut value =
+        let value =
             serde_json::to_value(self).map_err(|e| Error::Canonicalization(e.to_string()))?;
-        if let Some(object) = value.as_object_mut() {
-            object.remove("signature");
-        }
-        CanonicalJson::encode(&value)
+        signed_bytes(value)
     }
 
     /// Signs the manifest (whatever `signature` held is replaced).
@@ -99,6 +105,8 @@ struct Line<'a> {
     event_type: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     prev_hash: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    hash: std::borrow::Cow<'a, str>,
 }
 
 /// Checks an export: [`ExportVerifier::open`] the manifest, [`push`](Self::push) every line
@@ -118,7 +126,9 @@ impl ExportVerifier {
     pub fn open(manifest_text: &str, keys: &Jwks) -> Result<Self, (Vec<Check>, EvidenceFailure)> {
         let mut passed = Vec::new();
         let unusable = |why: String| (Vec::new(), EvidenceFailure::Unusable(why));
-        let manifest: Manifest = serde_json::from_str(manifest_text)
+        let as_given: serde_json::Value = serde_json::from_str(manifest_text)
+            .map_err(|e| unusable(format!("not an export manifest: {e}")))?;
+        let manifest: Manifest = serde_json::from_value(as_given.clone())
             .map_err(|e| unusable(format!("not an export manifest: {e}")))?;
         if manifest.format != EXPORT_FORMAT {
             return Err(unusable(format!(
@@ -128,9 +138,9 @@ impl ExportVerifier {
         }
         let org =
             OrgId::new(manifest.org_id.clone()).map_err(|e| unusable(format!("org_id: {e}")))?;
-        let signed = manifest
-            .signed_bytes()
-            .map_err(|e| unusable(format!("manifest: {e}")))?;
+        // Signed as given (every member but `signature`, unknown ones included), not as this
+        // verifier's types would write it: an added or a missing member fails the signature.
+        let signed = signed_bytes(as_given).map_err(|e| unusable(format!("manifest: {e}")))?;
         if let Err(e) = keys.verify(
             &manifest.signature.kid,
             signed.as_str().as_bytes(),
@@ -200,8 +210,22 @@ impl ExportVerifier {
             ));
         }
         let fields: Line<'_> = serde_json::from_str(line).map_err(|e| {
-            EvidenceFailure::failed(EVENT_HASHES, format!("line {n} is not an envelope: {e}"))
+            EvidenceFailure::failed(
+                EVENT_HASHES,
+                format!("line {n} is not an envelope with its hash: {e}"),
+            )
         })?;
+        // The member hashed around must be the envelope's own `hash`, not one nested inside.
+        if fields.hash != stated.to_hex() {
+            return Err(EvidenceFailure::failed(
+                EVENT_HASHES,
+                format!(
+                    "line {n}: the hash it states ({stated}) is not its envelope's own hash \
+                     member ({})",
+                    fields.hash
+                ),
+            ));
+        }
         let expected_seq = self.manifest.first_ledger_seq + self.seen;
         if fields.org_id != self.org.as_str() || fields.ledger_seq != expected_seq {
             return Err(EvidenceFailure::failed(

@@ -53,6 +53,8 @@ pub async fn sign(
         chain_head: tree.head_hash,
         signed_at,
     });
+    let mut tx = pool.begin().await?;
+    tree::relaxed_commit(&mut tx).await?;
     sqlx::query(
         "INSERT INTO checkpoints (org_id, size, head_hash, signed_at, kid, signature, root_hash, note)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (org_id, size) DO NOTHING",
@@ -65,8 +67,9 @@ pub async fn sign(
     .bind(&signed.signature)
     .bind(dashclaw_events::EventHash(tree.root).to_hex())
     .bind(&note)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     at(pool, org, tree.size).await
 }
 

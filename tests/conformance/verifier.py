@@ -376,3 +376,414 @@ def open_tree_head(note: str, jwks: dict) -> TreeHead:
     """A signed tree head's statement, once its signature verifies against the JWKS."""
     body, _ = verify_note(note, jwks)
     return parse_tree_head(body)
+
+
+# ---- evidence bundles and compliance exports (docs/evidence-format.md) -------------------------
+
+BUNDLE_VERSION = "dashclaw-compliance-bundle/v1"
+EVIDENCE_FORMAT = "dashclaw-ledger-evidence/v1"
+EXPORT_FORMAT = "dashclaw-export/v1"
+SIGNED_BASE = ("version", "issuedAt", "engineVersion", "payloadHash", "prevBundleHash")
+
+# The check names, as the Rust verifiers print them (events/src/bundle.rs, events/src/export.rs).
+PAYLOAD_HASH = "payload hash"
+BUNDLE_SIGNATURE = "bundle signature"
+TREE_HEAD = "tree head"
+EVENT_HASHES = "event hashes"
+ORG = "org"
+ORDER = "event order"
+CHAIN_LINKS = "chain links"
+STREAMS = "streams"
+INCLUSION_PROOFS = "inclusion proofs"
+SUBJECT = "subject"
+POLICY_SETS = "policy sets"
+MANIFEST_SIGNATURE = "manifest signature"
+COUNTS = "counts"
+INCLUSION_PROOF = "inclusion proof"
+PREVIOUS_EXPORT = "previous export"
+
+_HASH_MEMBER = ',"hash":"'
+
+
+class UnusableEvidence(VerificationError):
+    """Not a bundle or an export this verifier can read (where the Rust verifiers exit 2)."""
+
+
+class CheckFailed(VerificationError):
+    """A named check of a bundle or an export failed (where the Rust verifiers exit 1); the
+    message is `<check>: <place and detail>`."""
+
+    def __init__(self, check: str, detail: str):
+        super().__init__(f"{check}: {detail}")
+        self.check = check
+
+
+@contextmanager
+def _check(name: str, where: str = ""):
+    """Reports a failure of the code inside as check `name` failing at `where`."""
+    try:
+        yield
+    except (CheckFailed, UnusableEvidence):
+        raise
+    except VerificationError as error:
+        raise CheckFailed(name, f"{where}{error}") from error
+
+
+def _member(obj, name: str, kinds, where: str):
+    """`obj[name]` if it is one of the JSON types `kinds`, else the evidence is unusable."""
+    value = obj.get(name) if isinstance(obj, dict) else None
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        expected = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+        raise UnusableEvidence(f"{where}{name} is not {expected}: {value!r}")
+    return value
+
+
+def _strings(obj, name: str, where: str) -> list:
+    values = _member(obj, name, (list,), where)
+    if not all(isinstance(v, str) for v in values):
+        raise UnusableEvidence(f"{where}{name} is not a list of strings")
+    return values
+
+
+def digest_json(value) -> str:
+    """`"sha256:" + base64url(SHA-256(RFC 8785 JSON of value))`: a bundle's `payloadHash`."""
+    return "sha256:" + base64.urlsafe_b64encode(sha256(canonical_json(value).encode())).rstrip(b"=").decode()
+
+
+def verify_signature(jwks: dict, kid: str, message: bytes, signature: str) -> None:
+    """An Ed25519 signature (base64url, no padding) over `message` by the key of the JWKS whose
+    recomputed RFC 7638 thumbprint is `kid` (a JWK's own `kid` member is not trusted)."""
+    for jwk in jwks.get("keys", []):
+        try:
+            if jwk_thumbprint(jwk) != kid:
+                continue
+        except VerificationError:
+            continue  # not an Ed25519 key
+        raw = _b64decode(signature, "the signature", urlsafe=True)
+        if len(raw) != 64:
+            raise VerificationError(f"the signature holds {len(raw)} bytes, not 64")
+        try:
+            Ed25519PublicKey.from_public_bytes(jwk_public_key(jwk)).verify(raw, message)
+        except InvalidSignature:
+            raise VerificationError(f"the signature by {kid} does not verify") from None
+        return
+    raise VerificationError(f"no Ed25519 key of the JWKS has the thumbprint {kid}")
+
+
+def entry_hash_input(entry: str):
+    """`(stated hash, hashed bytes)` of an entry: the hex of its first `,"hash":"<64 hex>"`
+    member, and the UTF-8 bytes of the entry without that member."""
+    at = entry.find(_HASH_MEMBER)
+    start = at + len(_HASH_MEMBER)
+    if at < 0 or entry[start + 64 : start + 65] != '"':
+        raise VerificationError('has no ,"hash":"<64 hex>" member')
+    stated = entry[start : start + 64]
+    hash_from_hex(stated, "the stated hash")
+    return stated, (entry[:at] + entry[start + 65 :]).encode()
+
+
+def open_entry(entry: str) -> dict:
+    """The envelope (with its `hash`) of an entry whose bytes hash to the hash it states, once
+    that stated hash is also the envelope's own top-level `hash` member."""
+    stated, hashed = entry_hash_input(entry)
+    computed = hashlib.sha256(hashed).hexdigest()
+    if computed != stated:
+        raise VerificationError(f"its bytes hash to {computed}, it states {stated}")
+    try:
+        envelope = json.loads(entry)
+    except ValueError as error:
+        raise VerificationError(f"is not JSON: {error}") from None
+    if not isinstance(envelope, dict) or set(envelope) != ENVELOPE_KEYS | {"hash"}:
+        members = sorted(envelope) if isinstance(envelope, dict) else type(envelope).__name__
+        raise VerificationError(f"is not an envelope with its hash: {members}")
+    if envelope["hash"] != stated:
+        raise VerificationError(
+            f"the hash it states ({stated}) is not its own hash member {envelope['hash']!r}"
+        )
+    for name in ("ledger_seq", "stream_seq"):
+        if isinstance(envelope[name], bool) or not isinstance(envelope[name], int) or envelope[name] < 1:
+            raise VerificationError(f"its {name} is not a positive integer: {envelope[name]!r}")
+    return envelope
+
+
+def _open_head(note, jwks: dict, org_id: str) -> TreeHead:
+    """A signed tree head of `org_id`'s tree."""
+    if not isinstance(note, str):
+        raise VerificationError(f"not a signed note: {note!r}")
+    head = open_tree_head(note, jwks)
+    if head.org_id != org_id:
+        raise VerificationError(f"the head is of {head.origin}, the evidence of {org_id}")
+    return head
+
+
+def _path(hashes) -> list:
+    return [hash_from_hex(h, "a proof hash") for h in hashes]
+
+
+def _ledger_evidence(bundle) -> dict:
+    """`payload.ledger` of a readable bundle."""
+    if _member(bundle, "version", (str,), "") != BUNDLE_VERSION:
+        raise UnusableEvidence(f"version {bundle['version']!r}, expected {BUNDLE_VERSION!r}")
+    for name in SIGNED_BASE[1:4]:
+        _member(bundle, name, (str,), "")
+    _member(bundle, "prevBundleHash", (str, type(None)), "")
+    for name in ("alg", "kid", "sig"):
+        _member(_member(bundle, "signature", (dict,), ""), name, (str,), "signature.")
+    ledger = _member(_member(bundle, "payload", (dict,), ""), "ledger", (dict,), "payload.")
+    where = "payload.ledger."
+    if _member(ledger, "format", (str,), where) != EVIDENCE_FORMAT:
+        raise UnusableEvidence(f"{where}format {ledger['format']!r}, expected {EVIDENCE_FORMAT!r}")
+    if not re.fullmatch("[A-Za-z0-9_-]{1,64}", _member(ledger, "org_id", (str,), where)):
+        raise UnusableEvidence(f"{where}org_id is not an org id: {ledger['org_id']!r}")
+    _member(ledger, "tree_head", (str,), where)
+    for i, event in enumerate(_member(ledger, "events", (list,), where)):
+        _member(event, "entry", (str,), f"{where}events[{i}].")
+        _strings(event, "audit_path", f"{where}events[{i}].")
+    for i, policy_set in enumerate(_member(ledger, "policy_sets", (list,), where)):
+        for name in ("version", "policies"):
+            _member(policy_set, name, (str,), f"{where}policy_sets[{i}].")
+    return ledger
+
+
+def verify_bundle(bundle: dict, jwks: dict, trust_envelope: bool = False) -> dict:
+    """Verifies a signed evidence bundle against a JWKS, check by check in the order of
+    `dashclaw verify-bundle` (docs/evidence-format.md section 3), except the replay of the
+    decisions, which needs dashclaw's guard engine. Raises `UnusableEvidence` for a bundle it
+    cannot read and `CheckFailed` naming the first check that fails and where.
+
+    `trust_envelope=True` skips the payload hash and the bundle signature and checks only what
+    the payload's ledger evidence proves by itself: what an edit would still have to get past
+    if its author could sign bundles.
+
+    Returns `{org_id, action_id, kid, tree_size, events, decisions, checks}`: `kid` is the
+    bundle signer's thumbprint (None when the envelope was trusted), `checks` the names of the
+    checks that held, in order."""
+    ledger = _ledger_evidence(bundle)
+    org_id = ledger["org_id"]
+    checks = []
+    if not trust_envelope:
+        with _check(PAYLOAD_HASH):
+            digest = digest_json(bundle["payload"])
+            if digest != bundle["payloadHash"]:
+                raise VerificationError(
+                    f"the payload digests to {digest}, the bundle states {bundle['payloadHash']}"
+                )
+        checks.append(PAYLOAD_HASH)
+        with _check(BUNDLE_SIGNATURE):
+            signed = canonical_json({name: bundle.get(name) for name in SIGNED_BASE})
+            verify_signature(jwks, bundle["signature"]["kid"], signed.encode(), bundle["signature"]["sig"])
+        checks.append(BUNDLE_SIGNATURE)
+
+    with _check(TREE_HEAD):
+        head = _open_head(ledger["tree_head"], jwks, org_id)
+    checks.append(TREE_HEAD)
+
+    events = []
+    for i, event in enumerate(ledger["events"]):
+        with _check(EVENT_HASHES, f"event #{i}: "):
+            events.append(open_entry(event["entry"]))
+    checks.append(EVENT_HASHES)
+
+    for e in events:
+        if e["org_id"] != org_id:
+            raise CheckFailed(ORG, f"event {e['ledger_seq']} is of org {e['org_id']!r}, not {org_id}")
+    checks.append(ORG)
+
+    for before, after in zip(events, events[1:]):
+        if after["ledger_seq"] <= before["ledger_seq"]:
+            raise CheckFailed(ORDER, f"event {after['ledger_seq']} comes after event {before['ledger_seq']}")
+    for e in events:
+        if e["ledger_seq"] > head.size:
+            raise CheckFailed(ORDER, f"event {e['ledger_seq']} is outside the tree of {head.size} events")
+    checks.append(ORDER)
+
+    genesis = genesis_hash(org_id)
+    for before, e in zip([None] + events, events):
+        if before is not None and before["ledger_seq"] + 1 == e["ledger_seq"]:
+            expected = before["hash"]
+        elif e["ledger_seq"] == 1:
+            expected = genesis
+        else:
+            expected = None  # its predecessor is not in the bundle
+        if expected is not None and e["prev_hash"] != expected:
+            raise CheckFailed(
+                CHAIN_LINKS,
+                f"event {e['ledger_seq']} links to {e['prev_hash']}, the event before it is {expected}",
+            )
+        if e["ledger_seq"] == head.size and e["hash"] != head.chain_head:
+            raise CheckFailed(
+                CHAIN_LINKS,
+                f"event {e['ledger_seq']} is {e['hash']}, the tree head's chain head is {head.chain_head}",
+            )
+    checks.append(CHAIN_LINKS)
+
+    streams = {}
+    for e in events:
+        last = streams.get(e["stream_id"], 0)
+        if e["stream_seq"] != last + 1:
+            raise CheckFailed(
+                STREAMS,
+                f"{e['stream_id']} jumps from event {last} to {e['stream_seq']}"
+                f" (ledger_seq {e['ledger_seq']})",
+            )
+        streams[e["stream_id"]] = e["stream_seq"]
+    checks.append(STREAMS)
+
+    for event, e in zip(ledger["events"], events):
+        with _check(INCLUSION_PROOFS, f"event {e['ledger_seq']}: "):
+            leaf = leaf_hash(bytes.fromhex(e["hash"]))
+            verify_inclusion(e["ledger_seq"] - 1, head.size, leaf, _path(event["audit_path"]), head.root)
+    checks.append(INCLUSION_PROOFS)
+
+    action = bundle["payload"].get("action")
+    action_id = action.get("action_id") if isinstance(action, dict) else None
+    action_id = action_id if isinstance(action_id, str) else ""
+    if not any(e["stream_type"] == "Action" and e["stream_id"] == f"{org_id}/{action_id}" for e in events):
+        raise CheckFailed(SUBJECT, f"the bundle's action {action_id!r} has no events in it")
+    checks.append(SUBJECT)
+
+    decisions = [e for e in events if e["stream_type"] == "GuardDecision"]
+    for e in decisions:
+        recorded = e["payload"].get("Recorded") if isinstance(e["payload"], dict) else None
+        version = recorded.get("policy_set_version") if isinstance(recorded, dict) else None
+        if not isinstance(version, str):
+            raise CheckFailed(POLICY_SETS, f"the decision at {e['ledger_seq']} records no policy_set_version")
+        policy_set = next((p for p in ledger["policy_sets"] if p["version"] == version), None)
+        if policy_set is None:
+            raise CheckFailed(
+                POLICY_SETS,
+                f"decision {recorded.get('decision_id')} (ledger_seq {e['ledger_seq']}) ran under policy set "
+                f"{version}, which the bundle does not hold",
+            )
+        hashed = hashlib.sha256(policy_set["policies"].encode()).hexdigest()
+        if hashed != version:
+            raise CheckFailed(POLICY_SETS, f"the policy set given as {version} hashes to {hashed}")
+        try:
+            policies = json.loads(policy_set["policies"])
+        except ValueError:
+            policies = None
+        if not isinstance(policies, list):
+            raise CheckFailed(POLICY_SETS, f"policy set {version} is not a JSON list of policies")
+    checks.append(POLICY_SETS)
+
+    return {
+        "org_id": org_id,
+        "action_id": action_id,
+        "kid": None if trust_envelope else bundle["signature"]["kid"],
+        "tree_size": head.size,
+        "events": len(events),
+        "decisions": len(decisions),
+        "checks": checks,
+    }
+
+
+def _manifest(text: str) -> dict:
+    """A readable export manifest."""
+    try:
+        manifest = json.loads(text)
+    except ValueError as error:
+        raise UnusableEvidence(f"not an export manifest: {error}") from None
+    if _member(manifest, "format", (str,), "") != EXPORT_FORMAT:
+        raise UnusableEvidence(f"format {manifest['format']!r}, expected {EXPORT_FORMAT!r}")
+    if not re.fullmatch("[A-Za-z0-9_-]{1,64}", _member(manifest, "org_id", (str,), "")):
+        raise UnusableEvidence(f"org_id is not an org id: {manifest['org_id']!r}")
+    for name in ("from", "to"):
+        _member(manifest, name, (str, type(None)), "")
+    for name in ("first_ledger_seq", "last_ledger_seq", "events"):
+        if _member(manifest, name, (int,), "") < 0:
+            raise UnusableEvidence(f"{name} is negative")
+    counts = _member(manifest, "counts", (dict,), "")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts.values()):
+        raise UnusableEvidence("counts are not integers")
+    _member(manifest, "tree_head", (str,), "")
+    _strings(manifest, "last_event_proof", "")
+    previous = _member(manifest, "previous", (dict, type(None)), "")
+    if previous is not None:
+        _member(previous, "tree_head", (str,), "previous.")
+        _strings(previous, "consistency", "previous.")
+    _member(manifest, "exported_at", (str,), "")
+    for name in ("alg", "kid", "sig"):
+        _member(_member(manifest, "signature", (dict,), ""), name, (str,), "signature.")
+    return manifest
+
+
+def verify_export(manifest_text: str, lines, jwks: dict) -> dict:
+    """Verifies a compliance export against a JWKS, check by check in the order of `dashclaw
+    verify-export` (docs/evidence-format.md section 5): the manifest's text, then its event
+    lines in order (an iterable of str, each with or without its final "\\n"), read once and
+    one at a time, so memory stays constant whatever the export's size. Raises
+    `UnusableEvidence` for a manifest it cannot read and `CheckFailed` naming the first check
+    that fails and where (`line N` counts from 1).
+
+    Returns `{org_id, first_ledger_seq, last_ledger_seq, events, tree_size,
+    previous_tree_size, checks}` (`previous_tree_size` None for the org's first export)."""
+    manifest = _manifest(manifest_text)
+    org_id = manifest["org_id"]
+    checks = []
+    with _check(MANIFEST_SIGNATURE):
+        unsigned = canonical_json({k: v for k, v in manifest.items() if k != "signature"})
+        verify_signature(jwks, manifest["signature"]["kid"], unsigned.encode(), manifest["signature"]["sig"])
+    checks.append(MANIFEST_SIGNATURE)
+    with _check(TREE_HEAD):
+        head = _open_head(manifest["tree_head"], jwks, org_id)
+        if head.size < manifest["last_ledger_seq"]:
+            raise VerificationError(
+                f"the head covers {head.size} events, the export ends at {manifest['last_ledger_seq']}"
+            )
+    checks.append(TREE_HEAD)
+
+    seen, last, counts = 0, None, {}
+    for n, line in enumerate(lines, 1):
+        with _check(EVENT_HASHES, f"line {n}: "):
+            envelope = open_entry(line.removesuffix("\n"))
+        seq, expected = envelope["ledger_seq"], manifest["first_ledger_seq"] + seen
+        if envelope["org_id"] != org_id or seq != expected:
+            raise CheckFailed(
+                CHAIN_LINKS,
+                f"line {n} is event {seq} of {envelope['org_id']!r}, expected event {expected} of {org_id}",
+            )
+        # The first line's predecessor is outside the export, unless it is the genesis.
+        before = last if last is not None else (0, genesis_hash(org_id)) if seq == 1 else None
+        if before is not None and envelope["prev_hash"] != before[1]:
+            raise CheckFailed(
+                CHAIN_LINKS,
+                f"event {seq} links to {envelope['prev_hash']}, event {before[0]} is {before[1]} (line {n})",
+            )
+        counts[envelope["event_type"]] = counts.get(envelope["event_type"], 0) + 1
+        seen, last = n, (seq, envelope["hash"])
+    checks += [EVENT_HASHES, CHAIN_LINKS]
+
+    last_seq = last[0] if last is not None else 0
+    stated = (manifest["events"], manifest["last_ledger_seq"], manifest["counts"])
+    if (seen, last_seq, counts) != stated:
+        raise CheckFailed(
+            COUNTS,
+            f"the lines hold {seen} events ending at {last_seq} ({counts}); the manifest states "
+            f"{stated[0]} ending at {stated[1]} ({stated[2]})",
+        )
+    checks.append(COUNTS)
+
+    if last is not None:
+        with _check(INCLUSION_PROOF, f"event {last_seq}: "):
+            leaf = leaf_hash(bytes.fromhex(last[1]))
+            verify_inclusion(last_seq - 1, head.size, leaf, _path(manifest["last_event_proof"]), head.root)
+        checks.append(INCLUSION_PROOF)
+
+    previous = manifest.get("previous")
+    previous_size = None
+    if previous is not None:
+        with _check(PREVIOUS_EXPORT):
+            before = _open_head(previous["tree_head"], jwks, org_id)
+            verify_consistency(before.size, head.size, before.root, head.root, _path(previous["consistency"]))
+        previous_size = before.size
+    checks.append(PREVIOUS_EXPORT)
+
+    return {
+        "org_id": org_id,
+        "first_ledger_seq": manifest["first_ledger_seq"],
+        "last_ledger_seq": last_seq,
+        "events": seen,
+        "tree_size": head.size,
+        "previous_tree_size": previous_size,
+        "checks": checks,
+    }

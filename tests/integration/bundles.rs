@@ -436,6 +436,22 @@ async fn decisions_replay_under_the_policies_of_their_time(pool: PgPool) {
     assert_eq!(first["policy_set"]["policies"], json!([]));
     assert_eq!(first["replayed"]["decision"], "allow");
 
+    // GraphQL answers the same.
+    let query = format!(
+        "{{ decisionReplay(id: \"{}\") {{ identical policySetFound policySetAsOf recorded replayed differences }} }}",
+        blocked["action_id"].as_str().unwrap()
+    );
+    let (status, answer) = api
+        .post("/graphql", &api.readonly, json!({"query": query}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let replay = &answer["data"]["decisionReplay"];
+    assert_eq!(replay["identical"], true, "{answer}");
+    assert_eq!(replay["recorded"]["decision"], "block");
+    assert_eq!(replay["recorded"], replay["replayed"]);
+    assert_eq!(replay["differences"], json!([]));
+    assert!(replay["policySetAsOf"].as_i64().unwrap() > 0);
+
     // Every decision of the org, rate-limited ones (whose counts were recorded) included.
     let out = dashclaw_async(
         &url_of(&pool).await,

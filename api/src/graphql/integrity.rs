@@ -1,11 +1,14 @@
 //! The ledger's proofs in GraphQL, the same operations as REST's `/api/integrity/*`: the
 //! org's checkpoints and signed tree heads, consistency proofs, and each ledger event's
-//! inclusion proof (`LedgerEvent.inclusionProof(treeSize)`). Hashes are lowercase hex.
+//! inclusion proof (`LedgerEvent.inclusionProof(treeSize)`), and REST's decision replay
+//! (`decisionReplay(id)`). Hashes are lowercase hex.
 
-use async_graphql::{ComplexObject, Context, Object, SimpleObject};
+use async_graphql::{ComplexObject, Context, Json, Object, SimpleObject};
+use serde_json::Value;
 
 use super::{gql, parts, LedgerEvent};
 use crate::service::integrity::{hex, SignedTreeHead};
+use crate::service::replay::DecisionReplay;
 use crate::service::Error;
 
 /// A signed checkpoint of the org's chain; since tree heads exist, also a signed tree head.
@@ -63,6 +66,56 @@ pub struct ConsistencyProofObject {
     pub first: i64,
     pub second: i64,
     pub hashes: Vec<String>,
+}
+
+/// A guard decision evaluated again under the policy set the ledger had when it was made
+/// (REST's `GET /api/decisions/:id/replay`).
+#[derive(SimpleObject)]
+pub struct DecisionReplayObject {
+    pub decision_id: String,
+    pub ledger_seq: i64,
+    /// Every field came out the same, under the policy set the decision recorded.
+    pub identical: bool,
+    /// The engine that made the decision (null: recorded before engines were named).
+    pub recorded_engine: Option<String>,
+    pub replay_engine: String,
+    /// The version (SHA-256 of the policies' JSON) the replay ran under.
+    pub policy_set_version: String,
+    /// Whether a state of the ledger's policy set has the version the decision recorded.
+    pub policy_set_found: bool,
+    /// The `ledgerSeq` of the policy event that made that state (0: no policy yet).
+    pub policy_set_as_of: i64,
+    /// The policies the replay ran under.
+    pub policies: Json<Value>,
+    /// The recorded evaluation: decision, reasons, warnings, matched_policies, risk_score,
+    /// risk_breakdown.
+    pub recorded: Json<Value>,
+    /// The same fields, evaluated now.
+    pub replayed: Json<Value>,
+    /// Each field that differs (`{field, recorded, replayed}`); empty when identical.
+    pub differences: Json<Value>,
+}
+
+impl From<DecisionReplay> for DecisionReplayObject {
+    fn from(r: DecisionReplay) -> Self {
+        fn json<T: serde::Serialize>(value: &T) -> Json<Value> {
+            Json(serde_json::to_value(value).unwrap_or(Value::Null))
+        }
+        Self {
+            decision_id: r.record.decision_id.to_string(),
+            ledger_seq: r.ledger_seq as i64,
+            identical: r.identical(),
+            recorded_engine: r.replay.recorded_engine.clone(),
+            replay_engine: r.replay.replay_engine.to_owned(),
+            policy_set_version: r.policy_set.version.clone(),
+            policy_set_found: r.policy_set_found,
+            policy_set_as_of: r.policy_set.as_of as i64,
+            policies: json(&r.policy_set.policies),
+            recorded: json(&r.record.evaluation),
+            replayed: json(&r.replay.evaluation),
+            differences: json(&r.replay.differences),
+        }
+    }
 }
 
 /// A size argument: not negative.
@@ -132,6 +185,21 @@ impl IntegrityQuery {
         let size = size.map(|n| self::size("size", n)).transpose()?;
         let head = state.service.tree_head(caller, size).await.map_err(gql)?;
         Ok(head.into())
+    }
+
+    /// A guard decision (`act_gd_…`) replayed under the policies of its time.
+    async fn decision_replay(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<DecisionReplayObject> {
+        let (state, caller) = parts(ctx)?;
+        let replay = state
+            .service
+            .replay_decision(caller, &id)
+            .await
+            .map_err(gql)?;
+        Ok(replay.into())
     }
 
     /// The consistency proof from the org's tree of `from` events to that of `to`.

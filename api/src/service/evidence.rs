@@ -331,7 +331,10 @@ fn decision_checks(
 
 /// Contract 13.5 for bundles, with the checks.
 fn bundle_answer(bundle: &Value, keys: &Jwks) -> Value {
-    let bundle: Bundle = match serde_json::from_value(bundle.clone()) {
+    let parsed = serde_json::to_string(bundle)
+        .map_err(|e| EvidenceFailure::Unusable(e.to_string()))
+        .and_then(|text| bundle::parse_bundle(&text));
+    let bundle = match parsed {
         Ok(bundle) => bundle,
         Err(e) => return json!({"ok": false, "reason": "malformed", "detail": e.to_string()}),
     };
