@@ -41,7 +41,7 @@ use crate::service::ErrorCode;
         rest::webhooks::test, rest::webhooks::deliveries,
         rest::integrity::checkpoint, rest::integrity::inclusion,
         rest::integrity::consistency, rest::evidence::evidence_bundle, rest::evidence::replay,
-        rest::evidence::verify, rest::compliance::export,
+        rest::evidence::verify, rest::compliance::export, rest::activity::activity,
         graphql::http::graphiql, graphql::http::execute, graphql::subscribe,
     ),
     components(schemas(ErrorEnvelope)),

@@ -38,6 +38,7 @@ pub fn app(state: AppState) -> Router {
         .merge(rest::integrity::router())
         .merge(rest::evidence::router())
         .merge(rest::compliance::router())
+        .merge(rest::activity::router())
         .fallback(|| async { service::Error::not_found() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

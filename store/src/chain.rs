@@ -410,6 +410,62 @@ pub async fn stored_events_of_type_after(
     .await?)
 }
 
+/// Which events an activity listing shows; `None` matches everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActivityFilter {
+    /// Events whose metadata names this agent.
+    pub agent_id: Option<String>,
+    /// Events of this aggregate type (`Action`, `GuardDecision`, ...) or of this event type.
+    pub kind: Option<String>,
+}
+
+/// The org's events matching `filter`, newest first, one page of them.
+pub async fn activity(
+    pool: &PgPool,
+    org: &OrgId,
+    filter: &ActivityFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    Ok(sqlx::query_as(concat!(
+        stored_columns!(),
+        " WHERE org_id = $1 AND ($2::text IS NULL OR metadata->>'agent_id' = $2)
+            AND ($3::text IS NULL OR aggregate_type = $3 OR event_type = $3)
+          ORDER BY ledger_seq DESC LIMIT $4 OFFSET $5"
+    ))
+    .bind(org.as_str())
+    .bind(filter.agent_id.as_deref())
+    .bind(filter.kind.as_deref())
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Totals of [`activity`]: events matching `filter`, those recorded since `since`, and the
+/// distinct actors among them.
+pub async fn activity_stats(
+    pool: &PgPool,
+    org: &OrgId,
+    filter: &ActivityFilter,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<(u64, u64, u64), StoreError> {
+    let (total, today, actors): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE recorded_at >= $4),
+                count(DISTINCT metadata->>'actor')
+           FROM events
+          WHERE org_id = $1 AND ($2::text IS NULL OR metadata->>'agent_id' = $2)
+            AND ($3::text IS NULL OR aggregate_type = $3 OR event_type = $3)",
+    )
+    .bind(org.as_str())
+    .bind(filter.agent_id.as_deref())
+    .bind(filter.kind.as_deref())
+    .bind(since)
+    .fetch_one(pool)
+    .await?;
+    Ok((total as u64, today as u64, actors as u64))
+}
+
 /// Every event of the entity `entity` of `aggregate_type` in `org` (the stream
 /// `<org>/<entity>`), in stream order, every column.
 pub async fn stream_events(

@@ -495,3 +495,21 @@ def test_webhooks_through_the_sdk(server, agent_id):
     assert forbidden.value.status == 403
     assert admin.delete_webhook(hook["id"]) == {"success": True, "deleted": hook["id"]}
     assert hook["id"] not in [w["id"] for w in admin.get_webhooks()["webhooks"]]
+
+
+def test_activity_logs_through_the_sdk(server, agent_id):
+    """get_activity_logs: the org's ledger as an activity log, filtered by agent and type."""
+    agent = server.client(agent_id)
+    for goal in ("read the logs", "tail the logs"):
+        agent.guard({"action_type": "read", "declared_goal": goal})
+    mine = agent.get_activity_logs(agent_id=agent_id, type="guard_decision", limit=10)
+    assert mine["stats"]["total"] == 2
+    assert [log["details"]["Recorded"]["request"]["declared_goal"] for log in mine["logs"]] == [
+        "tail the logs",
+        "read the logs",
+    ]
+    assert all(log["agent_id"] == agent_id and len(log["hash"]) == 64 for log in mine["logs"])
+    assert mine["pagination"] == {"limit": 10, "offset": 0}
+    everything = agent.get_activity_logs(limit=1)
+    assert len(everything["logs"]) == 1 and everything["stats"]["total"] >= 2
+    assert everything["stats"]["unique_actors"] >= 1

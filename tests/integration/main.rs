@@ -4,6 +4,7 @@
 // Test helpers may panic on failure: a panic is how a test fails.
 #![allow(clippy::unwrap_used)]
 
+mod activity;
 mod api;
 mod architecture;
 mod bad_input;

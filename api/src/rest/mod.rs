@@ -1,6 +1,7 @@
 //! The HTTP routes, one module per resource, each with its own `router()`.
 
 pub mod actions;
+pub mod activity;
 pub mod analytics;
 pub mod assumptions;
 pub mod auth;
