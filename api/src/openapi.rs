@@ -42,6 +42,7 @@ use crate::service::ErrorCode;
         rest::integrity::checkpoint, rest::integrity::inclusion,
         rest::integrity::consistency, rest::evidence::evidence_bundle, rest::evidence::replay,
         rest::evidence::verify, rest::compliance::export, rest::activity::activity,
+        rest::orgs::list, rest::orgs::create, rest::orgs::read, rest::orgs::update, rest::orgs::keys,
         graphql::http::graphiql, graphql::http::execute, graphql::subscribe,
     ),
     components(schemas(ErrorEnvelope)),

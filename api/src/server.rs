@@ -39,6 +39,7 @@ pub fn app(state: AppState) -> Router {
         .merge(rest::evidence::router())
         .merge(rest::compliance::router())
         .merge(rest::activity::router())
+        .merge(rest::orgs::router())
         .fallback(|| async { service::Error::not_found() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -42,7 +42,7 @@ use crate::guard_decision::{
     RecordedContext, RecordedGrant, RecordedHalt,
 };
 use crate::ids::{ActionId, ApiKeyId, AssumptionId, GuardDecisionId, WebhookId};
-use crate::org_settings::{HaltState, OrgSettings, OrgSettingsEvent, SweepOverrides};
+use crate::org_settings::{HaltState, OrgProfile, OrgSettings, OrgSettingsEvent, SweepOverrides};
 use crate::policy_set::{PolicySet, PolicySetEvent, StoredPolicy};
 use crate::webhook::{Webhook, WebhookEvent, WebhookRecord};
 
@@ -328,6 +328,13 @@ fn policy_set_events() -> Vec<PolicySetEvent> {
 
 fn org_settings_events() -> Vec<OrgSettingsEvent> {
     let events = vec![
+        OrgSettingsEvent::ProfileChanged(OrgProfile {
+            name: "Acme Corp".into(),
+            slug: "acme-corp".into(),
+            changed_by: "operator".into(),
+            created_at: at("2026-11-21T10:00:00Z"),
+            updated_at: at("2026-11-21T10:30:00Z"),
+        }),
         OrgSettingsEvent::HaltChanged(HaltState {
             halted: true,
             actor: "operator".into(),
@@ -347,7 +354,9 @@ fn org_settings_events() -> Vec<OrgSettingsEvent> {
     ];
     for e in &events {
         match e {
-            OrgSettingsEvent::HaltChanged(_) | OrgSettingsEvent::SweepsChanged { .. } => {}
+            OrgSettingsEvent::ProfileChanged(_)
+            | OrgSettingsEvent::HaltChanged(_)
+            | OrgSettingsEvent::SweepsChanged { .. } => {}
         }
     }
     events

@@ -1,5 +1,6 @@
-//! The OrgSettings aggregate: per-org switches: the halt (kill switch) and the timeouts and
-//! cadences of the sweeps (overriding the server's defaults).
+//! The OrgSettings aggregate: per-org settings: the org's profile (name and slug, recorded
+//! when the org is created), the halt (kill switch) and the timeouts and cadences of the
+//! sweeps (overriding the server's defaults).
 
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -30,8 +31,22 @@ pub struct SweepOverrides {
     pub checkpoint_interval_secs: Option<u64>,
 }
 
+/// An org's name and slug. Orgs that existed before profiles (the default org) have none
+/// until an admin names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgProfile {
+    pub name: String,
+    pub slug: String,
+    /// Who created or last renamed the org.
+    pub changed_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OrgSettings {
+    #[serde(default)]
+    pub profile: Option<OrgProfile>,
     /// The last halt change, if any (`halted: false` after a resume).
     pub halt: Option<HaltState>,
     #[serde(default)]
@@ -57,10 +72,25 @@ pub enum OrgSettingsCommand {
         actor: String,
         now: DateTime<Utc>,
     },
+    /// Records a new org's profile: refused if the org already has one.
+    Create {
+        name: String,
+        slug: String,
+        actor: String,
+        now: DateTime<Utc>,
+    },
+    /// Renames the org (giving a profile to an org that had none, its slug its id).
+    Rename {
+        name: String,
+        slug_if_new: String,
+        actor: String,
+        now: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum OrgSettingsEvent {
+    ProfileChanged(OrgProfile),
     HaltChanged(HaltState),
     SweepsChanged {
         overrides: SweepOverrides,
@@ -72,6 +102,7 @@ pub enum OrgSettingsEvent {
 impl DomainEvent for OrgSettingsEvent {
     fn event_type(&self) -> String {
         match self {
+            Self::ProfileChanged(_) => "OrgProfileChanged",
             Self::HaltChanged(_) => "OrgHaltChanged",
             Self::SweepsChanged { .. } => "OrgSweepsChanged",
         }
@@ -84,7 +115,11 @@ impl DomainEvent for OrgSettingsEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OrgSettingsError {}
+pub enum OrgSettingsError {
+    /// 409: an org with this id (from its slug) exists.
+    #[error("An organization with that slug already exists")]
+    AlreadyExists,
+}
 
 impl Aggregate for OrgSettings {
     const TYPE: &'static str = "OrgSettings";
@@ -120,6 +155,43 @@ impl Aggregate for OrgSettings {
                 actor,
                 at: now,
             },
+            OrgSettingsCommand::Create {
+                name,
+                slug,
+                actor,
+                now,
+            } => {
+                if self.profile.is_some() {
+                    return Err(OrgSettingsError::AlreadyExists);
+                }
+                OrgSettingsEvent::ProfileChanged(OrgProfile {
+                    name,
+                    slug,
+                    changed_by: actor,
+                    created_at: now,
+                    updated_at: now,
+                })
+            }
+            OrgSettingsCommand::Rename {
+                name,
+                slug_if_new,
+                actor,
+                now,
+            } => OrgSettingsEvent::ProfileChanged(match &self.profile {
+                Some(p) => OrgProfile {
+                    name,
+                    changed_by: actor,
+                    updated_at: now,
+                    ..p.clone()
+                },
+                None => OrgProfile {
+                    name,
+                    slug: slug_if_new,
+                    changed_by: actor,
+                    created_at: now,
+                    updated_at: now,
+                },
+            }),
         };
         sink.write(event, self).await;
         Ok(())
@@ -127,6 +199,7 @@ impl Aggregate for OrgSettings {
 
     fn apply(&mut self, event: OrgSettingsEvent) {
         match event {
+            OrgSettingsEvent::ProfileChanged(profile) => self.profile = Some(profile),
             OrgSettingsEvent::HaltChanged(state) => self.halt = Some(state),
             OrgSettingsEvent::SweepsChanged { overrides, .. } => self.sweeps = overrides,
         }
@@ -168,5 +241,71 @@ mod tests {
             at,
         }));
         assert!(settings.halted().is_none());
+    }
+
+    #[test]
+    fn an_org_is_created_once_and_renamed_keeping_its_slug() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 3, 0, 0, 0).unwrap();
+        let created = OrgSettingsEvent::ProfileChanged(OrgProfile {
+            name: "Acme".into(),
+            slug: "acme".into(),
+            changed_by: "operator".into(),
+            created_at: at,
+            updated_at: at,
+        });
+        TestFramework::<OrgSettings>::with(())
+            .given_no_previous_events()
+            .when(OrgSettingsCommand::Create {
+                name: "Acme".into(),
+                slug: "acme".into(),
+                actor: "operator".into(),
+                now: at,
+            })
+            .then_expect_events(vec![created.clone()]);
+        TestFramework::<OrgSettings>::with(())
+            .given(vec![created.clone()])
+            .when(OrgSettingsCommand::Create {
+                name: "Acme again".into(),
+                slug: "acme".into(),
+                actor: "operator".into(),
+                now: at,
+            })
+            .then_expect_error(OrgSettingsError::AlreadyExists);
+        let later = at + chrono::Duration::hours(1);
+        TestFramework::<OrgSettings>::with(())
+            .given(vec![created])
+            .when(OrgSettingsCommand::Rename {
+                name: "Acme Corp".into(),
+                slug_if_new: "ignored".into(),
+                actor: "key_admin".into(),
+                now: later,
+            })
+            .then_expect_events(vec![OrgSettingsEvent::ProfileChanged(OrgProfile {
+                name: "Acme Corp".into(),
+                slug: "acme".into(),
+                changed_by: "key_admin".into(),
+                created_at: at,
+                updated_at: later,
+            })]);
+    }
+
+    #[test]
+    fn renaming_an_org_without_a_profile_gives_it_one() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 3, 0, 0, 0).unwrap();
+        TestFramework::<OrgSettings>::with(())
+            .given_no_previous_events()
+            .when(OrgSettingsCommand::Rename {
+                name: "Default".into(),
+                slug_if_new: "org_default".into(),
+                actor: "key_admin".into(),
+                now: at,
+            })
+            .then_expect_events(vec![OrgSettingsEvent::ProfileChanged(OrgProfile {
+                name: "Default".into(),
+                slug: "org_default".into(),
+                changed_by: "key_admin".into(),
+                created_at: at,
+                updated_at: at,
+            })]);
     }
 }

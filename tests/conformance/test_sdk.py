@@ -513,3 +513,27 @@ def test_activity_logs_through_the_sdk(server, agent_id):
     everything = agent.get_activity_logs(limit=1)
     assert len(everything["logs"]) == 1 and everything["stats"]["total"] >= 2
     assert everything["stats"]["unique_actors"] >= 1
+
+
+def test_orgs_through_the_sdk(server, agent_id):
+    """create_org (the bootstrap operator), get_org, get_org_by_id, update_org, get_org_keys."""
+    from conftest import BOOTSTRAP_KEY
+
+    operator = server.client(agent_id, key=BOOTSTRAP_KEY)
+    slug = "sdk-" + agent_id.split("-")[-1]
+    created = operator.create_org(name="SDK Corp", slug=slug)
+    org_id = created["org"]["id"]
+    assert org_id == f"org_{slug}" and created["org"]["name"] == "SDK Corp"
+    admin = server.client(agent_id, key=created["api_key"])
+    assert [o["id"] for o in admin.get_org()["orgs"]] == [org_id]
+    assert admin.update_org(org_id, name="SDK Corp v2")["org"]["name"] == "SDK Corp v2"
+    assert admin.get_org_by_id(org_id)["org"] == {**admin.get_org()["orgs"][0]}
+    keys = admin.get_org_keys(org_id)["keys"]
+    assert [k["role"] for k in keys] == ["admin"] and created["api_key"] not in str(keys)
+    # Another org's admin does not see it; only the operator creates orgs.
+    with pytest.raises(DashClawError) as hidden:
+        server.admin().get_org_by_id(org_id)
+    assert hidden.value.status == 404
+    with pytest.raises(DashClawError) as refused:
+        admin.create_org(name="Mine", slug=slug + "-2")
+    assert refused.value.status == 403

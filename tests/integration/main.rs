@@ -18,6 +18,7 @@ mod ledger;
 mod nodes;
 mod openapi;
 mod operator;
+mod orgs;
 mod parity;
 mod projections;
 mod read_models;

@@ -14,6 +14,7 @@ pub mod integrity;
 pub mod jwks;
 pub mod keys;
 pub mod org;
+pub mod orgs;
 pub mod policies;
 pub mod policy_tools;
 pub mod posture;

@@ -24,6 +24,7 @@ pub mod ledger;
 pub mod limits;
 pub mod org;
 pub mod org_view;
+pub mod orgs;
 pub mod policies;
 pub mod policy_tools;
 pub mod replay;

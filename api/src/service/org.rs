@@ -3,12 +3,13 @@
 //! node applies it when its ledger tail sees it, this one at once.
 
 use dashclaw_domain::org_settings::{
-    HaltState, OrgSettings, OrgSettingsCommand, SweepOverrides, ORG_SETTINGS_ID,
+    HaltState, OrgSettings, OrgSettingsCommand, OrgSettingsError, SweepOverrides, ORG_SETTINGS_ID,
 };
+use dashclaw_domain::OrgId;
 use dashclaw_sweeps::settings::OrgSweeps;
 
 use super::aggregates::{Actor, CommandError};
-use super::{Caller, Error, Service};
+use super::{Caller, Error, ErrorCode, Service};
 
 /// The longest halt reason.
 pub const HALT_REASON_MAX: usize = 1000;
@@ -52,7 +53,10 @@ impl Service {
             reason,
             now: self.clock().now(),
         };
-        Ok(self.change_settings(caller, command).await?.halt)
+        Ok(self
+            .change_settings(caller, &caller.org, command)
+            .await?
+            .halt)
     }
 
     /// The org's sweep overrides and the settings in effect (admin).
@@ -74,7 +78,7 @@ impl Service {
             actor: caller.principal.clone(),
             now: self.clock().now(),
         };
-        let settings = self.change_settings(caller, command).await?;
+        let settings = self.change_settings(caller, &caller.org, command).await?;
         Ok(self.sweep_settings_of(settings.sweeps))
     }
 
@@ -87,21 +91,26 @@ impl Service {
         }
     }
 
-    async fn change_settings(
+    /// Runs `command` on `org`'s settings as `caller` (the org of a new org is not the
+    /// caller's).
+    pub(super) async fn change_settings(
         &self,
         caller: &Caller,
+        org: &OrgId,
         command: OrgSettingsCommand,
     ) -> Result<OrgSettings, Error> {
         let actor = Actor::of(&caller.principal, None);
         let result = self
             .aggregates()
-            .execute::<OrgSettings>(&caller.org, ORG_SETTINGS_ID, command, &actor)
+            .execute::<OrgSettings>(org, ORG_SETTINGS_ID, command, &actor)
             .await;
-        self.tail().views().invalidate(&caller.org);
+        self.tail().views().invalidate(org);
         match result {
             Ok(settings) => Ok(settings),
             Err(CommandError::Failed(e)) => Err(e),
-            Err(CommandError::Rejected(e)) => match e {},
+            Err(CommandError::Rejected(e @ OrgSettingsError::AlreadyExists)) => {
+                Err(Error::new(ErrorCode::Conflict, e.to_string()))
+            }
         }
     }
 }
