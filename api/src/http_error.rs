@@ -18,13 +18,17 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | PromptInjection
         | InvalidExecutionClaim
         | NotPendingApproval
-        | ReservedActionType => StatusCode::BAD_REQUEST,
+        | ReservedActionType
+        | ReasonRequired => StatusCode::BAD_REQUEST,
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden | SelfApprovalForbidden | AgentIdentityRequired | ActionBlocked => {
             StatusCode::FORBIDDEN
         }
         NotFound => StatusCode::NOT_FOUND,
-        Conflict | OutcomeConflict | ExecutionClaimConflict => StatusCode::CONFLICT,
+        MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        Conflict | OutcomeConflict | ExecutionClaimConflict | NotCancellable => {
+            StatusCode::CONFLICT
+        }
         ApprovalExpired => StatusCode::GONE,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         RateLimited | OrgRateLimited => StatusCode::TOO_MANY_REQUESTS,

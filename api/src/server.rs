@@ -40,6 +40,7 @@ pub fn app(state: AppState) -> Router {
         .merge(rest::compliance::router())
         .merge(rest::activity::router())
         .merge(rest::orgs::router())
+        .merge(rest::sessions::router())
         .fallback(|| async { service::Error::not_found() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -49,6 +50,7 @@ pub fn app(state: AppState) -> Router {
         .merge(public)
         .merge(rest)
         .merge(crate::graphql::router(&state))
+        .method_not_allowed_fallback(|| async { service::Error::method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rest::auth::limit_requests,

@@ -41,9 +41,10 @@ use crate::guard_decision::{
     CounterAnswer, DecisionPurpose, GuardDecision, GuardDecisionEvent, GuardDecisionRecord,
     RecordedContext, RecordedGrant, RecordedHalt,
 };
-use crate::ids::{ActionId, ApiKeyId, AssumptionId, GuardDecisionId, WebhookId};
+use crate::ids::{ActionId, ApiKeyId, AssumptionId, GuardDecisionId, SessionId, WebhookId};
 use crate::org_settings::{HaltState, OrgProfile, OrgSettings, OrgSettingsEvent, SweepOverrides};
 use crate::policy_set::{PolicySet, PolicySetEvent, StoredPolicy};
+use crate::session::{Session, SessionChanges, SessionEvent, SessionStatus};
 use crate::webhook::{Webhook, WebhookEvent, WebhookRecord};
 
 /// What to do when a payload no longer matches its golden file.
@@ -184,6 +185,11 @@ fn action_events() -> Vec<ActionEvent> {
         ActionEvent::ConfirmationLost {
             at: at("2026-11-21T10:31:30Z"),
         },
+        ActionEvent::Cancelled {
+            reason: "the migration window closed".into(),
+            cancelled_by: "key_admin".into(),
+            at: at("2026-11-21T10:40:00Z"),
+        },
     ];
     for e in &events {
         match e {
@@ -194,7 +200,8 @@ fn action_events() -> Vec<ActionEvent> {
             | ActionEvent::ExecutionClaimed { .. }
             | ActionEvent::OutcomeReported { .. }
             | ActionEvent::Updated(_)
-            | ActionEvent::ConfirmationLost { .. } => {}
+            | ActionEvent::ConfirmationLost { .. }
+            | ActionEvent::Cancelled { .. } => {}
         }
     }
     events
@@ -446,6 +453,35 @@ fn webhook_events() -> Vec<WebhookEvent> {
     events
 }
 
+fn session_events() -> Vec<SessionEvent> {
+    let events = vec![
+        SessionEvent::Started {
+            session_id: SessionId::parse("sess_0a1b2c3d4e5f").expect("a valid session id"),
+            agent_id: "claude-code".into(),
+            workspace: Some("/home/dev/repo".into()),
+            branch: Some("feature/ledger".into()),
+            at: at("2026-12-03T09:00:00Z"),
+        },
+        SessionEvent::Updated {
+            changes: SessionChanges {
+                status: Some(SessionStatus::Blocked),
+                green_level: Some("package".into()),
+                branch_freshness: Some("stale".into()),
+                commits_behind: Some(3),
+                blocked_reason: Some("waiting for review".into()),
+                summary: None,
+            },
+            at: at("2026-12-03T09:30:00Z"),
+        },
+    ];
+    for e in &events {
+        match e {
+            SessionEvent::Started { .. } | SessionEvent::Updated { .. } => {}
+        }
+    }
+    events
+}
+
 /// Every aggregate's examples. A new aggregate goes here (`every_event_enum_has_examples`
 /// finds the ones that do not).
 fn all() -> Vec<Examples> {
@@ -457,6 +493,7 @@ fn all() -> Vec<Examples> {
         examples::<Assumption>(assumption_events()),
         examples::<ApiKey>(api_key_events()),
         examples::<Webhook>(webhook_events()),
+        examples::<Session>(session_events()),
     ]
 }
 

@@ -110,6 +110,13 @@ string_id!(
     64
 );
 
+string_id!(
+    /// An agent session: `sess_<12 hex>`.
+    SessionId,
+    "session_id",
+    64
+);
+
 impl ActionId {
     pub fn random(bytes: [u8; 16]) -> Self {
         Self(format!("act_{}", uuid(bytes, 4)))
@@ -166,6 +173,12 @@ impl ApiKeyId {
 impl WebhookId {
     pub fn random(bytes: [u8; 16]) -> Self {
         Self(format!("wh_{}", uuid(bytes, 4)))
+    }
+}
+
+impl SessionId {
+    pub fn random(bytes: [u8; 6]) -> Self {
+        Self(format!("sess_{}", hex::encode(bytes)))
     }
 }
 

@@ -17,6 +17,7 @@ pub mod org_settings;
 pub mod policy_set;
 pub mod posture;
 pub mod pricing;
+pub mod session;
 pub mod webhook;
 
 pub use dashclaw_events::OrgId;

@@ -1,5 +1,6 @@
 //! The `governance` projection: action records (the decisions ledger and approvals queue),
-//! the action analytics (see `analytics`), assumptions and API keys.
+//! the action analytics (see `analytics`), assumptions, API keys and the entity records of
+//! the smaller aggregates (see `entities`).
 //!
 //! Each row keeps the aggregate state exactly as the domain folds it (`doc`), so the read
 //! model is the aggregate by construction; the other columns are copies for filtering.
@@ -10,12 +11,14 @@ use cqrs_es::Aggregate;
 use dashclaw_domain::action::{Action, ActionRecord};
 use dashclaw_domain::api_key::{ApiKey, ApiKeyRecord};
 use dashclaw_domain::assumption::{Assumption, AssumptionRecord};
+use dashclaw_domain::session::Session;
 use dashclaw_domain::OrgId;
 use futures_util::future::BoxFuture;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
 use crate::analytics::{self, Deltas};
+use crate::entities;
 use crate::tracker::{Event, Fold, Prepared, ProjectionError};
 
 /// The key listing moved to [`crate::read::keys`]; kept here for existing callers.
@@ -32,7 +35,12 @@ struct Batch {
     counted: HashMap<String, (analytics::Key, analytics::Counters)>,
     assumptions: HashMap<String, (Assumption, i64)>,
     keys: HashMap<String, (ApiKey, i64)>,
+    /// Entity records by (aggregate type, entity id): the aggregate as JSON.
+    entities: HashMap<(String, String), (serde_json::Value, i64)>,
 }
+
+/// The aggregate types this projection folds: its own and [`entities::TYPES`].
+const TYPES: &[&str] = &[Action::TYPE, Assumption::TYPE, ApiKey::TYPE, Session::TYPE];
 
 impl Fold for Governance {
     fn name(&self) -> &'static str {
@@ -40,7 +48,7 @@ impl Fold for Governance {
     }
 
     fn aggregate_types(&self) -> &'static [&'static str] {
-        &[Action::TYPE, Assumption::TYPE, ApiKey::TYPE]
+        TYPES
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -50,6 +58,7 @@ impl Fold for Governance {
             "analytics_approvals",
             "assumptions",
             "api_keys",
+            "entity_records",
         ]
     }
 
@@ -138,6 +147,7 @@ impl Window {
             let Some(r) = &key.record else { continue };
             write_key(conn, org, r, *seq).await?;
         }
+        write_entities(conn, org, &self.batch.entities).await?;
         Ok(())
     }
 }
@@ -171,6 +181,12 @@ async fn fold(
             };
             state.apply(event.decode(org)?);
             batch.keys.insert(entity, (state, seq));
+        }
+        kind if entities::TYPES.contains(&kind) => {
+            let key = (kind.to_owned(), event.entity.to_owned());
+            let doc = batch.entities.remove(&key).map(|(doc, _)| doc);
+            let doc = entities::apply(org, doc, event)?;
+            batch.entities.insert(key, (doc, seq));
         }
         _ => {}
     }
@@ -220,6 +236,12 @@ async fn preload(
                         batch.keys.insert(entity, state.clone());
                     }
                 }
+                kind if entities::TYPES.contains(&kind) => {
+                    let key = (kind.to_owned(), entity);
+                    if let Some(state) = previous.entities.get(&key) {
+                        batch.entities.insert(key, state.clone());
+                    }
+                }
                 _ => {}
             }
         }
@@ -227,7 +249,9 @@ async fn preload(
     let carried = |kind: &str, id: &str| match kind {
         Action::TYPE => batch.actions.contains_key(id),
         Assumption::TYPE => batch.assumptions.contains_key(id),
-        _ => false,
+        kind => batch
+            .entities
+            .contains_key(&(kind.to_owned(), id.to_owned())),
     };
     // Entities created in this window (their first event here has sequence 1) have no row yet.
     let ids = |kind: &str| -> Vec<&str> {
@@ -242,6 +266,13 @@ async fn preload(
             .collect()
     };
     let (actions, assumptions) = (ids(Action::TYPE), ids(Assumption::TYPE));
+    let (mut kinds, mut entity_ids) = (Vec::new(), Vec::new());
+    for kind in entities::TYPES {
+        for id in ids(kind) {
+            kinds.push(*kind);
+            entity_ids.push(id);
+        }
+    }
     if !actions.is_empty() {
         let docs: Vec<(String, Json<ActionRecord>)> = sqlx::query_as(
             "SELECT action_id, doc::json FROM action_records WHERE org_id = $1 AND action_id = ANY($2)",
@@ -275,6 +306,54 @@ async fn preload(
             batch.assumptions.insert(id, (assumption, 0));
         }
     }
+    if !kinds.is_empty() {
+        let docs: Vec<(String, String, Json<serde_json::Value>)> = sqlx::query_as(
+            "SELECT aggregate_type, entity_id, doc FROM entity_records
+              WHERE org_id = $1
+                AND (aggregate_type, entity_id) IN (SELECT * FROM UNNEST($2::text[], $3::text[]))",
+        )
+        .bind(org.as_str())
+        .bind(&kinds)
+        .bind(&entity_ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (kind, id, Json(doc)) in docs {
+            batch.entities.insert((kind, id), (doc, 0));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the entity records a window touched, with one statement.
+async fn write_entities(
+    conn: &mut PgConnection,
+    org: &OrgId,
+    touched: &HashMap<(String, String), (serde_json::Value, i64)>,
+) -> Result<(), ProjectionError> {
+    if touched.is_empty() {
+        return Ok(());
+    }
+    let (mut kinds, mut ids, mut docs, mut seqs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((kind, id), (doc, seq)) in touched {
+        kinds.push(kind.as_str());
+        ids.push(id.as_str());
+        docs.push(Json(doc));
+        seqs.push(*seq);
+    }
+    sqlx::query(
+        "INSERT INTO entity_records (org_id, aggregate_type, entity_id, doc, ledger_seq)
+         SELECT $1, kind, id, doc, seq
+           FROM UNNEST($2::text[], $3::text[], $4::jsonb[], $5::int8[]) AS u(kind, id, doc, seq)
+         ON CONFLICT (org_id, aggregate_type, entity_id)
+           DO UPDATE SET doc = EXCLUDED.doc, ledger_seq = EXCLUDED.ledger_seq",
+    )
+    .bind(org.as_str())
+    .bind(&kinds)
+    .bind(&ids)
+    .bind(&docs)
+    .bind(&seqs)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -339,13 +418,14 @@ async fn write_key(
 /// yields for them.
 const ACTION_ROWS: &str = "INSERT INTO action_records
        (org_id, action_id, doc, agent_id, swarm_id, action_type, status, outcome_status,
-        risk_score, cost_estimate, timestamp_start, approval_expires_at, ledger_seq)
+        risk_score, cost_estimate, timestamp_start, approval_expires_at, ledger_seq, session_id)
      SELECT $1, id, doc, agent, swarm, kind, status, outcome, risk, cost, started,
-            expires, seq
+            expires, seq, session
        FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                    $7::text[], $8::text[], $9::int4[], $10::float8[],
-                   $11::timestamptz[], $12::timestamptz[], $13::int8[])
-         AS u(id, doc, agent, swarm, kind, status, outcome, risk, cost, started, expires, seq)";
+                   $11::timestamptz[], $12::timestamptz[], $13::int8[], $14::text[])
+         AS u(id, doc, agent, swarm, kind, status, outcome, risk, cost, started, expires, seq,
+              session)";
 
 /// Inserts the rows of actions created in the window, with one statement. A plain insert:
 /// such an action has no row yet, so PostgreSQL need not look for one first (a row that did
@@ -399,6 +479,7 @@ async fn write_actions(
         .bind(&c.timestamp_start)
         .bind(&c.approval_expires_at)
         .bind(&c.ledger_seq)
+        .bind(&c.session_id)
         .execute(conn)
         .await?;
     Ok(())
@@ -419,6 +500,7 @@ impl ActionColumns {
         self.timestamp_start.push(r.timestamp_start);
         self.approval_expires_at.push(r.approval_expires_at);
         self.ledger_seq.push(seq);
+        self.session_id.push(r.session_id.clone());
     }
 }
 
@@ -436,6 +518,7 @@ struct ActionColumns {
     timestamp_start: Vec<chrono::DateTime<chrono::Utc>>,
     approval_expires_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
     ledger_seq: Vec<i64>,
+    session_id: Vec<Option<String>>,
 }
 
 async fn write_assumption(

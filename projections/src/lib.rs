@@ -10,6 +10,7 @@
 
 pub mod analytics;
 pub mod decisions;
+pub mod entities;
 pub mod governance;
 pub mod read;
 pub mod storable;

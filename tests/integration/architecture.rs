@@ -133,6 +133,7 @@ const READ_MODEL_TABLES: &[&str] = &[
     "analytics_actions",
     "analytics_approvals",
     "analytics_decisions",
+    "entity_records",
     "projection_checkpoints",
 ];
 

@@ -4,6 +4,7 @@
 // Test helpers may panic on failure: a panic is how a test fails.
 #![allow(clippy::unwrap_used)]
 
+mod action_routes;
 mod activity;
 mod api;
 mod architecture;
@@ -23,6 +24,7 @@ mod parity;
 mod projections;
 mod read_models;
 mod server;
+mod sessions;
 mod support;
 mod sweeps;
 mod tamper;

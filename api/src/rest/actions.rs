@@ -27,6 +27,9 @@ use crate::wire::{
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/actions", get(list).post(create))
+        .route("/api/actions/stats", get(stats))
+        .route("/api/actions/costs", get(costs))
+        .route("/api/actions/{id}/cancel", post(cancel))
         .route("/api/actions/{id}", get(read).patch(patch))
         .route(
             "/api/actions/{id}/outcome",
@@ -176,6 +179,24 @@ pub(crate) async fn list(
 ) -> Result<Json<ActionList>, Error> {
     let limit = clamp_param(q.limit.as_deref(), 50, 1, 200, "limit")?;
     let offset = clamp_param(q.offset.as_deref(), 0, 0, i64::MAX, "offset")?;
+    let filter = filter_of(q)?;
+    let (records, stats) = state
+        .service
+        .actions(&caller, filter, Page { limit, offset })
+        .await?;
+    Ok(Json(ActionList {
+        actions: records
+            .iter()
+            .map(|r| ActionRow::new(&caller.org, r))
+            .collect(),
+        total: stats.total,
+        stats: ActionStats::from(&stats),
+        last_updated: wire::ts(state.service.clock().now()),
+    }))
+}
+
+/// The filter of `GET /api/actions` (and of its stats), validated.
+fn filter_of(q: ListQuery) -> Result<ActionFilter, Error> {
     let risk_min = q
         .risk_min
         .as_deref()
@@ -189,7 +210,7 @@ pub(crate) async fn list(
     check_enum(&q.status, "status", ActionStatus::ALL)?;
     check_enum(&q.exclude_status, "exclude_status", ActionStatus::ALL)?;
     check_enum(&q.outcome_status, "outcome_status", OUTCOME_STATUSES)?;
-    let filter = ActionFilter {
+    Ok(ActionFilter {
         agent_id: q.agent_id,
         swarm_id: q.swarm_id,
         status: q.status.as_deref().and_then(ActionStatus::parse),
@@ -199,18 +220,12 @@ pub(crate) async fn list(
         risk_min: risk_min.map(|r| r as i32),
         days: days.map(|d| d as i32),
         ..Default::default()
-    };
-    let (records, stats) = state
-        .service
-        .actions(&caller, filter, Page { limit, offset })
-        .await?;
-    Ok(Json(ActionList {
-        actions: records
-            .iter()
-            .map(|r| ActionRow::new(&caller.org, r))
-            .collect(),
-        total: stats.total,
-        stats: ActionStats {
+    })
+}
+
+impl From<&dashclaw_projections::read::actions::ActionStats> for ActionStats {
+    fn from(stats: &dashclaw_projections::read::actions::ActionStats) -> Self {
+        Self {
             total: stats.total,
             completed: stats.completed,
             failed: stats.failed,
@@ -219,8 +234,122 @@ pub(crate) async fn list(
             high_risk: stats.high_risk,
             avg_risk: stats.avg_risk.unwrap_or(0.0),
             total_cost: stats.total_cost.unwrap_or(0.0),
-        },
+        }
+    }
+}
+
+/// `GET /api/actions/stats`.
+#[derive(Serialize, ToSchema)]
+pub struct ActionStatsBody {
+    pub stats: ActionStats,
+    #[serde(rename = "lastUpdated")]
+    pub last_updated: String,
+}
+
+/// The counts of `GET /api/actions` over every action matching the same filters, without
+/// the rows.
+#[utoipa::path(get, path = "/api/actions/stats", tag = "actions", params(ListQuery),
+    responses((status = 200, description = "The counts", body = ActionStatsBody)))]
+pub(crate) async fn stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<ListQuery>,
+) -> Result<Json<ActionStatsBody>, Error> {
+    let filter = filter_of(q)?;
+    let (_, stats) = state
+        .service
+        .actions(
+            &caller,
+            filter,
+            Page {
+                limit: 0,
+                offset: 0,
+            },
+        )
+        .await?;
+    Ok(Json(ActionStatsBody {
+        stats: ActionStats::from(&stats),
         last_updated: wire::ts(state.service.clock().now()),
+    }))
+}
+
+/// `GET /api/actions/costs`: the cost side of the analytics.
+#[derive(Serialize, ToSchema)]
+pub struct CostsBody {
+    pub window_days: i64,
+    /// USD: reported costs, and costs priced from tokens and model where none was reported.
+    pub total_cost_usd: f64,
+    pub totals: wire::insight::AnalyticsTotals,
+    pub by_agent: Vec<wire::insight::AnalyticsTotals>,
+    pub by_action_type: Vec<wire::insight::AnalyticsTotals>,
+    /// Per day, agent and action type.
+    pub series: Vec<wire::insight::AnalyticsTotals>,
+    pub pricing: String,
+    pub generated_at: String,
+}
+
+/// What the org's actions cost over a window (`days` 1-365, default 30), by agent, action
+/// type and day.
+#[utoipa::path(get, path = "/api/actions/costs", tag = "actions",
+    params(crate::rest::analytics::AnalyticsQuery),
+    responses((status = 200, description = "The costs", body = CostsBody)))]
+pub(crate) async fn costs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<crate::rest::analytics::AnalyticsQuery>,
+) -> Result<Json<CostsBody>, Error> {
+    let filter = crate::rest::analytics::filter_of(q)?;
+    let report = state.service.analytics(&caller, &filter).await?;
+    let body = wire::AnalyticsBody::from(&report);
+    Ok(Json(CostsBody {
+        window_days: body.window_days,
+        total_cost_usd: body.totals.cost_usd,
+        totals: body.totals,
+        by_agent: body.by_agent,
+        by_action_type: body.by_action_type,
+        series: body.series,
+        pricing: body.pricing,
+        generated_at: body.generated_at,
+    }))
+}
+
+// ---- POST /api/actions/:id/cancel ----------------------------------------------------------
+
+/// `POST /api/actions/:id/cancel`.
+#[derive(ToSchema)]
+#[schema(example = json!({"reason": "the maintenance window closed"}))]
+pub struct CancelBody {
+    pub reason: String,
+}
+
+/// `POST /api/actions/:id/cancel` answered.
+#[derive(Serialize, ToSchema)]
+pub struct CancelledAction {
+    pub action: ActionRow,
+}
+
+/// Decide not to run a running action that has no outcome and no execution claim (its
+/// recorder or an admin): status `cancelled`, closed directly.
+#[utoipa::path(post, path = "/api/actions/{id}/cancel", tag = "actions",
+    params(("id" = String, Path)), request_body = CancelBody,
+    responses((status = 200, description = "Cancelled", body = CancelledAction)))]
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Body(body): Body,
+) -> Result<Json<CancelledAction>, Error> {
+    caller.require(Permission::Write)?;
+    let body = object(&body)?;
+    let mut f = crate::input::fields::Fields::new(&body);
+    let reason = f.string("reason", 2000);
+    f.finish()?;
+    let cancelled = state
+        .service
+        .cancel_action(&caller, &id, reason.as_deref().unwrap_or(""))
+        .await?;
+    Ok(Json(CancelledAction {
+        action: ActionRow::new(&caller.org, &cancelled),
     }))
 }
 

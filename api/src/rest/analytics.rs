@@ -34,6 +34,16 @@ pub(crate) struct AnalyticsQuery {
 
 /// Volume, tokens and cost, enforcement, approval rates and time-to-decision, per day,
 /// agent and action type.
+/// The window and filters of an analytics query, validated.
+pub(crate) fn filter_of(q: AnalyticsQuery) -> Result<AnalyticsFilter, Error> {
+    let (min, max) = (*ANALYTICS_DAYS.start(), *ANALYTICS_DAYS.end());
+    Ok(AnalyticsFilter {
+        days: clamp_param(q.days.as_deref(), 30, min, max, "days")?,
+        agent_id: q.agent_id,
+        action_type: q.action_type,
+    })
+}
+
 #[utoipa::path(get, path = "/api/analytics", tag = "insight", params(AnalyticsQuery),
     responses((status = 200, description = "The analytics", body = AnalyticsBody)))]
 pub(crate) async fn analytics(
@@ -41,12 +51,7 @@ pub(crate) async fn analytics(
     caller: Caller,
     Params(q): Params<AnalyticsQuery>,
 ) -> Result<Json<AnalyticsBody>, Error> {
-    let (min, max) = (*ANALYTICS_DAYS.start(), *ANALYTICS_DAYS.end());
-    let filter = AnalyticsFilter {
-        days: clamp_param(q.days.as_deref(), 30, min, max, "days")?,
-        agent_id: q.agent_id,
-        action_type: q.action_type,
-    };
+    let filter = filter_of(q)?;
     let report = state.service.analytics(&caller, &filter).await?;
     Ok(Json(AnalyticsBody::from(&report)))
 }

@@ -19,6 +19,7 @@ pub mod policies;
 pub mod policy_tools;
 pub mod posture;
 pub mod requests;
+pub mod sessions;
 pub mod stream;
 pub mod webhooks;
 

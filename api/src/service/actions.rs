@@ -462,6 +462,42 @@ impl Service {
         }
     }
 
+    /// Decides not to run a running action nobody has claimed (contract 5.5): its recorder
+    /// or an admin, for a reason.
+    pub async fn cancel_action(
+        &self,
+        caller: &Caller,
+        id: &str,
+        reason: &str,
+    ) -> Result<ActionRecord, Error> {
+        caller.require(Permission::Write)?;
+        if reason.trim().is_empty() {
+            return Err(Error::new(
+                ErrorCode::ReasonRequired,
+                "reason is required to cancel an action",
+            ));
+        }
+        let record = self.load_action(caller, id).await?;
+        if record.created_by != caller.principal {
+            caller.require_admin("Only the action's recorder or an admin can cancel it")?;
+        }
+        let command = ActionCommand::Cancel {
+            reason: reason.trim().to_owned(),
+            cancelled_by: caller.principal.clone(),
+            now: self.clock().now(),
+        };
+        match self.run_action(caller, &record.action_id, command).await? {
+            Ok(done) => Ok(done),
+            Err(e @ ActionError::NotCancellable(_)) => {
+                Err(Error::new(ErrorCode::NotCancellable, e.to_string()).with(
+                    "current_status",
+                    record.as_seen_at(self.clock().now()).status.as_str(),
+                ))
+            }
+            Err(e) => Err(Error::internal(e)),
+        }
+    }
+
     /// Milliseconds since the action was created, up to its outcome (or now).
     pub fn elapsed_ms(&self, record: &ActionRecord) -> i64 {
         let end: DateTime<Utc> = record.outcome_at.unwrap_or_else(|| self.clock().now());

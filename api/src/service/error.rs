@@ -27,6 +27,12 @@ pub enum ErrorCode {
     AgentIdentityRequired,
     ActionBlocked,
     NotFound,
+    /// The route exists, not with this method.
+    MethodNotAllowed,
+    /// Cancelling an action needs a reason.
+    ReasonRequired,
+    /// Only a running, unclaimed action without an outcome can be cancelled.
+    NotCancellable,
     Conflict,
     OutcomeConflict,
     ExecutionClaimConflict,
@@ -44,7 +50,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in declaration order (what the OpenAPI document lists; `status` in
     /// `http_error` matches on each, so a new code cannot go unmapped).
-    pub const ALL: [ErrorCode; 23] = {
+    pub const ALL: [ErrorCode; 26] = {
         use ErrorCode::*;
         [
             BadRequest,
@@ -60,6 +66,9 @@ impl ErrorCode {
             AgentIdentityRequired,
             ActionBlocked,
             NotFound,
+            MethodNotAllowed,
+            ReasonRequired,
+            NotCancellable,
             Conflict,
             OutcomeConflict,
             ExecutionClaimConflict,
@@ -151,6 +160,10 @@ impl Error {
 
     pub fn not_found() -> Self {
         Self::new(ErrorCode::NotFound, "Not found")
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(ErrorCode::MethodNotAllowed, "Method not allowed")
     }
 
     pub fn bad_request(error: impl Into<String>) -> Self {

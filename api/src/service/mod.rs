@@ -28,6 +28,7 @@ pub mod orgs;
 pub mod policies;
 pub mod policy_tools;
 pub mod replay;
+pub mod sessions;
 pub mod signals;
 pub mod sweep_effects;
 pub mod tail;

@@ -36,6 +36,12 @@ pub enum ActionCommand {
     /// sweep). Only an action whose outcome is still pending and whose lifecycle is not
     /// closed qualifies; a pending approval is left to expire by its own rule.
     MarkConfirmationLost { now: DateTime<Utc> },
+    /// Decide not to run a running action that nobody has claimed (contract 5.5).
+    Cancel {
+        reason: String,
+        cancelled_by: String,
+        now: DateTime<Utc>,
+    },
 }
 
 /// What an agent declared when recording an action (validated at the edge).

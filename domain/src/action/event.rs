@@ -42,6 +42,12 @@ pub enum ActionEvent {
     ConfirmationLost {
         at: DateTime<Utc>,
     },
+    /// Deliberately not executed.
+    Cancelled {
+        reason: String,
+        cancelled_by: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for ActionEvent {
@@ -55,6 +61,7 @@ impl DomainEvent for ActionEvent {
             Self::OutcomeReported { .. } => "ActionOutcomeReported",
             Self::Updated(_) => "ActionUpdated",
             Self::ConfirmationLost { .. } => "ActionConfirmationLost",
+            Self::Cancelled { .. } => "ActionCancelled",
         }
         .to_owned()
     }

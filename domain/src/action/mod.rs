@@ -79,6 +79,9 @@ pub enum ActionError {
     /// The action is closed, held for approval or already has its outcome: nothing was lost.
     #[error("Action is not awaiting an outcome")]
     NotAwaitingOutcome,
+    /// Only a running action with no outcome and no execution claim can be cancelled: 409.
+    #[error("Action cannot be cancelled: {0}")]
+    NotCancellable(&'static str),
 }
 
 impl Action {
@@ -180,6 +183,28 @@ impl Aggregate for Action {
                     return Err(ActionError::NotAwaitingOutcome);
                 }
                 ActionEvent::ConfirmationLost { at: now }
+            }
+            ActionCommand::Cancel {
+                reason,
+                cancelled_by,
+                now,
+            } => {
+                let seen = self.recorded()?.as_seen_at(now);
+                use ActionError::NotCancellable as No;
+                if seen.status != ActionStatus::Running {
+                    return Err(No("it is not running"));
+                }
+                if seen.outcome_status != OutcomeStatus::Pending {
+                    return Err(No("its outcome is already recorded"));
+                }
+                if seen.execution_claimed_at.is_some() {
+                    return Err(No("its execution was already claimed"));
+                }
+                ActionEvent::Cancelled {
+                    reason: truncate(reason, TEXT_LIMIT),
+                    cancelled_by,
+                    at: now,
+                }
             }
             ActionCommand::Update(update) => {
                 let seen = self.recorded()?.as_seen_at(update.now);

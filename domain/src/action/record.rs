@@ -458,6 +458,13 @@ impl ActionRecord {
                 self.close_source.get_or_insert(CloseSource::Outcome);
                 self.updated_at = at;
             }
+            ActionEvent::Cancelled { reason, at, .. } => {
+                self.status = ActionStatus::Cancelled;
+                self.outcome_summary = Some(format!("Deliberately not executed: {reason}"));
+                self.timestamp_end.get_or_insert(at);
+                self.close_source = Some(CloseSource::Direct);
+                self.updated_at = at;
+            }
         }
     }
 

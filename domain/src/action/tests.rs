@@ -523,3 +523,60 @@ fn statuses_and_outcomes_parse_what_they_print() {
     }
     assert_eq!(OutcomeStatus::parse("done"), None);
 }
+
+fn cancel() -> ActionCommand {
+    ActionCommand::Cancel {
+        reason: "window closed".into(),
+        cancelled_by: "key_admin".into(),
+        now: t0() + Duration::minutes(2),
+    }
+}
+
+#[test]
+fn a_running_unclaimed_action_is_cancelled_once() {
+    let cancelled = ActionEvent::Cancelled {
+        reason: "window closed".into(),
+        cancelled_by: "key_admin".into(),
+        at: t0() + Duration::minutes(2),
+    };
+    Fixture::with(())
+        .given(vec![recorded(Verdict::Allow)])
+        .when(cancel())
+        .then_expect_events(vec![cancelled.clone()]);
+    let r = state(vec![recorded(Verdict::Allow), cancelled.clone()]);
+    assert_eq!(r.status, ActionStatus::Cancelled);
+    assert_eq!(r.close_source, Some(CloseSource::Direct));
+    assert_eq!(
+        r.outcome_summary.as_deref(),
+        Some("Deliberately not executed: window closed")
+    );
+    Fixture::with(())
+        .given(vec![recorded(Verdict::Allow), cancelled])
+        .when(cancel())
+        .then_expect_error(ActionError::NotCancellable("it is not running"));
+}
+
+#[test]
+fn held_claimed_or_finished_actions_are_not_cancellable() {
+    Fixture::with(())
+        .given(vec![recorded(Verdict::RequireApproval)])
+        .when(cancel())
+        .then_expect_error(ActionError::NotCancellable("it is not running"));
+    Fixture::with(())
+        .given(vec![
+            recorded(Verdict::Allow),
+            ActionEvent::ExecutionClaimed {
+                attempt_id: "attempt-000000000001".into(),
+                guard_decision_id: GuardDecisionId::random([2; 8]),
+                at: t0(),
+            },
+        ])
+        .when(cancel())
+        .then_expect_error(ActionError::NotCancellable(
+            "its execution was already claimed",
+        ));
+    Fixture::with(())
+        .given(vec![])
+        .when(cancel())
+        .then_expect_error(ActionError::NotFound);
+}

@@ -11,14 +11,17 @@
 //! the delivery bookkeeping of the outbox, posture snapshots) have their one owner here too.
 //!
 //! One file per table family: [`actions`], [`assumptions`], [`decisions`], [`signals`],
-//! [`analytics`], [`posture`], [`webhooks`], [`keys`].
+//! [`analytics`], [`posture`], [`webhooks`], [`keys`], [`entities`] (the smaller aggregates),
+//! [`sessions`].
 
 pub mod actions;
 pub mod analytics;
 pub mod assumptions;
 pub mod decisions;
+pub mod entities;
 pub mod keys;
 pub mod posture;
+pub mod sessions;
 pub mod signals;
 pub mod webhooks;
 
