@@ -222,6 +222,7 @@ fn guard_decision_events() -> Vec<GuardDecisionEvent> {
             write_paths: vec!["/etc/app.conf".into()],
             client_capabilities: vec!["execution_claims".into()],
             act_hash: Some("cd".repeat(32)),
+            verification: None,
         },
         evaluation: Evaluation {
             decision: Verdict::RequireApproval,

@@ -10,6 +10,7 @@ mod api;
 mod architecture;
 mod bad_input;
 mod bundles;
+mod delegation;
 mod evidence;
 mod exports;
 mod governance;

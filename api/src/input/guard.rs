@@ -72,6 +72,7 @@ pub fn guard_fields(f: &mut Fields<'_>, aliases: bool) -> Option<GuardAsk> {
             write_paths,
             client_capabilities,
             act_hash: act_hash_value,
+            verification: None,
         },
         idempotency_key,
         approval_wait_seconds,

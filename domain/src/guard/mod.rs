@@ -118,6 +118,32 @@ pub struct GuardRequest {
     /// Hash of the evidence `act`, computed by the caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act_hash: Option<String>,
+    /// What the server established of the agent's identity (never read from the body):
+    /// absent when no identity token came with the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// How the agent's identity token checked out (contract 1.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// Signed by a registered key or the configured issuer; `agent_id` is its subject.
+    Verified,
+    /// No token could be checked (none configured, or the issuer was unreachable).
+    Unverified,
+    /// A token that failed its checks (signature, expiry, audience, replayed `jti`).
+    Invalid,
+}
+
+impl Verification {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verified => "verified",
+            Self::Unverified => "unverified",
+            Self::Invalid => "invalid",
+        }
+    }
 }
 
 /// The org's kill switch as the engine needs it.

@@ -20,6 +20,7 @@ pub const KNOWN_POLICY_TYPES: &[&str] = &[
     "agent_allowlist",
     "rate_limit",
     "allow_grant",
+    "delegation_constraint",
 ];
 
 /// The values `rules.action` may take, in the order the validation message lists them.
@@ -185,6 +186,7 @@ pub fn validate_policy(policy_type: &str, rules: &Value) -> Result<(), Vec<Strin
                 );
             }
         }
+        "delegation_constraint" => validate_delegation(rules, &mut errors),
         "rate_limit" => {
             if present(rules, "max_actions").is_some_and(|v| !v.as_f64().is_some_and(|n| n > 0.0)) {
                 errors.push("rate_limit policy requires rules.max_actions > 0".to_owned());
@@ -308,6 +310,62 @@ fn validate_test_recipes(rules: &Map<String, Value>, errors: &mut Vec<String>) {
     }
 }
 
+/// `delegation_constraint` rules: every limit well-formed, and at least one limit.
+fn validate_delegation(rules: &Map<String, Value>, errors: &mut Vec<String>) {
+    if present(rules, "parent").is_some_and(|v| v.as_str().is_none_or(str::is_empty)) {
+        errors.push("delegation_constraint rules.parent must be a non-empty string".to_owned());
+    }
+    for key in [
+        "child_types",
+        "allowed_action_types",
+        "blocked_action_types",
+        "blocked_path_globs",
+    ] {
+        if present(rules, key).is_some() && !all_strings_within(rules, key, 256) {
+            errors.push(format!(
+                "delegation_constraint rules.{key} must be an array of non-empty strings (<=256 chars)"
+            ));
+        }
+    }
+    if present(rules, "max_risk_score")
+        .is_some_and(|v| !v.as_f64().is_some_and(|n| (0.0..=100.0).contains(&n)))
+    {
+        errors.push("delegation_constraint rules.max_risk_score must be 0-100".to_owned());
+    }
+    if present(rules, "max_depth")
+        .is_some_and(|v| !v.as_u64().is_some_and(|n| (1..=8).contains(&n)))
+    {
+        errors.push("delegation_constraint rules.max_depth must be an integer 1-8".to_owned());
+    }
+    if present(rules, "escalate_action")
+        .is_some_and(|v| !matches!(v.as_str(), Some("require_approval" | "block")))
+    {
+        errors.push(
+            "delegation_constraint rules.escalate_action must be require_approval or block"
+                .to_owned(),
+        );
+    }
+    if present(rules, "require_verified_parent").is_some_and(|v| !v.is_boolean()) {
+        errors.push(
+            "delegation_constraint rules.require_verified_parent must be a boolean".to_owned(),
+        );
+    }
+    const LIMITS: &[&str] = &[
+        "max_risk_score",
+        "allowed_action_types",
+        "blocked_action_types",
+        "blocked_path_globs",
+        "max_depth",
+        "require_verified_parent",
+    ];
+    if !LIMITS.iter().any(|k| present(rules, k).is_some()) {
+        errors.push(format!(
+            "delegation_constraint policy requires at least one of rules.{}",
+            LIMITS.join(", rules.")
+        ));
+    }
+}
+
 /// A key that is present and not `null` (`null` means absent, contract §0.4).
 fn present<'a>(rules: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     rules.get(key).filter(|v| !v.is_null())
@@ -415,8 +473,91 @@ pub(crate) fn evaluate_policy(
             ))
         }
         "rate_limit" => rate_limit(rules, request, context),
+        "delegation_constraint" => delegation_constraint(rules, request, final_score),
         _ => None,
     }
+}
+
+/// `delegation_constraint`: caps what a composed subagent (`parent:child[:...]`) may do. It
+/// governs only composed ids whose parent (the first segment) is `rules.parent` (`*`: any) and
+/// whose child type (the second) is in `rules.child_types` (`*`: any); every limit it breaks
+/// is a reason, and the verdict is `rules.escalate_action` (default `require_approval`).
+fn delegation_constraint(
+    rules: &Map<String, Value>,
+    request: &GuardRequest,
+    final_score: u8,
+) -> Option<Outcome> {
+    let agent = request.agent_id.as_deref()?;
+    let segments: Vec<&str> = agent.split(':').collect();
+    let (parent, child) = match segments.as_slice() {
+        [parent, child, ..] if !parent.is_empty() && !child.is_empty() => (*parent, *child),
+        _ => return None,
+    };
+    let wanted_parent = rules.get("parent").and_then(Value::as_str).unwrap_or("*");
+    if wanted_parent != "*" && wanted_parent != parent {
+        return None;
+    }
+    let mut child_types = string_list(rules, "child_types").peekable();
+    if child_types.peek().is_some() && !child_types.any(|t| t == "*" || t == child) {
+        return None;
+    }
+    let action_type = request.action_type.as_str();
+    let mut broken = Vec::new();
+    let depth = segments.len() - 1;
+    if let Some(max) = rules.get("max_depth").and_then(Value::as_u64) {
+        if depth as u64 > max {
+            broken.push(format!("delegation depth {depth} exceeds max_depth {max}"));
+        }
+    }
+    if let Some(ceiling) = rules.get("max_risk_score").and_then(Value::as_f64) {
+        if f64::from(final_score) > ceiling {
+            broken.push(format!(
+                "risk {final_score} exceeds the delegated ceiling {}",
+                number(ceiling)
+            ));
+        }
+    }
+    let mut allowed = string_list(rules, "allowed_action_types").peekable();
+    if allowed.peek().is_some() && !allowed.any(|t| t == action_type) {
+        broken.push(format!("action type \"{action_type}\" is not delegated"));
+    }
+    if string_list(rules, "blocked_action_types").any(|t| t == action_type) {
+        broken.push(format!(
+            "action type \"{action_type}\" is blocked for delegates"
+        ));
+    }
+    let globs: Vec<&str> = string_list(rules, "blocked_path_globs")
+        .filter(|g| !g.is_empty())
+        .collect();
+    if let Some(hit) = request
+        .target
+        .iter()
+        .filter(|t| !t.is_empty())
+        .chain(request.write_paths.iter())
+        .find(|path| globs.iter().any(|g| glob_matches(g, path)))
+    {
+        broken.push(format!("path {hit} is blocked for delegates"));
+    }
+    let verified = request.verification == Some(super::Verification::Verified);
+    if rules
+        .get("require_verified_parent")
+        .and_then(Value::as_bool)
+        == Some(true)
+        && !verified
+    {
+        broken.push("the parent's identity is not verified".to_owned());
+    }
+    if broken.is_empty() {
+        return None;
+    }
+    let escalate = match rules.get("escalate_action").and_then(Value::as_str) {
+        Some("block") => Verdict::Block,
+        _ => Verdict::RequireApproval,
+    };
+    Some(outcome(
+        escalate,
+        format!("{} for {agent}", broken.join("; ")),
+    ))
 }
 
 fn outcome(action: Verdict, reason: String) -> Outcome {

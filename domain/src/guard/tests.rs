@@ -156,9 +156,10 @@ fn guard_request_is_stored_compactly() {
         write_paths: vec!["/srv/x".into()],
         client_capabilities: vec!["execution_claims".into()],
         act_hash: Some("ab".into()),
+        verification: Some(Verification::Verified),
     };
     let json = serde_json::to_value(&full).unwrap();
-    assert_eq!(json.as_object().unwrap().len(), 11);
+    assert_eq!(json.as_object().unwrap().len(), 12);
     assert_eq!(serde_json::from_value::<GuardRequest>(json).unwrap(), full);
 }
 
@@ -1092,6 +1093,7 @@ fn busy_request() -> GuardRequest {
         write_paths: vec!["/srv/prod/app/.env".into()],
         client_capabilities: vec![EXECUTION_CLAIMS.into()],
         act_hash: Some("abc".into()),
+        verification: None,
     }
 }
 
@@ -1159,4 +1161,100 @@ fn verdicts_parse_what_they_print() {
         assert_eq!(Verdict::parse(v.as_str()), Some(v));
     }
     assert_eq!(Verdict::parse("allow_contained"), None);
+}
+
+// ── delegation constraints ────────────────────────────────────────────────────────────────────
+
+fn delegate(agent: &str, action_type: &str, risk: u8) -> GuardRequest {
+    GuardRequest {
+        agent_id: Some(agent.into()),
+        risk_score: Some(risk),
+        ..request(action_type)
+    }
+}
+
+#[test]
+fn delegation_constraints_cap_composed_subagents_only() {
+    let cap = policy(
+        "gp_dc",
+        "Explore cap",
+        "delegation_constraint",
+        json!({"parent": "claude-code", "child_types": ["explore"], "max_risk_score": 40}),
+    );
+    // Within the ceiling, or not a delegate of this parent and type: not governed.
+    assert_allow_clean(&eval(
+        &delegate("claude-code:explore", "read", 30),
+        from_ref(&cap),
+    ));
+    assert_allow_clean(&eval(&delegate("claude-code", "read", 75), from_ref(&cap)));
+    assert_allow_clean(&eval(
+        &delegate("claude-code:build", "read", 75),
+        from_ref(&cap),
+    ));
+    assert_allow_clean(&eval(
+        &delegate("cursor:explore", "read", 75),
+        from_ref(&cap),
+    ));
+    let e = eval(&delegate("claude-code:explore", "read", 75), &[cap]);
+    assert_eq!(
+        e.decision,
+        Verdict::RequireApproval,
+        "the default escalation"
+    );
+    assert_eq!(
+        e.reasons,
+        vec!["Explore cap: risk 75 exceeds the delegated ceiling 40 for claude-code:explore"]
+    );
+    assert_eq!(e.matched_policies, vec!["gp_dc"]);
+    assert!(
+        e.warnings.is_empty(),
+        "enforced, so not inert: {:?}",
+        e.warnings
+    );
+}
+
+#[test]
+fn every_broken_delegation_limit_is_a_reason_and_block_escalates() {
+    let strict = policy(
+        "gp_ds",
+        "Delegates",
+        "delegation_constraint",
+        json!({"allowed_action_types": ["read", "deploy"], "blocked_action_types": ["deploy"],
+               "blocked_path_globs": ["/etc/**"], "max_depth": 1,
+               "require_verified_parent": true, "escalate_action": "block"}),
+    );
+    let mut r = delegate("a:b:c", "deploy", 10);
+    r.target = Some("/etc/passwd".into());
+    let e = eval(&r, from_ref(&strict));
+    assert_eq!(e.decision, Verdict::Block);
+    assert_eq!(
+        e.reasons,
+        vec!["Delegates: delegation depth 2 exceeds max_depth 1; action type \"deploy\" is blocked for delegates; path /etc/passwd is blocked for delegates; the parent's identity is not verified for a:b:c"]
+    );
+    let mut ok = delegate("a:b", "read", 10);
+    ok.verification = Some(Verification::Verified);
+    assert_allow_clean(&eval(&ok, from_ref(&strict)));
+    let e = eval(&delegate("a:b", "write", 10), &[strict]);
+    assert_eq!(
+        e.reasons,
+        vec!["Delegates: action type \"write\" is not delegated; the parent's identity is not verified for a:b"]
+    );
+}
+
+#[test]
+fn delegation_constraints_are_validated_at_write_time() {
+    let errors = |rules: Value| validate_policy("delegation_constraint", &rules).unwrap_err();
+    assert_eq!(
+        errors(json!({})),
+        vec!["delegation_constraint policy requires at least one of rules.max_risk_score, rules.allowed_action_types, rules.blocked_action_types, rules.blocked_path_globs, rules.max_depth, rules.require_verified_parent"]
+    );
+    assert_eq!(
+        errors(json!({"max_risk_score": 140, "max_depth": 9, "escalate_action": "warn"})),
+        vec![
+            "delegation_constraint rules.max_risk_score must be 0-100",
+            "delegation_constraint rules.max_depth must be an integer 1-8",
+            "delegation_constraint rules.escalate_action must be require_approval or block",
+        ]
+    );
+    assert!(validate_policy("delegation_constraint", &json!({"max_risk_score": 40})).is_ok());
 }
