@@ -33,6 +33,7 @@ use crate::service::ErrorCode;
         rest::assumptions::update,
         rest::policies::list, rest::policies::create, rest::policies::update,
         rest::policies::remove, rest::policy_tools::test, rest::policy_tools::simulate,
+        rest::policy_packs::import, rest::policy_packs::proof, rest::policy_packs::packs,
         rest::org::halt, rest::org::set_halt, rest::org::sweeps, rest::org::set_sweeps,
         rest::org::signals, rest::org::scan,
         rest::keys::list, rest::keys::revoke,

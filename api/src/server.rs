@@ -29,6 +29,7 @@ pub fn app(state: AppState) -> Router {
         .merge(rest::assumptions::router())
         .merge(rest::policies::router())
         .merge(rest::policy_tools::router())
+        .merge(rest::policy_packs::router())
         .merge(rest::org::router())
         .merge(rest::keys::router())
         .merge(rest::analytics::router())

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod org;
 pub mod orgs;
 pub mod policies;
+pub mod policy_packs;
 pub mod policy_tools;
 pub mod posture;
 pub mod requests;

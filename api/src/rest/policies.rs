@@ -44,7 +44,7 @@ pub struct PolicyRow {
 }
 
 impl PolicyRow {
-    fn new(org: &OrgId, p: &StoredPolicy) -> Self {
+    pub(crate) fn new(org: &OrgId, p: &StoredPolicy) -> Self {
         let policy = &p.policy;
         Self {
             id: policy.id.clone(),

@@ -108,7 +108,7 @@ fn run_recipe(policy: &Policy, recipe: &Value, index: usize, now: DateTime<Utc>)
     }
 }
 
-fn recipes(rules: &Value, body_tests: Option<&Value>) -> Vec<Value> {
+pub(crate) fn recipes(rules: &Value, body_tests: Option<&Value>) -> Vec<Value> {
     body_tests
         .or_else(|| rules.get("tests"))
         .and_then(Value::as_array)
@@ -180,7 +180,11 @@ fn test_recipe(body: &Map<String, Value>, now: DateTime<Utc>) -> Result<PolicyTe
     })
 }
 
-fn run_recipes(policy: &Policy, recipes: &[Value], now: DateTime<Utc>) -> Vec<RecipeResult> {
+pub(crate) fn run_recipes(
+    policy: &Policy,
+    recipes: &[Value],
+    now: DateTime<Utc>,
+) -> Vec<RecipeResult> {
     recipes
         .iter()
         .enumerate()

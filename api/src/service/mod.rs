@@ -26,6 +26,7 @@ pub mod org;
 pub mod org_view;
 pub mod orgs;
 pub mod policies;
+pub mod policy_packs;
 pub mod policy_tools;
 pub mod replay;
 pub mod sessions;

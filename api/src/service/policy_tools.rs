@@ -137,3 +137,68 @@ impl Service {
         Ok(report)
     }
 }
+
+/// What one active policy did to the traffic recorded since it last changed.
+#[derive(Debug)]
+pub struct PolicyTraffic {
+    pub policy: dashclaw_domain::policy_set::StoredPolicy,
+    /// Requests recorded since the policy last changed (its rules as they are now).
+    pub replayed: usize,
+    /// The policy alone, per verdict: allow, warn, require_approval, block.
+    pub counts: [usize; 4],
+    /// Requests it fired on whose recorded verdict was at least as strict.
+    pub enforced: usize,
+    /// Requests it fired on whose recorded verdict was milder (a grant downgraded them).
+    pub overridden: usize,
+}
+
+impl Service {
+    /// Replays the requests recorded in the last `days` (1-90) through each of the caller's
+    /// org's active policies alone, and compares with what was recorded. Writes nothing.
+    pub async fn policy_traffic(
+        &self,
+        caller: &Caller,
+        days: i64,
+    ) -> Result<Vec<PolicyTraffic>, Error> {
+        let days = days.clamp(*SIMULATION_DAYS.start(), *SIMULATION_DAYS.end());
+        let since = self.clock().now() - chrono::Duration::days(days);
+        let policies: Vec<_> = self
+            .policies(caller, None)
+            .await?
+            .into_iter()
+            .filter(|p| p.policy.active)
+            .collect();
+        let records = self
+            .recorded_requests(&caller.org, since, SIMULATION_SAMPLE)
+            .await?;
+        Ok(policies
+            .into_iter()
+            .map(|stored| {
+                let mut t = PolicyTraffic {
+                    policy: stored,
+                    replayed: 0,
+                    counts: [0; 4],
+                    enforced: 0,
+                    overridden: 0,
+                };
+                let policy = &t.policy.policy;
+                for record in records.iter().filter(|r| {
+                    r.evaluated_at >= t.policy.updated_at
+                        && policy.applies_to(r.request.agent_id.as_deref())
+                }) {
+                    let (verdict, _) = decide_alone(policy, &record.request, record.evaluated_at);
+                    t.replayed += 1;
+                    t.counts[verdict as usize] += 1;
+                    if verdict != Verdict::Allow {
+                        if record.evaluation.decision >= verdict {
+                            t.enforced += 1;
+                        } else {
+                            t.overridden += 1;
+                        }
+                    }
+                }
+                t
+            })
+            .collect())
+    }
+}

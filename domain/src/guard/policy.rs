@@ -100,6 +100,86 @@ impl Policy {
         })
     }
 
+    /// What this policy guarantees of every decision it governs, in one sentence (the proof
+    /// report states it, and the report's recipes and replay test it).
+    pub fn guarantee(&self) -> String {
+        let empty = Map::new();
+        let rules = self.rules.as_object().unwrap_or(&empty);
+        let list = |key: &str| string_list(rules, key).collect::<Vec<_>>().join(", ");
+        let verb = |default: Verdict| match rule_action(rules, default) {
+            Verdict::Allow => "allowed",
+            Verdict::Warn => "recorded with a warning",
+            Verdict::RequireApproval => "held for approval",
+            Verdict::Block => "blocked",
+        };
+        let prefix = rules
+            .get("target_prefix")
+            .and_then(Value::as_str)
+            .map(|p| format!(" aimed under {p}"))
+            .unwrap_or_default();
+        let what = match self.policy_type.as_str() {
+            "risk_threshold" => format!(
+                "Every request with a final risk score of {} or more is {}",
+                number(rules.get("threshold").and_then(Value::as_f64).unwrap_or(DEFAULT_RISK_THRESHOLD)),
+                verb(Verdict::Block)
+            ),
+            "require_approval" => format!(
+                "Every request of action type {}{prefix} is held for approval",
+                list("action_types")
+            ),
+            "block_action_type" => format!(
+                "Every request of action type {}{prefix} is blocked",
+                list("action_types")
+            ),
+            "warn_action_type" => format!(
+                "Every request of action type {}{prefix} is recorded with a warning",
+                list("action_types")
+            ),
+            "protected_path" => format!(
+                "Every request whose target or write paths match {} is {}",
+                list("paths"),
+                verb(Verdict::RequireApproval)
+            ),
+            "agent_allowlist" => format!(
+                "Every request of an action type other than {} is {}",
+                list("allowed_action_types"),
+                verb(Verdict::Warn)
+            ),
+            "rate_limit" => format!(
+                "An agent's guard requests from the {}th within {} minutes on are {}",
+                number(rules.get("max_actions").and_then(Value::as_f64).unwrap_or(DEFAULT_RATE_LIMIT_MAX)),
+                rules
+                    .get("window_minutes")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(DEFAULT_RATE_LIMIT_WINDOW_MINUTES),
+                verb(Verdict::Warn)
+            ),
+            "allow_grant" => format!(
+                "Held or warned requests of action type {}{prefix} are allowed until {}, unless a policy made them ungrantable",
+                rules.get("action_type").and_then(Value::as_str).unwrap_or("?"),
+                rules.get("expires_at").and_then(Value::as_str).unwrap_or("it is revoked")
+            ),
+            "delegation_constraint" => format!(
+                "Every subagent of {} that breaks its delegated limits is {}",
+                rules.get("parent").and_then(Value::as_str).unwrap_or("*"),
+                match rules.get("escalate_action").and_then(Value::as_str) {
+                    Some("block") => "blocked",
+                    _ => "held for approval",
+                }
+            ),
+            other => format!("Nothing: the policy type \"{other}\" is not enforced"),
+        };
+        match self.agent_ids.as_deref().filter(|ids| !ids.is_empty()) {
+            Some(ids) => format!("{what} (agents {} and their subagents)", ids.join(", ")),
+            None => what,
+        }
+    }
+
+    /// Whether the guard enforces this policy's type.
+    pub fn is_enforced(&self) -> bool {
+        is_known_type(&self.policy_type)
+    }
+
     /// [`validate_policy`] for this policy's type and rules.
     pub fn validate(&self) -> Result<(), PolicyError> {
         validate_policy(&self.policy_type, &self.rules).map_err(PolicyError::from)
