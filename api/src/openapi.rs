@@ -47,6 +47,8 @@ use crate::service::ErrorCode;
         rest::orgs::list, rest::orgs::create, rest::orgs::read, rest::orgs::update, rest::orgs::keys,
         rest::sessions::create, rest::sessions::read, rest::sessions::update,
         rest::sessions::list, rest::sessions::events,
+        rest::plans::submit, rest::plans::read, rest::plans::list, rest::plans::resolve,
+        rest::plans::attest,
         graphql::http::graphiql, graphql::http::execute, graphql::subscribe,
     ),
     components(schemas(ErrorEnvelope)),

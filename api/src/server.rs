@@ -42,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         .merge(rest::activity::router())
         .merge(rest::orgs::router())
         .merge(rest::sessions::router())
+        .merge(rest::plans::router())
         .fallback(|| async { service::Error::not_found() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

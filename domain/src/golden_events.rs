@@ -39,10 +39,11 @@ use crate::guard::{
 };
 use crate::guard_decision::{
     CounterAnswer, DecisionPurpose, GuardDecision, GuardDecisionEvent, GuardDecisionRecord,
-    RecordedContext, RecordedGrant, RecordedHalt,
+    RecordedContext, RecordedGrant, RecordedHalt, RecordedPlanStep,
 };
-use crate::ids::{ActionId, ApiKeyId, AssumptionId, GuardDecisionId, SessionId, WebhookId};
+use crate::ids::{ActionId, ApiKeyId, AssumptionId, GuardDecisionId, PlanId, SessionId, WebhookId};
 use crate::org_settings::{HaltState, OrgProfile, OrgSettings, OrgSettingsEvent, SweepOverrides};
+use crate::plan::{GrantStatus, Plan, PlanEvent, PlanRecord, PlanStatus, PlanStep, StepPreview};
 use crate::policy_set::{PolicySet, PolicySetEvent, StoredPolicy};
 use crate::session::{Session, SessionChanges, SessionEvent, SessionStatus};
 use crate::webhook::{Webhook, WebhookEvent, WebhookRecord};
@@ -278,12 +279,26 @@ fn guard_decision_events() -> Vec<GuardDecisionEvent> {
                 action_id: action_id().to_string(),
                 approved_by: "key_admin".into(),
             }),
+            plan_step: None,
         }),
         ..record.clone()
     };
+    // Version 3: a plan step named the request.
+    let mut with_plan = with_context.clone();
+    if let Some(c) = with_plan.context.as_mut() {
+        c.operator_grant = None;
+        c.plan_step = Some(RecordedPlanStep {
+            plan_id: "pa_0011223344556677".into(),
+            step_id: "ps_0011223344556677_1".into(),
+            seq: 1,
+            approved: true,
+            reviewed_by: "key_admin".into(),
+        });
+    }
     let events = vec![
         GuardDecisionEvent::Recorded(Box::new(record)),
         GuardDecisionEvent::Recorded(Box::new(with_context)),
+        GuardDecisionEvent::Recorded(Box::new(with_plan)),
     ];
     for e in &events {
         match e {
@@ -483,6 +498,73 @@ fn session_events() -> Vec<SessionEvent> {
     events
 }
 
+fn plan_events() -> Vec<PlanEvent> {
+    let plan_id = PlanId::parse("pa_0011223344556677").expect("a valid plan id");
+    let record = PlanRecord {
+        plan_id: plan_id.clone(),
+        agent_id: "claude-code".into(),
+        declared_goal: "release 2.1".into(),
+        status: PlanStatus::Pending,
+        ttl_minutes: 60,
+        expires_at: at("2026-12-03T11:00:00Z"),
+        reviewed_by: None,
+        reviewed_at: None,
+        created_by: "key_agent".into(),
+        created_at: at("2026-12-03T10:00:00Z"),
+        updated_at: at("2026-12-03T10:00:00Z"),
+        steps: vec![PlanStep {
+            step_id: plan_id.step_id(1),
+            seq: 1,
+            action_type: "deploy".into(),
+            step_goal: "deploy to staging".into(),
+            act: Some(json!({"kind": "shell", "command": "make deploy"})),
+            act_content_hash: Some("ab".repeat(32)),
+            preview: StepPreview {
+                decision: Verdict::RequireApproval,
+                risk_score: 60,
+                reasons: vec!["Hold: Action type \"deploy\" requires approval".into()],
+            },
+            grant_status: GrantStatus::Pending,
+            grant_used_at: None,
+            matched_action_id: None,
+        }],
+    };
+    let events = vec![
+        PlanEvent::Submitted(Box::new(record)),
+        PlanEvent::Reviewed {
+            status: PlanStatus::Approved,
+            grants: [(plan_id.step_id(1), GrantStatus::Approved)]
+                .into_iter()
+                .collect(),
+            reviewed_by: "key_admin".into(),
+            at: at("2026-12-03T10:05:00Z"),
+            expires_at: at("2026-12-03T11:05:00Z"),
+        },
+        PlanEvent::GrantUsed {
+            step_id: plan_id.step_id(1),
+            action_id: ActionId::parse("act_0f1e2d3c-4b5a-4697-8877-665544332211").expect("an id"),
+            at: at("2026-12-03T10:10:00Z"),
+        },
+        PlanEvent::Revoked {
+            revoked_by: "key_admin".into(),
+            at: at("2026-12-03T10:20:00Z"),
+        },
+        PlanEvent::Expired {
+            at: at("2026-12-03T11:05:00Z"),
+        },
+    ];
+    for e in &events {
+        match e {
+            PlanEvent::Submitted(_)
+            | PlanEvent::Reviewed { .. }
+            | PlanEvent::GrantUsed { .. }
+            | PlanEvent::Revoked { .. }
+            | PlanEvent::Expired { .. } => {}
+        }
+    }
+    events
+}
+
 /// Every aggregate's examples. A new aggregate goes here (`every_event_enum_has_examples`
 /// finds the ones that do not).
 fn all() -> Vec<Examples> {
@@ -495,6 +577,7 @@ fn all() -> Vec<Examples> {
         examples::<ApiKey>(api_key_events()),
         examples::<Webhook>(webhook_events()),
         examples::<Session>(session_events()),
+        examples::<Plan>(plan_events()),
     ]
 }
 

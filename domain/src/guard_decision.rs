@@ -64,6 +64,31 @@ pub struct RecordedContext {
     /// The operator approval that covered an execution claim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_grant: Option<RecordedGrant>,
+    /// The reviewed plan step that named the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_step: Option<RecordedPlanStep>,
+}
+
+/// A plan step as [`crate::guard::PlanStepGrant`] gave it to the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedPlanStep {
+    pub plan_id: String,
+    pub step_id: String,
+    pub seq: u32,
+    pub approved: bool,
+    pub reviewed_by: String,
+}
+
+impl RecordedPlanStep {
+    pub fn as_grant(&self) -> crate::guard::PlanStepGrant<'_> {
+        crate::guard::PlanStepGrant {
+            plan_id: &self.plan_id,
+            step_id: &self.step_id,
+            seq: self.seq,
+            approved: self.approved,
+            reviewed_by: &self.reviewed_by,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +213,7 @@ pub fn replay(record: &GuardDecisionRecord, policies: &[Policy]) -> Replay {
             halt,
             counter: &RecordedCounts(&context.counts),
             operator_grant: grant,
+            plan_step: context.plan_step.as_ref().map(RecordedPlanStep::as_grant),
             now: record.evaluated_at,
         },
     );
@@ -264,10 +290,16 @@ impl DomainEvent for GuardDecisionEvent {
     }
 
     /// 1: without the recorded context; 2: with it (an added member, so a version-1 reader
-    /// that ignores unknown members still reads it, and version 1 decodes as no context).
+    /// that ignores unknown members still reads it, and version 1 decodes as no context);
+    /// 3: with a plan step in the context (a version-2 reader would replay it without).
     fn event_version(&self) -> String {
         let Self::Recorded(record) = self;
-        if record.context.is_some() { "2" } else { "1" }.to_owned()
+        match &record.context {
+            None => "1",
+            Some(c) if c.plan_step.is_some() => "3",
+            Some(_) => "2",
+        }
+        .to_owned()
     }
 }
 
@@ -333,6 +365,7 @@ mod tests {
                 halt: None,
                 counter: &NoHistory,
                 operator_grant: None,
+                plan_step: None,
                 now,
             },
         );
@@ -374,6 +407,7 @@ mod tests {
                 halt: None,
                 counter: &NoHistory,
                 operator_grant: None,
+                plan_step: None,
                 now: r.evaluated_at,
             },
         );
@@ -421,6 +455,7 @@ mod tests {
                 halt: None,
                 counter: &counter,
                 operator_grant: None,
+                plan_step: None,
                 now,
             },
         );

@@ -117,6 +117,13 @@ string_id!(
     64
 );
 
+string_id!(
+    /// A preflight plan: `pa_<16 hex>`.
+    PlanId,
+    "plan_id",
+    64
+);
+
 impl ActionId {
     pub fn random(bytes: [u8; 16]) -> Self {
         Self(format!("act_{}", uuid(bytes, 4)))
@@ -179,6 +186,18 @@ impl WebhookId {
 impl SessionId {
     pub fn random(bytes: [u8; 6]) -> Self {
         Self(format!("sess_{}", hex::encode(bytes)))
+    }
+}
+
+impl PlanId {
+    pub fn random(bytes: [u8; 8]) -> Self {
+        Self(format!("pa_{}", hex::encode(bytes)))
+    }
+
+    /// The id of the plan's step `seq` (1-based): `ps_<plan hex>_<seq>`.
+    pub fn step_id(&self, seq: u32) -> String {
+        let hex = self.0.strip_prefix("pa_").unwrap_or(&self.0);
+        format!("ps_{hex}_{seq}")
     }
 }
 

@@ -14,6 +14,7 @@ pub mod guard;
 pub mod guard_decision;
 pub mod ids;
 pub mod org_settings;
+pub mod plan;
 pub mod policy_set;
 pub mod posture;
 pub mod pricing;

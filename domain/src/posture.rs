@@ -96,6 +96,7 @@ pub fn assess(samples: &[Sample<'_>], policies: &[Policy], now: DateTime<Utc>) -
         halt: None,
         counter: &NoHistory,
         operator_grant: None,
+        plan_step: None,
         now,
     };
     let mut units: Vec<Unit> = by_type

@@ -11,6 +11,7 @@ use cqrs_es::Aggregate;
 use dashclaw_domain::action::{Action, ActionRecord};
 use dashclaw_domain::api_key::{ApiKey, ApiKeyRecord};
 use dashclaw_domain::assumption::{Assumption, AssumptionRecord};
+use dashclaw_domain::plan::Plan;
 use dashclaw_domain::session::Session;
 use dashclaw_domain::OrgId;
 use futures_util::future::BoxFuture;
@@ -40,7 +41,13 @@ struct Batch {
 }
 
 /// The aggregate types this projection folds: its own and [`entities::TYPES`].
-const TYPES: &[&str] = &[Action::TYPE, Assumption::TYPE, ApiKey::TYPE, Session::TYPE];
+const TYPES: &[&str] = &[
+    Action::TYPE,
+    Assumption::TYPE,
+    ApiKey::TYPE,
+    Session::TYPE,
+    Plan::TYPE,
+];
 
 impl Fold for Governance {
     fn name(&self) -> &'static str {

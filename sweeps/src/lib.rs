@@ -12,6 +12,9 @@
 //! - `posture_snapshots`: every org with a ledger gets its posture snapshot of the day, taken
 //!   again once the latest is older than the posture interval (`GET /api/posture` only reads).
 //!
+//! - `plan_expiry`: preflight plans past their `expires_at` (the review deadline, or the end
+//!   of their grants) are recorded `expired`.
+//!
 //! (Work-order lease timeouts join when work orders exist.)
 
 pub mod decide;
@@ -75,17 +78,20 @@ pub trait Effects: Send + Sync + 'static {
     /// Computes the org's posture now and keeps it as its snapshot of the day (replacing an
     /// earlier one of that day).
     fn record_posture<'a>(&'a self, org: &'a OrgId) -> BoxFuture<'a, Result<bool, SweepError>>;
+    /// Records the expiry of the org's plans past their `expires_at`; how many.
+    fn expire_plans<'a>(&'a self, org: &'a OrgId) -> BoxFuture<'a, Result<usize, SweepError>>;
 }
 
 /// The clock the sweeps read (the server's, which tests can advance).
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// Names of the sweeps (also their leader locks).
-pub const SWEEPS: [&str; 4] = [
+pub const SWEEPS: [&str; 5] = [
     "lost_confirmation",
     "approval_expiry",
     "checkpoints",
     "posture_snapshots",
+    "plan_expiry",
 ];
 
 /// The sweeps of one node.
@@ -141,6 +147,7 @@ impl Sweeps {
             "approval_expiry" => self.expired_approvals().await,
             "checkpoints" => self.checkpoints().await,
             "posture_snapshots" => self.posture_snapshots().await,
+            "plan_expiry" => self.expired_plans().await,
             other => Err(SweepError(format!("no sweep named {other}"))),
         }
     }
@@ -239,5 +246,15 @@ impl Sweeps {
             }
         }
         Ok(recorded)
+    }
+
+    /// Records the expiry of every org's overdue plans.
+    pub async fn expired_plans(&self) -> Result<usize, SweepError> {
+        let orgs = dashclaw_store::chain::heads(&self.pool).await?;
+        let mut expired = 0;
+        for (org, _) in orgs {
+            expired += self.effects.expire_plans(&org).await?;
+        }
+        Ok(expired)
     }
 }

@@ -22,6 +22,7 @@ mod openapi;
 mod operator;
 mod orgs;
 mod parity;
+mod plans;
 mod policy_packs;
 mod projections;
 mod read_models;

@@ -15,6 +15,7 @@ pub mod jwks;
 pub mod keys;
 pub mod org;
 pub mod orgs;
+pub mod plans;
 pub mod policies;
 pub mod policy_packs;
 pub mod policy_tools;

@@ -364,6 +364,23 @@ impl Service {
             now,
         };
         let decision = self.decide(caller, ask).await?;
+        // A plan step's grant cleared the hold: it is used now, once.
+        let plan_grant = decision
+            .context
+            .as_ref()
+            .and_then(|c| c.plan_step.as_ref())
+            .filter(|_| {
+                decision
+                    .evaluation
+                    .matched_policies
+                    .iter()
+                    .any(|m| m == dashclaw_domain::guard::MATCHED_PLAN_GRANT)
+            });
+        if let Some(step) = plan_grant {
+            self.use_plan_grant(caller, step, &record.action_id)
+                .await
+                .map_err(|e| conflict().with("reason", e.error))?;
+        }
         command.reevaluation = decision.evaluation.decision;
         command.guard_decision_id = decision.decision_id.clone();
         command.now = now;

@@ -10,7 +10,7 @@ use dashclaw_domain::guard::{
 };
 use dashclaw_domain::guard_decision::{
     DecisionPurpose, GuardDecision, GuardDecisionCommand, GuardDecisionRecord, RecordedContext,
-    RecordedGrant, RecordedHalt, RecordingCounter,
+    RecordedGrant, RecordedHalt, RecordedPlanStep, RecordingCounter,
 };
 use dashclaw_domain::ids::{ActionId, GuardDecisionId};
 use dashclaw_events::CanonicalJson;
@@ -210,6 +210,9 @@ impl Service {
                     .await?;
             }
         }
+        let plan_step = self
+            .plan_step_for(&caller.org, &ask.request, ask.now)
+            .await?;
         // In a block: the counter is not `Send`, and must be gone before the next await.
         let (evaluation, context) = {
             let counter = counters.for_org(&caller.org);
@@ -225,6 +228,7 @@ impl Service {
                     halt,
                     counter: &counter,
                     operator_grant: ask.grant,
+                    plan_step: plan_step.as_ref().map(RecordedPlanStep::as_grant),
                     now: ask.now,
                 },
             );
@@ -239,6 +243,7 @@ impl Service {
                     action_id: g.action_id.to_owned(),
                     approved_by: g.approved_by.to_owned(),
                 }),
+                plan_step,
             };
             (evaluation, context)
         };

@@ -25,6 +25,7 @@ pub mod limits;
 pub mod org;
 pub mod org_view;
 pub mod orgs;
+pub mod plans;
 pub mod policies;
 pub mod policy_packs;
 pub mod policy_tools;

@@ -18,7 +18,7 @@ const SIMULATION_MATCHES: usize = 50;
 pub const SIMULATION_DAYS: std::ops::RangeInclusive<i64> = 1..=90;
 
 /// Recipes and simulations see no rate history.
-struct NoHistory;
+pub(crate) struct NoHistory;
 
 impl DecisionCounter for NoHistory {
     fn decisions_since(&self, _: &str, _: DateTime<Utc>) -> u32 {
@@ -39,6 +39,7 @@ pub fn decide_alone(
             halt: None,
             counter: &NoHistory,
             operator_grant: None,
+            plan_step: None,
             now,
         },
     );

@@ -97,6 +97,15 @@ impl Effects for LedgerEffects {
         })
     }
 
+    fn expire_plans<'a>(&'a self, org: &'a OrgId) -> BoxFuture<'a, Result<usize, SweepError>> {
+        Box::pin(async move {
+            self.service
+                .expire_plans(org)
+                .await
+                .map_err(|e| SweepError(e.error))
+        })
+    }
+
     fn record_posture<'a>(&'a self, org: &'a OrgId) -> BoxFuture<'a, Result<bool, SweepError>> {
         Box::pin(async move {
             self.service

@@ -37,6 +37,10 @@ pub const ENGINE_VERSION: &str = concat!("dashclaw-guard/", env!("CARGO_PKG_VERS
 pub const MATCHED_ORG_HALT: &str = "builtin:org_halt";
 /// `matched_policies` marker of the operator-approval downgrade.
 pub const MATCHED_OPERATOR_APPROVAL: &str = "builtin:operator_approval";
+/// `matched_policies` marker of an approved plan step covering the request.
+pub const MATCHED_PLAN_GRANT: &str = "builtin:plan_grant";
+/// `matched_policies` marker of a denied plan step forcing a block.
+pub const MATCHED_PLAN_DENY: &str = "builtin:plan_deny";
 /// The client capability that makes an operator's approval usable (run_governed sends it).
 pub const EXECUTION_CLAIMS: &str = "execution_claims";
 
@@ -162,6 +166,18 @@ pub struct OperatorGrant<'a> {
     pub approved_by: &'a str,
 }
 
+/// A reviewed plan step that names this request (same agent, action type and act hash, its
+/// plan in force, an approved step's grant unused). The caller finds it; the engine applies
+/// it: a denied step blocks, an approved one downgrades a hold or a warning to allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanStepGrant<'a> {
+    pub plan_id: &'a str,
+    pub step_id: &'a str,
+    pub seq: u32,
+    pub approved: bool,
+    pub reviewed_by: &'a str,
+}
+
 /// Counts this agent's earlier guard decisions (for rate_limit policies). Implemented by the
 /// caller from memory; `since` is inclusive.
 pub trait DecisionCounter {
@@ -176,6 +192,7 @@ pub struct GuardContext<'a> {
     pub halt: Option<Halt<'a>>,
     pub counter: &'a dyn DecisionCounter,
     pub operator_grant: Option<OperatorGrant<'a>>,
+    pub plan_step: Option<PlanStepGrant<'a>>,
     pub now: DateTime<Utc>,
 }
 
@@ -235,6 +252,7 @@ pub fn evaluate(request: &GuardRequest, context: &GuardContext<'_>) -> Evaluatio
     }
 
     apply_allow_grants(&applicable, request, context, score, &mut acc);
+    apply_plan_step(context, &mut acc);
     apply_operator_grant(request, context, &mut acc);
     acc.finish(risk_breakdown)
 }
@@ -317,6 +335,32 @@ fn apply_operator_grant(
     ));
     acc.matched_policies
         .push(MATCHED_OPERATOR_APPROVAL.to_owned());
+    acc.downgrade_to_allow();
+}
+
+/// Plan post-pass: an operator reviewed this exact act in a plan. Denied, it blocks whatever
+/// the policies said; approved, it clears a hold or a warning (never a block).
+fn apply_plan_step(context: &GuardContext<'_>, acc: &mut Accumulator<'_>) {
+    let Some(step) = context.plan_step else {
+        return;
+    };
+    if !step.approved {
+        acc.raise(Verdict::Block);
+        acc.reasons.push(format!(
+            "Plan {} step {} was denied at review by {}",
+            step.plan_id, step.seq, step.reviewed_by
+        ));
+        acc.matched_policies.push(MATCHED_PLAN_DENY.to_owned());
+        return;
+    }
+    if !matches!(acc.decision, Verdict::Warn | Verdict::RequireApproval) {
+        return;
+    }
+    acc.warnings.push(format!(
+        "Covered by plan {} step {} (approved by {}, act-bound) — {} downgraded to allow",
+        step.plan_id, step.seq, step.reviewed_by, acc.decision
+    ));
+    acc.matched_policies.push(MATCHED_PLAN_GRANT.to_owned());
     acc.downgrade_to_allow();
 }
 

@@ -63,6 +63,7 @@ fn eval_with(request: &GuardRequest, policies: &[Policy], counter: &FakeCounter)
             halt: None,
             counter,
             operator_grant: None,
+            plan_step: None,
             now: now(),
         },
     )
@@ -594,6 +595,7 @@ fn org_halt_blocks_everything_without_consulting_policies() {
             action_id: "act_1",
             approved_by: "boss",
         }),
+        plan_step: None,
         now: now(),
     };
     let e = evaluate(&r, &context);
@@ -943,6 +945,7 @@ fn eval_with_operator(request: &GuardRequest, policies: &[Policy]) -> Evaluation
                 action_id: "act_7d5c",
                 approved_by: "alice@example.com",
             }),
+            plan_step: None,
             now: now(),
         },
     )
@@ -1257,4 +1260,59 @@ fn delegation_constraints_are_validated_at_write_time() {
         ]
     );
     assert!(validate_policy("delegation_constraint", &json!({"max_risk_score": 40})).is_ok());
+}
+
+// ── plan steps ────────────────────────────────────────────────────────────────────────────────
+
+fn eval_with_plan(request: &GuardRequest, policies: &[Policy], approved: bool) -> Evaluation {
+    let counter = FakeCounter::default();
+    evaluate(
+        request,
+        &GuardContext {
+            policies,
+            halt: None,
+            counter: &counter,
+            operator_grant: None,
+            plan_step: Some(PlanStepGrant {
+                plan_id: "pa_1",
+                step_id: "ps_1_2",
+                seq: 2,
+                approved,
+                reviewed_by: "key_admin",
+            }),
+            now: now(),
+        },
+    )
+}
+
+#[test]
+fn an_approved_plan_step_clears_a_hold_but_not_a_block() {
+    let e = eval_with_plan(&request("deploy"), &[hold()], true);
+    assert_eq!(e.decision, Verdict::Allow);
+    assert_eq!(e.matched_policies.last().unwrap(), MATCHED_PLAN_GRANT);
+    assert!(
+        e.warnings[0].starts_with("Covered by plan pa_1 step 2 (approved by key_admin, act-bound)"),
+        "{:?}",
+        e.warnings
+    );
+    let block = policy(
+        "gp_b",
+        "No",
+        "block_action_type",
+        json!({"action_types": ["deploy"]}),
+    );
+    let e = eval_with_plan(&request("deploy"), &[block], true);
+    assert_eq!(e.decision, Verdict::Block);
+    assert!(!e.matched_policies.iter().any(|m| m == MATCHED_PLAN_GRANT));
+}
+
+#[test]
+fn a_denied_plan_step_blocks_whatever_the_policies_say() {
+    let e = eval_with_plan(&request("deploy"), &[], false);
+    assert_eq!(e.decision, Verdict::Block);
+    assert_eq!(
+        e.reasons,
+        vec!["Plan pa_1 step 2 was denied at review by key_admin"]
+    );
+    assert_eq!(e.matched_policies, vec![MATCHED_PLAN_DENY]);
 }

@@ -57,3 +57,43 @@ pub async fn page<A: Aggregate>(
         .map(|(id, doc)| decode(org, &id, doc))
         .collect()
 }
+
+/// The ids of the plans of `agent` in `org` that may still be in force (pending, approved,
+/// partially approved or denied as last folded: the caller reads their current state).
+pub async fn plans_in_force_of(
+    pool: &PgPool,
+    org: &OrgId,
+    agent: &str,
+) -> Result<Vec<String>, ProjectionError> {
+    Ok(sqlx::query_scalar(
+        "SELECT entity_id FROM entity_records
+          WHERE org_id = $1 AND aggregate_type = 'Plan' AND doc #>> '{record,agent_id}' = $2
+            AND doc #>> '{record,status}' IN ('pending', 'approved', 'partially_approved', 'denied')",
+    )
+    .bind(org.as_str())
+    .bind(agent)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The plans of `org` with one of `statuses` (as stored) whose `expires_at` has passed
+/// `now`, at most `limit` (the plan-expiry sweep's work).
+pub async fn overdue_plans(
+    pool: &PgPool,
+    org: &OrgId,
+    now: chrono::DateTime<chrono::Utc>,
+    limit: i64,
+) -> Result<Vec<String>, ProjectionError> {
+    Ok(sqlx::query_scalar(
+        "SELECT entity_id FROM entity_records
+          WHERE org_id = $1 AND aggregate_type = 'Plan'
+            AND doc #>> '{record,status}' IN ('pending', 'approved', 'partially_approved', 'denied')
+            AND (doc #>> '{record,expires_at}')::timestamptz <= $2
+          LIMIT $3",
+    )
+    .bind(org.as_str())
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
