@@ -43,6 +43,7 @@ pub fn app(state: AppState) -> Router {
         .merge(rest::orgs::router())
         .merge(rest::sessions::router())
         .merge(rest::plans::router())
+        .merge(rest::identities::router())
         .fallback(|| async { service::Error::not_found() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -41,6 +41,9 @@ use crate::guard_decision::{
     CounterAnswer, DecisionPurpose, GuardDecision, GuardDecisionEvent, GuardDecisionRecord,
     RecordedContext, RecordedGrant, RecordedHalt, RecordedPlanStep,
 };
+use crate::identity::{
+    AgentIdentity, IdentityEvent, Pairing, PairingEvent, PairingRecord, PairingStatus,
+};
 use crate::ids::{ActionId, ApiKeyId, AssumptionId, GuardDecisionId, PlanId, SessionId, WebhookId};
 use crate::org_settings::{HaltState, OrgProfile, OrgSettings, OrgSettingsEvent, SweepOverrides};
 use crate::plan::{GrantStatus, Plan, PlanEvent, PlanRecord, PlanStatus, PlanStep, StepPreview};
@@ -565,6 +568,51 @@ fn plan_events() -> Vec<PlanEvent> {
     events
 }
 
+fn identity_events() -> Vec<IdentityEvent> {
+    let events = vec![IdentityEvent::KeyRegistered {
+        agent_id: "claude-code".into(),
+        public_key: "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n".into(),
+        algorithm: "Ed25519".into(),
+        registered_by: "key_admin".into(),
+        via: "pairing:pair_0011223344556677".into(),
+        at: at("2026-12-03T10:00:00Z"),
+    }];
+    for e in &events {
+        match e {
+            IdentityEvent::KeyRegistered { .. } => {}
+        }
+    }
+    events
+}
+
+fn pairing_events() -> Vec<PairingEvent> {
+    let events = vec![
+        PairingEvent::Requested(Box::new(PairingRecord {
+            pairing_id: "pair_0011223344556677".into(),
+            agent_id: "claude-code".into(),
+            agent_name: Some("Claude Code".into()),
+            public_key: "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n".into(),
+            algorithm: "Ed25519".into(),
+            status: PairingStatus::Pending,
+            requested_by: "key_agent".into(),
+            created_at: at("2026-12-03T09:58:00Z"),
+            expires_at: at("2026-12-03T10:13:00Z"),
+            approved_by: None,
+            approved_at: None,
+        })),
+        PairingEvent::Approved {
+            approved_by: "key_admin".into(),
+            at: at("2026-12-03T10:00:00Z"),
+        },
+    ];
+    for e in &events {
+        match e {
+            PairingEvent::Requested(_) | PairingEvent::Approved { .. } => {}
+        }
+    }
+    events
+}
+
 /// Every aggregate's examples. A new aggregate goes here (`every_event_enum_has_examples`
 /// finds the ones that do not).
 fn all() -> Vec<Examples> {
@@ -578,6 +626,8 @@ fn all() -> Vec<Examples> {
         examples::<Webhook>(webhook_events()),
         examples::<Session>(session_events()),
         examples::<Plan>(plan_events()),
+        examples::<AgentIdentity>(identity_events()),
+        examples::<Pairing>(pairing_events()),
     ]
 }
 

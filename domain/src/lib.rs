@@ -12,6 +12,7 @@ pub mod assumption;
 mod golden_events;
 pub mod guard;
 pub mod guard_decision;
+pub mod identity;
 pub mod ids;
 pub mod org_settings;
 pub mod plan;

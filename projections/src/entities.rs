@@ -1,4 +1,4 @@
-//! Entity records: the read model of the smaller aggregates (sessions, plans), one generic
+//! Entity records: the read model of the smaller aggregates (sessions, plans, pairings, agent identities), one generic
 //! row per entity in `entity_records`, folded by the `governance` projection.
 //!
 //! A row's `doc` is the aggregate itself, serialized: a window decodes it, applies the
@@ -7,6 +7,7 @@
 //! in [`apply`].
 
 use cqrs_es::Aggregate;
+use dashclaw_domain::identity::{AgentIdentity, Pairing};
 use dashclaw_domain::plan::Plan;
 use dashclaw_domain::session::Session;
 use dashclaw_domain::OrgId;
@@ -17,7 +18,12 @@ use serde_json::Value;
 use crate::tracker::{Event, ProjectionError};
 
 /// The aggregate types kept in `entity_records`.
-pub const TYPES: &[&str] = &[Session::TYPE, Plan::TYPE];
+pub const TYPES: &[&str] = &[
+    Session::TYPE,
+    Plan::TYPE,
+    Pairing::TYPE,
+    AgentIdentity::TYPE,
+];
 
 /// Applies `event` to the document `doc` (absent: a new entity) of its aggregate type.
 pub(crate) fn apply(
@@ -28,6 +34,8 @@ pub(crate) fn apply(
     match event.aggregate_type {
         Session::TYPE => apply_as::<Session>(org, doc, event),
         Plan::TYPE => apply_as::<Plan>(org, doc, event),
+        Pairing::TYPE => apply_as::<Pairing>(org, doc, event),
+        AgentIdentity::TYPE => apply_as::<AgentIdentity>(org, doc, event),
         other => Err(ProjectionError::Undecodable {
             org: org.to_string(),
             ledger_seq: event.ledger_seq as u64,

@@ -11,6 +11,7 @@ use cqrs_es::Aggregate;
 use dashclaw_domain::action::{Action, ActionRecord};
 use dashclaw_domain::api_key::{ApiKey, ApiKeyRecord};
 use dashclaw_domain::assumption::{Assumption, AssumptionRecord};
+use dashclaw_domain::identity::{AgentIdentity, Pairing};
 use dashclaw_domain::plan::Plan;
 use dashclaw_domain::session::Session;
 use dashclaw_domain::OrgId;
@@ -47,6 +48,8 @@ const TYPES: &[&str] = &[
     ApiKey::TYPE,
     Session::TYPE,
     Plan::TYPE,
+    Pairing::TYPE,
+    AgentIdentity::TYPE,
 ];
 
 impl Fold for Governance {

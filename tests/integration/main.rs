@@ -16,6 +16,7 @@ mod exports;
 mod governance;
 mod graphql;
 mod hardening;
+mod identities;
 mod ledger;
 mod nodes;
 mod openapi;

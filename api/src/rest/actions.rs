@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/actions/stats", get(stats))
         .route("/api/actions/costs", get(costs))
         .route("/api/actions/{id}/cancel", post(cancel))
+        .route("/api/actions/{id}/containment", post(containment))
         .route("/api/actions/{id}", get(read).patch(patch))
         .route(
             "/api/actions/{id}/outcome",
@@ -126,7 +127,13 @@ pub(crate) struct ListQuery {
     limit: Option<String>,
     #[param(value_type = Option<i64>)]
     offset: Option<String>,
+    /// contained, awaiting_promotion, promoted or discarded. No action of this server is ever
+    /// contained (it never negotiates `allow_contained`), so any of them lists nothing.
+    containment_status: Option<String>,
 }
+
+/// The containment statuses a list may ask for.
+const CONTAINMENT_STATUSES: &[&str] = &["contained", "awaiting_promotion", "promoted", "discarded"];
 
 const OUTCOME_STATUSES: &[&str] = &[
     "pending",
@@ -179,11 +186,25 @@ pub(crate) async fn list(
 ) -> Result<Json<ActionList>, Error> {
     let limit = clamp_param(q.limit.as_deref(), 50, 1, 200, "limit")?;
     let offset = clamp_param(q.offset.as_deref(), 0, 0, i64::MAX, "offset")?;
+    check_enum(
+        &q.containment_status,
+        "containment_status",
+        CONTAINMENT_STATUSES,
+    )?;
+    let contained = q.containment_status.is_some();
     let filter = filter_of(q)?;
-    let (records, stats) = state
-        .service
-        .actions(&caller, filter, Page { limit, offset })
-        .await?;
+    let page = if contained {
+        Page {
+            limit: 0,
+            offset: 0,
+        }
+    } else {
+        Page { limit, offset }
+    };
+    let (records, mut stats) = state.service.actions(&caller, filter, page).await?;
+    if contained {
+        stats = Default::default();
+    }
     Ok(Json(ActionList {
         actions: records
             .iter()
@@ -351,6 +372,45 @@ pub(crate) async fn cancel(
     Ok(Json(CancelledAction {
         action: ActionRow::new(&caller.org, &cancelled),
     }))
+}
+
+/// `POST /api/actions/:id/containment`.
+#[derive(ToSchema)]
+#[schema(example = json!({"verdict": "promote"}))]
+pub struct ContainmentBody {
+    /// promote or discard.
+    pub verdict: String,
+}
+
+/// An operator's verdict on a contained action (admin). This server never negotiates
+/// `allow_contained`, so no action is ever awaiting promotion: a valid verdict on an action of
+/// the org is refused with 409 and says why.
+#[utoipa::path(post, path = "/api/actions/{id}/containment", tag = "actions",
+    params(("id" = String, Path)), request_body = ContainmentBody,
+    responses((status = 409, description = "Not awaiting promotion (no action is ever contained)")))]
+pub(crate) async fn containment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Body(body): Body,
+) -> Result<Json<CancelledAction>, Error> {
+    caller.require_admin("Admin access required")?;
+    let body = object(&body)?;
+    let mut f = crate::input::fields::Fields::new(&body);
+    let verdict = f.one_of("verdict", &["promote", "discard"]);
+    f.finish()?;
+    if verdict.is_none() {
+        return Err(Error::validation(vec![
+            "verdict must be one of: promote, discard".into(),
+        ]));
+    }
+    let record = state.service.load_action(&caller, &id).await?;
+    Err(Error::new(
+        crate::service::ErrorCode::Conflict,
+        "Action is not awaiting promotion: this server never negotiates allow_contained, so no action is contained",
+    )
+    .with("reason", "CONTAINMENT_NOT_AWAITING_PROMOTION")
+    .with("current_status", record.status.as_str()))
 }
 
 // ---- GET /api/actions/:id ----------------------------------------------------------------

@@ -10,6 +10,7 @@ pub mod compliance;
 pub mod evidence;
 pub mod guard;
 pub mod health;
+pub mod identities;
 pub mod integrity;
 pub mod jwks;
 pub mod keys;

@@ -17,6 +17,7 @@ pub mod error;
 pub mod evidence;
 pub mod guard;
 pub mod http_client;
+pub mod identities;
 pub mod insight;
 pub mod integrity;
 pub mod keys;
