@@ -200,7 +200,17 @@ impl Service {
             )
             .await
             .map_err(refused)?;
+        self.fold_plans(&caller.org).await;
         plan.record.ok_or_else(not_found)
+    }
+
+    /// Folds the org's read models up to now, so that the guard (which finds plans through
+    /// them) knows of a plan once its submission or review has been answered. The write is
+    /// already committed: a failure here only delays that, and is logged.
+    async fn fold_plans(&self, org: &OrgId) {
+        if let Err(e) = self.projections().catch_up(org).await {
+            tracing::warn!(org = %org, error = %e, "plan read model not caught up");
+        }
     }
 
     /// A plan of the caller's org, as of now.
@@ -285,6 +295,7 @@ impl Service {
             .execute::<Plan>(&caller.org, current.plan_id.as_str(), command, &actor)
             .await
             .map_err(refused)?;
+        self.fold_plans(&caller.org).await;
         Ok(as_seen_at(plan.record.ok_or_else(not_found)?, now))
     }
 

@@ -16,6 +16,7 @@ use dashclaw_domain::assumption::{Assumption, AssumptionEvent};
 use dashclaw_domain::guard_decision::GuardDecisionRecord;
 use dashclaw_domain::guard_decision::{GuardDecision, GuardDecisionEvent};
 use dashclaw_domain::org_settings::OrgSettings;
+use dashclaw_domain::plan::{Plan, PlanEvent, PlanStatus};
 use dashclaw_domain::policy_set::PolicySet;
 use dashclaw_domain::webhook::Webhook;
 use dashclaw_domain::OrgId;
@@ -63,6 +64,16 @@ pub enum Change {
         assumption_id: Option<String>,
         reason: String,
         at: DateTime<Utc>,
+    },
+    /// A plan was submitted, reviewed, revoked, expired or had a step's grant used: what a
+    /// waiting agent or an operator's inbox listens for.
+    PlanChanged {
+        plan_id: String,
+        /// The live event's name: `plan.submitted`, `plan.reviewed`, `plan.revoked`,
+        /// `plan.expired` or `plan.grant_used`.
+        name: &'static str,
+        /// The plan's status after the change (`None` for a grant use, which changes none).
+        status: Option<&'static str>,
     },
 }
 
@@ -513,6 +524,25 @@ async fn render(pool: &PgPool, org: &OrgId, row: &Row) -> Result<Option<LiveEven
             },
             _ => return Ok(None),
         },
+        Plan::TYPE => {
+            let Ok(e) = serde_json::from_str::<PlanEvent>(payload) else {
+                return Ok(None);
+            };
+            let (name, status) = match e {
+                PlanEvent::Submitted(_) => ("plan.submitted", Some(PlanStatus::Pending)),
+                PlanEvent::Reviewed { status, .. } => ("plan.reviewed", Some(status)),
+                PlanEvent::Revoked { .. } => ("plan.revoked", Some(PlanStatus::Revoked)),
+                PlanEvent::Expired { .. } => ("plan.expired", Some(PlanStatus::Expired)),
+                PlanEvent::GrantUsed { .. } => ("plan.grant_used", None),
+            };
+            Change::PlanChanged {
+                plan_id: aggregate_id
+                    .split_once('/')
+                    .map_or_else(|| aggregate_id.clone(), |(_, id)| id.to_owned()),
+                name,
+                status: status.map(PlanStatus::as_str),
+            }
+        }
         _ => return Ok(None),
     };
     Ok(Some(LiveEvent {

@@ -85,7 +85,27 @@ pub fn live_event(event: &LiveEvent) -> (&'static str, Value) {
                 detected_at: ts(*at),
             }),
         ),
+        Change::PlanChanged {
+            plan_id,
+            name,
+            status,
+        } => (
+            name,
+            to_json(&PlanChangedData {
+                org_id: org.to_string(),
+                plan_id: plan_id.clone(),
+                status: *status,
+            }),
+        ),
     }
+}
+
+/// The data of a `plan.*` live event.
+#[derive(Serialize)]
+struct PlanChangedData {
+    org_id: String,
+    plan_id: String,
+    status: Option<&'static str>,
 }
 
 /// The fields an error's subject adds to the error envelope.
