@@ -44,7 +44,9 @@ use crate::guard_decision::{
 use crate::identity::{
     AgentIdentity, IdentityEvent, Pairing, PairingEvent, PairingRecord, PairingStatus,
 };
-use crate::ids::{ActionId, ApiKeyId, AssumptionId, GuardDecisionId, PlanId, SessionId, WebhookId};
+use crate::ids::{
+    ActionId, ApiKeyId, AssumptionId, GuardDecisionId, PairingId, PlanId, SessionId, WebhookId,
+};
 use crate::org_settings::{HaltState, OrgProfile, OrgSettings, OrgSettingsEvent, SweepOverrides};
 use crate::plan::{GrantStatus, Plan, PlanEvent, PlanRecord, PlanStatus, PlanStep, StepPreview};
 use crate::policy_set::{PolicySet, PolicySetEvent, StoredPolicy};
@@ -588,7 +590,7 @@ fn identity_events() -> Vec<IdentityEvent> {
 fn pairing_events() -> Vec<PairingEvent> {
     let events = vec![
         PairingEvent::Requested(Box::new(PairingRecord {
-            pairing_id: "pair_0011223344556677".into(),
+            pairing_id: PairingId::parse("pair_0011223344556677").expect("a valid pairing id"),
             agent_id: "claude-code".into(),
             agent_name: Some("Claude Code".into()),
             public_key: "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n".into(),

@@ -7,6 +7,8 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::PairingId;
+
 /// How long a pairing request waits for an admin.
 pub const PAIRING_TTL: Duration = Duration::minutes(15);
 
@@ -168,8 +170,7 @@ impl PairingStatus {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairingRecord {
-    /// `pair_<16 hex>`.
-    pub pairing_id: String,
+    pub pairing_id: PairingId,
     pub agent_id: String,
     pub agent_name: Option<String>,
     pub public_key: String,
@@ -296,7 +297,7 @@ mod tests {
 
     fn requested() -> PairingEvent {
         PairingEvent::Requested(Box::new(PairingRecord {
-            pairing_id: "pair_00".into(),
+            pairing_id: PairingId::parse("pair_00").unwrap(),
             agent_id: "a".into(),
             agent_name: None,
             public_key: "PEM".into(),

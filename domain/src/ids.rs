@@ -124,6 +124,13 @@ string_id!(
     64
 );
 
+string_id!(
+    /// An agent's pairing request: `pair_<16 hex>`.
+    PairingId,
+    "pairing_id",
+    64
+);
+
 impl ActionId {
     pub fn random(bytes: [u8; 16]) -> Self {
         Self(format!("act_{}", uuid(bytes, 4)))
@@ -186,6 +193,12 @@ impl WebhookId {
 impl SessionId {
     pub fn random(bytes: [u8; 6]) -> Self {
         Self(format!("sess_{}", hex::encode(bytes)))
+    }
+}
+
+impl PairingId {
+    pub fn random(bytes: [u8; 8]) -> Self {
+        Self(format!("pair_{}", hex::encode(bytes)))
     }
 }
 

@@ -285,14 +285,10 @@ impl Aggregate for Plan {
         _: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), PlanError> {
-        let record = match (&command, &self.record) {
+        let event = match (command, &self.record) {
             (PlanCommand::Submit(_), Some(_)) => return Err(PlanError::AlreadyExists),
-            (PlanCommand::Submit(_), None) => None,
+            (PlanCommand::Submit(record), None) => PlanEvent::Submitted(record),
             (_, None) => return Err(PlanError::NotFound),
-            (_, Some(r)) => Some(r),
-        };
-        let event = match (command, record) {
-            (PlanCommand::Submit(record), _) => PlanEvent::Submitted(record),
             (
                 PlanCommand::Review {
                     review,
@@ -390,7 +386,6 @@ impl Aggregate for Plan {
                     at: now,
                 }
             }
-            (_, None) => return Err(PlanError::NotFound),
         };
         sink.write(event, self).await;
         Ok(())

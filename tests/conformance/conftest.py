@@ -3,7 +3,9 @@ throwaway PostgreSQL that tests/run started, keys minted with `dashclaw keys cre
 `dashclaw verify` of the whole ledger after the suite (every step must be in the chain) and a
 `dashclaw replay-decision` of every decision it recorded (each must replay identically)."""
 
+import contextlib
 import json
+import threading
 import os
 import subprocess
 import time
@@ -58,6 +60,30 @@ class Server:
             time.sleep(0.01)
 
 
+def later(fn):
+    """Runs `fn` on another thread; `.join()` returns its result or raises its error."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as error:  # noqa: BLE001 - re-raised in join
+            box["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    class Handle:
+        def join(self):
+            thread.join(60)
+            assert not thread.is_alive(), "background step did not finish"
+            if "error" in box:
+                raise box["error"]
+            return box.get("value")
+
+    return Handle()
+
+
 def _run(args, env):
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{args}: {result.stderr}"
@@ -105,12 +131,13 @@ def server():
     print(replayed.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="session")
-def second_node(server):
-    """A second `dashclaw serve` on the same database (another node of the same deployment)."""
+@contextlib.contextmanager
+def another_node(server, env):
+    """Another `dashclaw serve` on the same database (another node of the same deployment),
+    started with `env`."""
     process = subprocess.Popen(
         [os.environ["DASHCLAW_BIN"], "serve", "--bind", "127.0.0.1:0"],
-        env=server.env,
+        env=env,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -118,10 +145,17 @@ def second_node(server):
     assert "listening on http://" in line, line
     address = line.split("http://", 1)[1].split()[0]
     try:
-        yield Server(f"http://{address}", server.agent_key, server.admin_key, server.env)
+        yield Server(f"http://{address}", server.agent_key, server.admin_key, env)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def second_node(server):
+    """A second `dashclaw serve` on the same database."""
+    with another_node(server, server.env) as node:
+        yield node
 
 
 @pytest.fixture

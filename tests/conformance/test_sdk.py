@@ -1,41 +1,17 @@
 """The official DashClaw Python SDK (dashclaw==5.33.9), unchanged, against a real dashclaw
 server: the whole governance loop, plus the refusals that make it safe."""
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import later
 from dashclaw import (
     ApprovalDeniedError,
     DashClawError,
     ExecutionClaimError,
     GuardBlockedError,
 )
-
-
-def later(fn):
-    """Runs `fn` on another thread; `.join()` returns its result or raises its error."""
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as error:  # noqa: BLE001 - re-raised in join
-            box["error"] = error
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    class Handle:
-        def join(self):
-            thread.join(60)
-            assert not thread.is_alive(), "background step did not finish"
-            if "error" in box:
-                raise box["error"]
-            return box.get("value")
-
-    return Handle()
 
 
 # ---- guard ---------------------------------------------------------------------------------

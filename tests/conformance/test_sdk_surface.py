@@ -4,14 +4,12 @@ public method is left uncalled."""
 
 import base64
 import http.server
-import os
-import subprocess
 import threading
 import uuid
 import warnings
 
 import pytest
-from conftest import BOOTSTRAP_KEY, Server
+from conftest import BOOTSTRAP_KEY, another_node, later
 from dashclaw import DashClaw, DashClawError
 
 CALLED = set()
@@ -27,28 +25,6 @@ class Recorded:
         if not name.startswith("_"):
             CALLED.add(name)
         return getattr(self._client, name)
-
-
-def later(fn):
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as error:  # noqa: BLE001 - re-raised in join
-            box["error"] = error
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    def join():
-        thread.join(60)
-        assert not thread.is_alive(), "background step did not finish"
-        if "error" in box:
-            raise box["error"]
-        return box.get("value")
-
-    return join
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -69,20 +45,10 @@ def loopback_hooks(server):
     receiver = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     env = dict(server.env, DASHCLAW_WEBHOOKS_ALLOW_PRIVATE="true")
-    process = subprocess.Popen(
-        [os.environ["DASHCLAW_BIN"], "serve", "--bind", "127.0.0.1:0"],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = process.stdout.readline()
-    assert "listening on http://" in line, line
-    address = line.split("http://", 1)[1].split()[0]
     try:
-        yield Server(f"http://{address}", server.agent_key, server.admin_key, env), receiver
+        with another_node(server, env) as node:
+            yield node, receiver
     finally:
-        process.terminate()
-        process.wait(timeout=30)
         receiver.shutdown()
 
 
@@ -157,7 +123,7 @@ def test_every_public_method_of_the_sdk_works(server, loopback_hooks, agent_id, 
     waiting = later(lambda: agent.wait_for_approval(held_id, timeout=30, interval=0.2))
     server.wait_for_subscribers(0)
     assert admin.approve_action(held_id, "allow", "looks fine")["action"]["status"] == "running"
-    assert waiting()["action"]["status"] == "running"
+    assert waiting.join()["action"]["status"] == "running"
 
     # -- governed execution, claims, one-shot outcomes --------------------------------------
     assert agent.run_governed(ACT, {"action_type": "build", "declared_goal": "build it"}, lambda: 42) == 42
@@ -254,7 +220,7 @@ def test_every_public_method_of_the_sdk_works(server, loopback_hooks, agent_id, 
     assert agent.get_pairing(pairing["id"])["pairing"]["agent_id"] == agent_id
     approve = later(lambda: server.call("POST", f"/api/pairings/{pairing['id']}/approve", {}))
     assert agent.wait_for_pairing(pairing["id"], timeout=30, interval=0.2)["status"] == "approved"
-    assert approve()[0] == 200
+    assert approve.join()[0] == 200
     from_jwk = agent.create_pairing_from_private_jwk(jwk)["pairing"]
     assert from_jwk["public_key"].strip() == pem.strip()
     other = f"{agent_id}-worker"

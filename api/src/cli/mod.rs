@@ -131,17 +131,8 @@ enum Command {
     VerifyBundle {
         /// The bundle (the body of `POST /api/artifacts/evidence-bundle`).
         file: PathBuf,
-        /// The published key set (a saved `/.well-known/jwks.json`); without it, the key set
-        /// is fetched from --base-url.
-        #[arg(long, value_name = "FILE")]
-        jwks: Option<PathBuf>,
-        /// The server whose published keys to use when --jwks is not given.
-        #[arg(
-            long,
-            env = "DASHCLAW_BASE_URL",
-            default_value = "http://127.0.0.1:3000"
-        )]
-        base_url: String,
+        #[command(flatten)]
+        keys: KeySetArgs,
     },
     /// Export an org's events (all, or those recorded in [--from, --to)) for auditors: OUT/events.jsonl
     /// (one exact entry per line) and OUT/manifest.json (signed: counts, range, a covering tree
@@ -170,17 +161,8 @@ enum Command {
     VerifyExport {
         /// The directory `dashclaw export` wrote.
         dir: PathBuf,
-        /// The published key set (a saved `/.well-known/jwks.json`); without it, the key set
-        /// is fetched from --base-url.
-        #[arg(long, value_name = "FILE")]
-        jwks: Option<PathBuf>,
-        /// The server whose published keys to use when --jwks is not given.
-        #[arg(
-            long,
-            env = "DASHCLAW_BASE_URL",
-            default_value = "http://127.0.0.1:3000"
-        )]
-        base_url: String,
+        #[command(flatten)]
+        keys: KeySetArgs,
     },
     /// Measure ledger append and verify throughput against a raw INSERT baseline (creates and
     /// drops a scratch database on the DATABASE_URL server). See BENCHMARKS.md.
@@ -270,6 +252,31 @@ struct DbArgs {
     /// Where `dashclaw up` keeps its private PostgreSQL cluster.
     #[arg(long, env = "DASHCLAW_DATA_DIR", default_value = ".dashclaw")]
     data_dir: PathBuf,
+}
+
+/// Where an offline verifier takes the published keys from.
+#[derive(Args)]
+struct KeySetArgs {
+    /// The published key set (a saved `/.well-known/jwks.json`); without it, the key set is
+    /// fetched from --base-url.
+    #[arg(long, value_name = "FILE")]
+    jwks: Option<PathBuf>,
+    /// The server whose published keys to use when --jwks is not given.
+    #[arg(
+        long,
+        env = "DASHCLAW_BASE_URL",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    base_url: String,
+}
+
+impl KeySetArgs {
+    fn source(self) -> evidence::KeySource {
+        match self.jwks {
+            Some(path) => evidence::KeySource::File(path),
+            None => evidence::KeySource::Server(self.base_url),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -467,16 +474,8 @@ async fn run(command: Command) -> Result<ExitCode> {
             database.close().await?;
             return code;
         }
-        Command::VerifyBundle {
-            file,
-            jwks,
-            base_url,
-        } => {
-            let keys = match jwks {
-                Some(path) => evidence::KeySource::File(path),
-                None => evidence::KeySource::Server(base_url),
-            };
-            return evidence::verify_bundle(&file, &keys).await;
+        Command::VerifyBundle { file, keys } => {
+            return evidence::verify_bundle(&file, &keys.source()).await;
         }
         Command::Export {
             db,
@@ -497,16 +496,8 @@ async fn run(command: Command) -> Result<ExitCode> {
             database.close().await?;
             return code;
         }
-        Command::VerifyExport {
-            dir,
-            jwks,
-            base_url,
-        } => {
-            let keys = match jwks {
-                Some(path) => evidence::KeySource::File(path),
-                None => evidence::KeySource::Server(base_url),
-            };
-            return evidence::verify_export(&dir, &keys).await;
+        Command::VerifyExport { dir, keys } => {
+            return evidence::verify_export(&dir, &keys.source()).await;
         }
         Command::Bench(args) => crate::bench::run(args).await?,
         Command::Approvals { client, json } => return approvals(client, json).await,

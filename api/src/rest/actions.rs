@@ -193,18 +193,13 @@ pub(crate) async fn list(
     )?;
     let contained = q.containment_status.is_some();
     let filter = filter_of(q)?;
-    let page = if contained {
-        Page {
-            limit: 0,
-            offset: 0,
-        }
+    // No action of this server is ever contained: nothing to look up.
+    let (records, stats) = if contained {
+        (Vec::new(), Default::default())
     } else {
-        Page { limit, offset }
+        let page = Page { limit, offset };
+        state.service.actions(&caller, filter, page).await?
     };
-    let (records, mut stats) = state.service.actions(&caller, filter, page).await?;
-    if contained {
-        stats = Default::default();
-    }
     Ok(Json(ActionList {
         actions: records
             .iter()

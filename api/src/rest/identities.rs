@@ -46,8 +46,8 @@ pub struct PairingRow {
 impl From<&PairingRecord> for PairingRow {
     fn from(p: &PairingRecord) -> Self {
         Self {
-            id: p.pairing_id.clone(),
-            pairing_id: p.pairing_id.clone(),
+            id: p.pairing_id.to_string(),
+            pairing_id: p.pairing_id.to_string(),
             agent_id: p.agent_id.clone(),
             agent_name: p.agent_name.clone(),
             public_key: p.public_key.clone(),

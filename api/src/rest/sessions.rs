@@ -268,8 +268,7 @@ pub(crate) async fn events(
     caller: Caller,
     Id(id): Id,
 ) -> Result<Json<SessionEvents>, Error> {
-    let view = state.service.session(&caller, &id).await?;
-    let r = &view.record;
+    let r = state.service.load_session(&caller, &id).await?;
     Ok(Json(SessionEvents {
         events: r
             .history

@@ -9,6 +9,7 @@ use dashclaw_domain::identity::{
     identity_entity, AgentIdentity, IdentityCommand, IdentityError, IdentityRecord, Pairing,
     PairingCommand, PairingError, PairingRecord, PairingStatus, ALGORITHMS, PAIRING_TTL,
 };
+use dashclaw_domain::ids::PairingId;
 use dashclaw_projections::read::{entities, Page};
 use serde_json::json;
 
@@ -69,7 +70,7 @@ impl Service {
             return Err(Error::validation(problems));
         }
         let now = self.clock().now();
-        let id = format!("pair_{}", hex::encode(random::<8>()?));
+        let id = PairingId::random(random()?);
         let record = PairingRecord {
             pairing_id: id.clone(),
             agent_id: key.agent_id.clone(),
@@ -88,7 +89,7 @@ impl Service {
             .aggregates()
             .create::<Pairing>(
                 &caller.org,
-                &id,
+                id.as_str(),
                 PairingCommand::Request(Box::new(record)),
                 &actor,
             )
@@ -102,10 +103,10 @@ impl Service {
 
     /// A pairing of the caller's org, its status as of now.
     pub async fn pairing(&self, caller: &Caller, id: &str) -> Result<PairingRecord, Error> {
-        if !id.starts_with("pair_") || id.contains('/') || id.len() > 64 {
+        let Ok(id) = PairingId::parse(id) else {
             return Err(pairing_not_found());
-        }
-        let p: Pairing = self.aggregates().load(&caller.org, id).await?;
+        };
+        let p: Pairing = self.aggregates().load(&caller.org, id.as_str()).await?;
         let mut record = p.record.ok_or_else(pairing_not_found)?;
         record.status = record.status_at(self.clock().now());
         Ok(record)
@@ -123,7 +124,7 @@ impl Service {
         };
         let pairing = self
             .aggregates()
-            .execute::<Pairing>(&caller.org, id, command, &actor)
+            .execute::<Pairing>(&caller.org, current.pairing_id.as_str(), command, &actor)
             .await
             .map_err(|e| match e {
                 CommandError::Rejected(PairingError::Expired) => {
@@ -143,7 +144,7 @@ impl Service {
             public_key: record.public_key.clone(),
             algorithm: record.algorithm.clone(),
         };
-        self.register_key(caller, key, format!("pairing:{id}"))
+        self.register_key(caller, key, format!("pairing:{}", record.pairing_id))
             .await?;
         Ok(record)
     }

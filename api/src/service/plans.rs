@@ -414,8 +414,9 @@ impl Service {
     }
 
     /// Records the expiry of `org`'s plans past their `expires_at` (the plan sweep); how many.
+    /// The read model only says where to look (the ledger tail keeps it folded; a plan it has
+    /// not folded yet waits for the next run); each plan's aggregate decides.
     pub async fn expire_plans(&self, org: &OrgId) -> Result<usize, Error> {
-        self.projections().catch_up(org).await?;
         let now = self.clock().now();
         let overdue = entities::overdue_plans(self.pool(), org, now, 500).await?;
         let actor = Actor::of("system:plan-expiry", None);

@@ -85,13 +85,16 @@ impl Service {
     /// A session of the caller's org, with its activity.
     pub async fn session(&self, caller: &Caller, id: &str) -> Result<SessionView, Error> {
         let record = self.load_session(caller, id).await?;
+        self.projections().catch_up(&caller.org).await?;
         self.with_activity(caller, vec![record])
             .await?
             .pop()
             .ok_or_else(not_found)
     }
 
-    async fn load_session(&self, caller: &Caller, id: &str) -> Result<SessionRecord, Error> {
+    /// A session of the caller's org as its events leave it (its history included), without
+    /// the activity of its actions.
+    pub async fn load_session(&self, caller: &Caller, id: &str) -> Result<SessionRecord, Error> {
         let Ok(id) = SessionId::parse(id) else {
             return Err(not_found());
         };
@@ -122,6 +125,7 @@ impl Service {
             .await
             .map_err(refused)?;
         let record = session.record.ok_or_else(not_found)?;
+        self.projections().catch_up(&caller.org).await?;
         self.with_activity(caller, vec![record])
             .await?
             .pop()
@@ -154,12 +158,12 @@ impl Service {
         self.with_activity(caller, records).await
     }
 
+    /// The sessions with their activity, from read models the caller has caught up.
     async fn with_activity(
         &self,
         caller: &Caller,
         records: Vec<SessionRecord>,
     ) -> Result<Vec<SessionView>, Error> {
-        self.projections().catch_up(&caller.org).await?;
         let refs: Vec<&SessionRecord> = records.iter().collect();
         let mut activity = sessions::activity(self.pool(), &caller.org, &refs).await?;
         Ok(records

@@ -933,7 +933,13 @@ fn ungrantable_verdicts_survive_allow_grants() {
 
 // ── operator grant ────────────────────────────────────────────────────────────────────────────
 
-fn eval_with_operator(request: &GuardRequest, policies: &[Policy]) -> Evaluation {
+/// Evaluates with an operator's approval or a plan step in the context (no halt, no history).
+fn eval_granted(
+    request: &GuardRequest,
+    policies: &[Policy],
+    operator_grant: Option<OperatorGrant<'_>>,
+    plan_step: Option<PlanStepGrant<'_>>,
+) -> Evaluation {
     let counter = FakeCounter::default();
     evaluate(
         request,
@@ -941,14 +947,19 @@ fn eval_with_operator(request: &GuardRequest, policies: &[Policy]) -> Evaluation
             policies,
             halt: None,
             counter: &counter,
-            operator_grant: Some(OperatorGrant {
-                action_id: "act_7d5c",
-                approved_by: "alice@example.com",
-            }),
-            plan_step: None,
+            operator_grant,
+            plan_step,
             now: now(),
         },
     )
+}
+
+fn eval_with_operator(request: &GuardRequest, policies: &[Policy]) -> Evaluation {
+    let grant = OperatorGrant {
+        action_id: "act_7d5c",
+        approved_by: "alice@example.com",
+    };
+    eval_granted(request, policies, Some(grant), None)
 }
 
 #[test]
@@ -1265,24 +1276,14 @@ fn delegation_constraints_are_validated_at_write_time() {
 // ── plan steps ────────────────────────────────────────────────────────────────────────────────
 
 fn eval_with_plan(request: &GuardRequest, policies: &[Policy], approved: bool) -> Evaluation {
-    let counter = FakeCounter::default();
-    evaluate(
-        request,
-        &GuardContext {
-            policies,
-            halt: None,
-            counter: &counter,
-            operator_grant: None,
-            plan_step: Some(PlanStepGrant {
-                plan_id: "pa_1",
-                step_id: "ps_1_2",
-                seq: 2,
-                approved,
-                reviewed_by: "key_admin",
-            }),
-            now: now(),
-        },
-    )
+    let step = PlanStepGrant {
+        plan_id: "pa_1",
+        step_id: "ps_1_2",
+        seq: 2,
+        approved,
+        reviewed_by: "key_admin",
+    };
+    eval_granted(request, policies, None, Some(step))
 }
 
 #[test]
